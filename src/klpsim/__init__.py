@@ -1,0 +1,1 @@
+"""klpsim: an executable model of Linux kernel livepatching."""
