@@ -1,0 +1,1 @@
+"""Modules klpsim can load: models of the kselftest modules and TOML definitions."""

@@ -1,0 +1,1 @@
+"""Scenario scripts: the selftests' helper verbs plus a few shell commands."""

@@ -1,0 +1,2 @@
+from klpsim.cli import main
+raise SystemExit(main())

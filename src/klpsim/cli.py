@@ -1,0 +1,82 @@
+"""The ``klpsim`` command line."""
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_run(args) -> int:
+    from klpsim.livepatch.profiles import all_profiles
+    from klpsim.livepatch.system import boot
+    from klpsim.scenario.parser import ScriptError, parse_script
+    from klpsim.scenario.runner import ModuleResolver, Runner
+
+    profiles = all_profiles()
+    if args.kernel not in profiles:
+        print(f"klpsim: unknown kernel profile '{args.kernel}' (see 'klpsim kernels')",
+              file=sys.stderr)
+        return 2
+    path = Path(args.script)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        print(f"klpsim: {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"klpsim: {path}: not a text file", file=sys.stderr)
+        return 2
+    for d in args.modules:
+        if not Path(d).is_dir():
+            print(f"klpsim: --modules {d}: not a directory", file=sys.stderr)
+            return 2
+    try:
+        commands = parse_script(text, str(path))
+        system = boot(args.kernel)
+        resolver = ModuleResolver(system.profile, [Path(d) for d in args.modules], path.parent)
+        runner = Runner(system, resolver, str(path), transcript=not args.dmesg,
+                        color=sys.stdout.isatty())
+        status = runner.run(commands)
+    except ScriptError as e:
+        print(f"klpsim: {e}", file=sys.stderr)
+        return 2
+    if args.dmesg:
+        sys.stdout.write("".join(line + "\n" for line in system.kernel.log.dmesg(notime=True)))
+    return 1 if status else 0
+
+
+def _cmd_kernels(args) -> int:
+    from klpsim.livepatch.profiles import DEFAULT_PROFILE, all_profiles
+
+    for name, profile in all_profiles().items():
+        mark = " (default)" if name == DEFAULT_PROFILE else ""
+        print(f"{name:16} {profile.summary}{mark}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="klpsim", description="An executable model of Linux "
+                                "kernel livepatching.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario script on a simulated kernel")
+    run.add_argument("--kernel", default="replace-set", metavar="PROFILE",
+                     help="kernel profile (default: replace-set; see 'klpsim kernels')")
+    run.add_argument("--modules", action="append", default=[], metavar="DIR",
+                     help="directory of module definitions (MOD.toml); may be repeated")
+    run.add_argument("--dmesg", action="store_true",
+                     help="print only the kernel log, as 'dmesg --notime' would")
+    run.add_argument("script")
+    run.set_defaults(func=_cmd_run)
+    kernels = sub.add_parser("kernels", help="list the kernel profiles")
+    kernels.set_defaults(func=_cmd_kernels)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

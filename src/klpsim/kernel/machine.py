@@ -1,0 +1,186 @@
+"""The simulated machine: one object that owns every kernel subsystem.
+
+It knows nothing about livepatch. Higher layers plug in through the same
+places the real kernel offers: a function's ftrace call site
+(``Symbol.fentry``), the module loader's hooks, the scheduler's switch
+points, sysfs files and the exported-symbol table.
+"""
+
+from dataclasses import dataclass, field
+
+from klpsim.kernel.clock import Clock
+from klpsim.kernel.fs import VFS
+from klpsim.kernel.module import ModuleLoader
+from klpsim.kernel.printk import Printk
+from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
+from klpsim.kernel.tasks import Scheduler, Task
+from klpsim.kernel.vmlinux import PROC_FILES, build_vmlinux
+
+__all__ = ["KernelConfig", "Kernel", "CallContext"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """What distinguishes one simulated kernel build and boot from another."""
+
+    release: str = "7.1.0"
+    """``uname -r``."""
+    nr_cpus: int = 2
+    """Online CPUs; every one but the shell's runs its idle task."""
+    config: frozenset[str] = frozenset()
+    """CONFIG_ options that are set (without the CONFIG_ prefix)."""
+    cmdline: str = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro console=ttyS0"
+    extra_funcs: int = 0
+    """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
+    kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(
+        ("kthreadd", ("ret_from_fork", "kthread", "schedule")),
+        ("rcu_gp", ("ret_from_fork", "kthread", "rcu_gp_kthread", "schedule")),
+        ("ksoftirqd/0", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
+        ("kworker/0:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
+        ("ksoftirqd/1", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
+        ("kworker/1:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
+    ))
+
+
+class CallContext:
+    """What a function body sees: the kernel, the calling task, the symbol."""
+
+    __slots__ = ("kernel", "task", "sym")
+
+    def __init__(self, kernel: "Kernel", task: Task, sym: Symbol):
+        self.kernel = kernel
+        self.task = task
+        self.sym = sym
+
+
+class Kernel:
+    """A booted simulated kernel."""
+
+    def __init__(self, config: KernelConfig | None = None):
+        self.config = config or KernelConfig()
+        self.clock = Clock()
+        self.log = Printk(self.clock)
+        self.fs = VFS()
+        self.kallsyms = Kallsyms()
+        self.sched = Scheduler(self.config.nr_cpus)
+        self.modules = ModuleLoader(self)
+        self.exports: dict[str, object] = {}
+        self.vmlinux = build_vmlinux(self.config.cmdline, self.version_string(),
+                                     self.config.extra_funcs)
+        self.kallsyms.add_object(self.vmlinux)
+        self.clock.on_time_passes.append(self.sched.tick)
+        self.call_observers: list = []
+        self._boot()
+
+    def has_config(self, option: str) -> bool:
+        return option in self.config.config
+
+    def version_string(self) -> str:
+        return (f"Linux version {self.config.release} (klpsim@klpsim) (gcc (Debian 12.2.0-14) "
+                "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC")
+
+    def _boot(self) -> None:
+        fs = self.fs
+        for d in ("/sys/kernel", "/sys/module", "/sys/kernel/debug", "/sys/kernel/tracing",
+                  "/proc/sys/kernel", "/dev"):
+            fs.mkdir(d)
+        for path, func in PROC_FILES.items():
+            fs.create_file(path, 0o444, self._proc_show(func))
+        fs.create_file("/proc/kallsyms", 0o444, lambda: "\n".join(self.kallsyms.lines()) + "\n")
+        fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)
+        fs.create_file("/sys/kernel/debug/dynamic_debug/control", 0o644, lambda: "",
+                       self._dyndbg_write)
+        sched = self.sched
+        init = sched.spawn("init", stack=self._frames(
+            ("entry_SYSCALL_64", "do_syscall_64", "__x64_sys_wait4", "kernel_wait4", "do_wait",
+             "schedule")))
+        self._proc_pid(init)
+        for comm, frames in self.config.kthreads:
+            task = sched.spawn(comm, kthread=True, stack=self._frames(frames))
+            task.freezable = comm.startswith(("kworker", "ksoftirqd"))
+            self._proc_pid(task)
+        self.kworker = next(t for t in sched.tasks.values() if t.comm.startswith("kworker"))
+        shell = self.spawn("bash", pid=1000)
+        shell.on_cpu = True
+        sched.current = shell
+
+    def _frames(self, names) -> list[Symbol]:
+        return [self.vmlinux.lookup(n) for n in names]
+
+    def spawn(self, comm: str, kthread: bool = False, stack=(), pid: int | None = None) -> Task:
+        """Fork a task (from the current one) and give it its /proc entry."""
+        task = self.sched.spawn(comm, kthread, self._frames(stack), pid=pid)
+        self._proc_pid(task)
+        return task
+
+    def exit_task(self, task: Task) -> None:
+        self.sched.exit(task)
+        self.fs.remove(f"/proc/{task.pid}")
+
+    def _proc_pid(self, task: Task) -> None:
+        d = self.fs.mkdir(f"/proc/{task.pid}", 0o555)
+        self.fs.add_file(d, "comm", 0o644, lambda: task.comm + "\n")
+        self.fs.add_file(d, "patch_state", 0o444, lambda: f"{task.patch_state}\n")
+        self.fs.add_file(d, "stack", 0o400, lambda: "".join(
+            f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)))
+
+    def _proc_show(self, func: str):
+        def show() -> str:
+            seq: list[str] = []
+            self.call(self.sched.current, self.vmlinux.lookup(func), seq)
+            return "".join(seq)
+
+        return show
+
+    def _kmsg_write(self, text: str) -> int:
+        self.log.printk(4, text, origin="user")
+        return len(text)
+
+    def _dyndbg_write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                err = self.log.dyndbg.control(line)
+                if err:
+                    return err
+        return len(text)
+
+    # -- calls ---------------------------------------------------------------
+
+    def resolve(self, task: Task, sym: Symbol, args: tuple = ()) -> tuple[Symbol | None, Regs]:
+        """Follow ftrace redirections from *sym*'s entry to the code that runs.
+
+        Returns (the function whose body runs, regs); the function is None
+        when a handler made the call return early (an override).
+        """
+        regs = Regs(sym, args)
+        seen = 0
+        while sym.fentry is not None:
+            sym.fentry(task, regs)
+            if regs.overridden:
+                return None, regs
+            if regs.ip is sym:
+                break
+            sym = regs.ip  # a redirect enters the new function at its own entry
+            seen += 1
+            if seen > 64:
+                raise RuntimeError(f"ftrace redirect loop at {sym!r}")
+        return sym, regs
+
+    def call(self, task: Task, sym: Symbol, *args):
+        """Call function *sym* from *task* and return its return value."""
+        target, regs = self.resolve(task, sym, args)
+        if target is None:
+            result = regs.ret
+        else:
+            result = target.impl(CallContext(self, task, target), *args) if target.impl else 0
+        for observer in self.call_observers:
+            observer(task, sym, target, result)
+        return result
+
+    def sleep_in(self, task: Task, sym: Symbol, *args) -> Symbol | None:
+        """Call *sym* from *task* and block inside it: the code that runs
+        (after any redirection) stays on the task's stack."""
+        target, _ = self.resolve(task, sym, args)
+        if target is not None:
+            task.stack.append(target)
+        return target

@@ -1,0 +1,284 @@
+"""The module loader: load_module(), delete_module() and /sys/module.
+
+The order of events mirrors kernel/module/main.c, since livepatch's log
+depends on it:
+
+* load: taint notices; the module is linked in as UNFORMED, then COMING;
+  prepare_coming_module() runs ftrace_module_enable() and
+  klp_module_coming() (``prepare_coming`` hooks) and then the COMING
+  notifier chain; parameters are parsed; sysfs appears; the init function
+  runs; the module is LIVE.
+* unload: GOING; the exit function runs first; then the GOING notifier
+  chain; then klp_module_going() and ftrace_release_mod() (``after_going``
+  hooks).
+* a failing init or bad parameters take the GOING path after COMING.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT
+from klpsim.kernel.params import ParamSpec
+from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING
+
+__all__ = [
+    "MODULE_STATE_LIVE",
+    "MODULE_STATE_COMING",
+    "MODULE_STATE_GOING",
+    "MODULE_STATE_UNFORMED",
+    "FunctionSpec",
+    "ModuleSpec",
+    "ModuleCode",
+    "Module",
+    "ModuleLoader",
+]
+
+MODULE_STATE_LIVE, MODULE_STATE_COMING, MODULE_STATE_GOING, MODULE_STATE_UNFORMED = 0, 1, 2, 3
+MODULE_NAME_LEN = 56
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """A function in a module's text."""
+
+    name: str
+    impl: Callable[..., Any] | None = None
+    """Body: impl(ctx, *args); ctx has ``kernel``, ``task`` and ``module``."""
+    notrace: bool = False
+
+
+class ModuleCode:
+    """The Python model of a module's C code: init and exit.
+
+    Subclasses use kernel services the way C code uses exported symbols:
+    ``self.kernel.exports["klp_enable_patch"]``.
+    """
+
+    def __init__(self, mod: "Module"):
+        self.mod = mod
+        self.kernel = mod.kernel
+
+    def init(self) -> int:
+        return 0
+
+    def exit(self) -> None:
+        pass
+
+    has_exit = True
+
+    def param(self, name: str) -> Any:
+        return self.mod.params[name]
+
+    def sym(self, name: str):
+        """A function of this module's own text."""
+        return self.mod.text.lookup(name)
+
+    def pr_info(self, text: str) -> None:
+        """pr_info() with ``pr_fmt(KBUILD_MODNAME ": " fmt)``."""
+        self.kernel.log.printk(6, f"{self.mod.name}: {text}")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A module image (a ``.ko``): what insmod hands to the kernel."""
+
+    name: str
+    code: type[ModuleCode] = ModuleCode
+    livepatch: bool = False  # modinfo livepatch=Y
+    params: tuple[ParamSpec, ...] = ()
+    functions: tuple[FunctionSpec, ...] = ()
+    in_tree: bool = False
+    signed: bool = False
+    error_injection: tuple[tuple[str, str], ...] = ()
+    """ALLOW_ERROR_INJECTION() entries: (function, type)."""
+    source: str = "<built-in>"
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+class Module:
+    """A loaded ``struct module``."""
+
+    def __init__(self, kernel, spec: ModuleSpec):
+        self.kernel = kernel
+        self.spec = spec
+        self.name = spec.name
+        self.state = MODULE_STATE_UNFORMED
+        self.refcnt = 0
+        self.klp = spec.livepatch
+        self.klp_alive = False
+        self.params: dict[str, Any] = {p.name: p.default for p in spec.params}
+        self.text = kernel.kallsyms.new_module_object(spec.name)
+        for f in spec.functions:
+            self.text.add(f.name, f.impl, notrace=f.notrace)
+        self.code: ModuleCode = spec.code(self)
+        self.private: dict[str, Any] = {}
+
+    def try_module_get(self) -> bool:
+        if self.state == MODULE_STATE_GOING:
+            return False
+        self.refcnt += 1
+        return True
+
+    def module_put(self) -> None:
+        self.refcnt -= 1
+
+    @property
+    def state_name(self) -> str:
+        return {
+            MODULE_STATE_LIVE: "[MODULE_STATE_LIVE] Normal state",
+            MODULE_STATE_COMING: "[MODULE_STATE_COMING] Full formed, running module_init",
+            MODULE_STATE_GOING: "[MODULE_STATE_GOING] Going away",
+            MODULE_STATE_UNFORMED: "[MODULE_STATE_UNFORMED] Still setting it up",
+        }[self.state]
+
+
+Hook = Callable[[Module], int]
+
+
+class ModuleLoader:
+    """insmod/rmmod, the module list and the hooks around them."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.modules: dict[str, Module] = {}
+        self.prepare_coming: list[Hook] = []  # called directly, in order
+        self.after_going: list[Callable[[Module], None]] = []
+        self.notifier: list[Callable[[Module, int], int]] = []  # module_notify_list
+        self.tainted: set[str] = set()
+
+    def find_module(self, name: str) -> Module | None:
+        return self.modules.get(name)
+
+    def _taint(self, mod: Module) -> None:
+        log = self.kernel.log
+        if not mod.spec.in_tree and "O" not in self.tainted:
+            self.tainted.add("O")
+            log.printk(KERN_WARNING, f"{mod.name}: loading out-of-tree module taints kernel.")
+        if mod.klp and "K" not in self.tainted:
+            self.tainted.add("K")
+            log.printk(KERN_NOTICE, f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
+        if not mod.spec.signed and "E" not in self.tainted:
+            self.tainted.add("E")
+            log.printk(KERN_NOTICE, f"{mod.name}: module verification failed: signature "
+                       "and/or required key missing - tainting kernel")
+
+    def _notify(self, mod: Module, state: int) -> int:
+        for fn in self.notifier:
+            ret = fn(mod, state)
+            if ret:
+                return ret
+        return 0
+
+    def _parse_args(self, mod: Module, args: list[str]) -> int:
+        log = self.kernel.log
+        specs = {p.name: p for p in mod.spec.params}
+        for arg in args:
+            name, eq, val = arg.partition("=")
+            name = name.replace("-", "_")
+            spec = specs.get(name)
+            if spec is None:
+                log.printk(KERN_WARNING, f"{mod.name}: unknown parameter '{name}' ignored")
+                continue
+            if not eq and spec.type == "bool":
+                val = "1"
+            err, value = spec.parse(val)
+            if err:
+                log.printk(KERN_ERR, f"{mod.name}: `{val}' invalid for parameter `{name}'")
+                return err
+            mod.params[name] = value
+        return 0
+
+    def load_module(self, spec: ModuleSpec, args: list[str]) -> int:
+        """init_module(2): 0 or a negative errno."""
+        if spec.name in self.modules:
+            return -EEXIST
+        if len(spec.name) >= MODULE_NAME_LEN:
+            return -ENOENT
+        mod = Module(self.kernel, spec)
+        self._taint(mod)
+        self.modules[mod.name] = mod
+        self.kernel.kallsyms.add_object(mod.text)
+        mod.state = MODULE_STATE_COMING  # complete_formation()
+        for hook in self.prepare_coming:
+            ret = hook(mod)
+            if ret:
+                self._free(mod)
+                return ret
+        ret = self._notify(mod, MODULE_STATE_COMING)
+        if not ret:
+            ret = self._parse_args(mod, args)
+        if ret:
+            self._going(mod)
+            return ret
+        self._sysfs_setup(mod)
+        ret = mod.code.init()
+        if ret < 0:
+            self._going(mod)
+            return ret
+        mod.state = MODULE_STATE_LIVE
+        self._notify(mod, MODULE_STATE_LIVE)
+        return 0
+
+    def delete_module(self, name: str) -> int:
+        """delete_module(2) with O_NONBLOCK, as rmmod calls it."""
+        mod = self.modules.get(name)
+        if mod is None:
+            return -ENOENT
+        if mod.state != MODULE_STATE_LIVE:
+            return -EBUSY
+        if mod.refcnt:
+            return -EAGAIN
+        if not mod.code.has_exit:
+            return -EBUSY
+        mod.state = MODULE_STATE_GOING
+        mod.code.exit()
+        self._going(mod)
+        return 0
+
+    def _going(self, mod: Module) -> None:
+        mod.state = MODULE_STATE_GOING
+        self._notify(mod, MODULE_STATE_GOING)
+        for hook in self.after_going:
+            hook(mod)
+        self._free(mod)
+
+    def _free(self, mod: Module) -> None:
+        self.kernel.fs.remove(f"/sys/module/{mod.name}")
+        self.kernel.kallsyms.remove_object(mod.name)
+        self.modules.pop(mod.name, None)
+
+    def _sysfs_setup(self, mod: Module) -> None:
+        fs = self.kernel.fs
+        base = f"/sys/module/{mod.name}"
+        fs.create_file(f"{base}/refcnt", 0o444, lambda: f"{mod.refcnt}\n")
+        fs.create_file(f"{base}/initstate", 0o444, lambda: {
+            MODULE_STATE_LIVE: "live", MODULE_STATE_COMING: "coming",
+            MODULE_STATE_GOING: "going"}.get(mod.state, "unformed") + "\n")
+        fs.create_file(f"{base}/taint", 0o444, lambda: self._taint_flags(mod) + "\n")
+        fs.mkdir(f"{base}/holders")
+        for spec in mod.spec.params:
+            if spec.perm:
+                fs.create_file(f"{base}/parameters/{spec.name}", spec.perm,
+                               self._param_show(mod, spec), self._param_store(mod, spec))
+
+    @staticmethod
+    def _taint_flags(mod: Module) -> str:
+        flags = "" if mod.spec.in_tree else "O"
+        flags += "" if mod.spec.signed else "E"
+        return flags + ("K" if mod.klp else "")
+
+    @staticmethod
+    def _param_show(mod: Module, spec: ParamSpec):
+        return lambda: spec.format(mod.params[spec.name]) + "\n"
+
+    @staticmethod
+    def _param_store(mod: Module, spec: ParamSpec):
+        def store(text: str) -> int:
+            err, value = spec.parse(text)
+            if err:
+                return err
+            mod.params[spec.name] = value
+            return len(text)
+
+        return store

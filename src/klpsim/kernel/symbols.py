@@ -1,0 +1,122 @@
+"""Functions, object files and kallsyms.
+
+An :class:`ObjectFile` is vmlinux or one module's text: its functions in
+kallsyms order, with addresses and sizes. Static functions may share a name
+inside one object; ``old_sympos`` then picks the N-th one, counting in
+kallsyms order, as klp_find_object_symbol() does.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Symbol", "ObjectFile", "Kallsyms", "Regs", "VMLINUX_BASE", "MODULES_BASE"]
+
+VMLINUX_BASE = 0xFFFFFFFF81000000
+MODULES_BASE = 0xFFFFFFFFC0000000
+FUNC_ALIGN = 0x40
+
+
+class Symbol:
+    """One function: name, address, size and its Python body.
+
+    ``impl(ctx, *args)`` is the function body; ``fentry`` is what the
+    ``call __fentry__`` at its first instruction does once ftrace has
+    enabled that call site (None while it is a nop). A ``notrace``
+    function has no call site at all (ftrace_location() is 0).
+    """
+
+    __slots__ = ("name", "owner", "addr", "size", "impl", "notrace", "fentry", "meta")
+
+    def __init__(self, name: str, owner: "ObjectFile", addr: int, size: int, impl=None,
+                 notrace: bool = False):
+        self.name = name
+        self.owner = owner
+        self.addr = addr
+        self.size = size
+        self.impl: Callable[..., Any] | None = impl
+        self.notrace = notrace
+        self.fentry: Callable[[Any, Regs], None] | None = None
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def ftrace_loc(self) -> int:
+        """ftrace_location(): the patchable call site, 0 for notrace code."""
+        return 0 if self.notrace else self.addr
+
+    def __repr__(self) -> str:
+        return f"<{self.owner.name}:{self.name}>"
+
+
+class ObjectFile:
+    """vmlinux or a module: its functions in kallsyms order."""
+
+    def __init__(self, name: str, base: int):
+        self.name = name
+        self.base = base
+        self.end = base
+        self.symbols: list[Symbol] = []
+        self.by_name: dict[str, list[Symbol]] = {}
+
+    def add(self, name: str, impl=None, size: int = FUNC_ALIGN, notrace: bool = False) -> Symbol:
+        sym = Symbol(name, self, self.end, size, impl, notrace)
+        self.end += (size + FUNC_ALIGN - 1) // FUNC_ALIGN * FUNC_ALIGN
+        self.symbols.append(sym)
+        self.by_name.setdefault(name, []).append(sym)
+        return sym
+
+    def lookup(self, name: str) -> Symbol | None:
+        """The unique (or first) function of that name."""
+        syms = self.by_name.get(name)
+        return syms[0] if syms else None
+
+
+class Kallsyms:
+    """All loaded object files: vmlinux first, then modules in load order."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, ObjectFile] = {}
+        self._next_module_base = MODULES_BASE
+
+    def add_object(self, obj: ObjectFile) -> None:
+        self.objects[obj.name] = obj
+
+    def new_module_object(self, name: str) -> ObjectFile:
+        obj = ObjectFile(name, self._next_module_base)
+        self._next_module_base += 0x10000
+        return obj
+
+    def remove_object(self, name: str) -> None:
+        self.objects.pop(name, None)
+
+    def find(self, objname: str | None, name: str) -> list[Symbol]:
+        """Every function called *name* in *objname* (None: vmlinux)."""
+        obj = self.objects.get(objname or "vmlinux")
+        return list(obj.by_name.get(name, ())) if obj else []
+
+    def lookup_name(self, name: str) -> Symbol | None:
+        """kallsyms_lookup_name(): the first match in any object."""
+        for obj in self.objects.values():
+            sym = obj.lookup(name)
+            if sym is not None:
+                return sym
+        return None
+
+    def lines(self) -> list[str]:
+        """/proc/kallsyms, functions only, as root reads it."""
+        out = []
+        for obj in self.objects.values():
+            suffix = "" if obj.name == "vmlinux" else f"\t[{obj.name}]"
+            out.extend(f"{s.addr:016x} t {s.name}{suffix}" for s in obj.symbols)
+        return out
+
+
+class Regs:
+    """The part of ``struct ftrace_regs`` / ``pt_regs`` the model needs."""
+
+    __slots__ = ("ip", "ret", "overridden", "args")
+
+    def __init__(self, ip: Symbol, args: tuple):
+        self.ip = ip
+        self.ret: Any = None
+        self.overridden = False
+        self.args = args

@@ -1,0 +1,84 @@
+"""The simulated vmlinux: a small symbol table with working function bodies.
+
+Functions backed by /proc files (``cmdline_proc_show``,
+``meminfo_proc_show``, ``version_proc_show``) produce their file's text,
+so a patch on them shows in ``cat``. ``__x64_sys_getpid`` returns the
+caller's pid. The rest are names that task stacks and scenarios use. A few
+static functions share a name, so that ``old_sympos`` can be exercised.
+"""
+
+from klpsim.kernel.symbols import VMLINUX_BASE, ObjectFile
+
+__all__ = ["build_vmlinux", "PROC_FILES"]
+
+PROC_FILES = {
+    "/proc/cmdline": "cmdline_proc_show",
+    "/proc/meminfo": "meminfo_proc_show",
+    "/proc/version": "version_proc_show",
+}
+
+MEMINFO = (
+    "MemTotal:        2014880 kB\n"
+    "MemFree:         1823404 kB\n"
+    "MemAvailable:    1851292 kB\n"
+    "Buffers:               0 kB\n"
+    "Cached:            47856 kB\n"
+)
+
+# Frames that task stacks are made of; none of them is ever patched.
+SCHED_FUNCS = (
+    "ret_from_fork", "kthread", "worker_thread", "process_one_work", "schedule",
+    "schedule_timeout", "msleep", "do_idle", "do_syscall_64", "entry_SYSCALL_64",
+    "do_wait", "kernel_wait4", "__x64_sys_wait4", "ep_poll", "do_epoll_wait",
+    "__x64_sys_epoll_wait", "smpboot_thread_fn", "rcu_gp_kthread", "do_nanosleep",
+    "hrtimer_nanosleep", "__x64_sys_nanosleep", "pipe_read", "vfs_read", "ksys_read",
+    "__x64_sys_read", "seq_read_iter", "proc_reg_read_iter",
+)
+
+# Other real vmlinux functions that scenarios may patch or probe.
+OTHER_FUNCS = (
+    "__x64_sys_getppid", "__x64_sys_uname", "__x64_sys_sync", "__x64_sys_open",
+    "__x64_sys_openat", "__x64_sys_close", "__x64_sys_write", "__x64_sys_mmap",
+    "__x64_sys_clone", "__x64_sys_kill", "do_sys_openat2", "vfs_write", "vfs_open",
+    "should_fail_alloc_page", "should_failslab", "security_file_open",
+    "security_bpf", "security_task_kill", "proc_pid_status", "uptime_proc_show",
+    "loadavg_proc_show", "stat_open", "show_interrupts", "cpuinfo_open",
+    "filemap_read", "tcp_sendmsg", "tcp_v4_connect", "kmalloc_trace", "kfree",
+)
+
+# Static functions that exist twice (sympos 1 and 2).
+DUPLICATE_FUNCS = ("init_once", "show_device")
+
+NOTRACE_FUNCS = ("__schedule", "native_safe_halt")
+
+
+def _seq_puts(text: str):
+    def show(ctx, seq):
+        seq.append(text)
+        return 0
+
+    return show
+
+
+def _sys_getpid(ctx, *args):
+    return ctx.task.pid
+
+
+def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFile:
+    """Lay out vmlinux's functions (kallsyms order is address order)."""
+    vm = ObjectFile("vmlinux", VMLINUX_BASE)
+    vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"))
+    vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
+    vm.add("version_proc_show", _seq_puts(version + "\n"))
+    vm.add("__x64_sys_getpid", _sys_getpid)
+    for name in SCHED_FUNCS + OTHER_FUNCS:
+        vm.add(name, lambda ctx, *a: 0)
+    for name in DUPLICATE_FUNCS:
+        vm.add(name, lambda ctx, *a: 0)
+    for name in NOTRACE_FUNCS:
+        vm.add(name, lambda ctx, *a: 0, notrace=True)
+    for name in DUPLICATE_FUNCS:
+        vm.add(name, lambda ctx, *a: 0)
+    for i in range(extra_funcs):
+        vm.add(f"klpsim_func_{i}", lambda ctx, *a: 0)
+    return vm

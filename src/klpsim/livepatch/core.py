@@ -1,0 +1,593 @@
+"""The livepatch core: patch life cycle, sysfs, symbols, module hooks.
+
+Mirrors kernel/livepatch/core.c. The :class:`Klp` object holds what core.c
+keeps in globals (klp_mutex is implicit: the model is single-threaded);
+every other function takes it as its first argument.
+"""
+
+from klpsim.kernel.clock import DelayedWork
+from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
+from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
+from klpsim.kernel.params import kstrtobool
+from klpsim.messages import KLP_PREFIX
+from klpsim.livepatch import transition
+from klpsim.livepatch.patch import (
+    klp_patch_object,
+    klp_unpatch_object,
+    klp_unpatch_objects,
+    klp_unpatch_objects_dynamic,
+)
+from klpsim.livepatch.shadow import ShadowHash
+from klpsim.livepatch.state import klp_is_patch_compatible
+from klpsim.livepatch.structs import (
+    KLP_TRANSITION_IDLE,
+    KLP_TRANSITION_PATCHED,
+    KLP_TRANSITION_UNPATCHED,
+    KlpFunc,
+    KlpObject,
+    KlpPatch,
+)
+
+__all__ = ["Klp", "klp_enable_patch", "klp_is_object_loaded", "klp_find_func"]
+
+KSYM_NAME_LEN = 512
+
+
+class Klp:
+    """The globals of kernel/livepatch for one simulated kernel."""
+
+    def __init__(self, kernel, ftrace, profile):
+        self.kernel = kernel
+        self.ftrace = ftrace
+        self.profile = profile
+        self.policy = profile.policy
+        self.patches: list[KlpPatch] = []  # klp_patches
+        self.transition_patch: KlpPatch | None = None
+        self.target_state = KLP_TRANSITION_IDLE
+        self.signals_cnt = 0
+        self.ops: dict = {}  # klp_ops, keyed by old_func
+        self.sched_try_switch_key = False
+        self.reliable_stack = kernel.has_config("HAVE_RELIABLE_STACKTRACE")
+        self.transition_work = DelayedWork(lambda: transition.klp_transition_work_fn(self))
+        self.shadow = ShadowHash(self)
+        self.freed: list[KlpPatch] = []  # patches whose free work has run
+        self._fmt_cache: dict[str, tuple] = {}
+        self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
+        self._hook_into(kernel)
+
+    def _hook_into(self, kernel) -> None:
+        kernel.modules.prepare_coming.append(lambda mod: klp_module_coming(self, mod))
+        kernel.modules.after_going.insert(0, lambda mod: klp_module_going(self, mod))
+        sched = kernel.sched
+        sched.exit_to_user_mode.append(lambda t: transition.klp_update_patch_state(self, t))
+        sched.idle_hooks.append(lambda t: transition.klp_update_patch_state(self, t))
+        sched.schedule_hooks.append(lambda t: transition.klp_sched_try_switch(self, t))
+        sched.fork_hooks.append(lambda p, c: transition.klp_copy_process(self, p, c))
+        from klpsim.livepatch import shadow, state
+
+        exports = kernel.exports
+        exports["klp_enable_patch"] = lambda patch: klp_enable_patch(self, patch)
+        exports["klp_get_state"] = state.klp_get_state
+        exports["klp_get_prev_state"] = lambda id: state.klp_get_prev_state(self, id)
+        for name in shadow.__all__:
+            if name.startswith("klp_shadow_"):
+                exports[name] = getattr(self.shadow, name[len("klp_shadow_"):])
+
+    def msg(self, key: str, *args) -> None:
+        """printk() a catalogue message with the ``livepatch: `` prefix."""
+        entry = self._fmt_cache.get(key)
+        if entry is None:
+            m = self.profile.message(key)
+            fmt = m.fmt.replace("%lu", "%d").replace("%lx", "%x")
+            entry = self._fmt_cache[key] = (m.level, fmt, m.site)
+        level, fmt, site = entry
+        log = self.kernel.log
+        if site is not None:
+            if not log.dyndbg.enabled(*site):
+                return
+        log.printk(level, KLP_PREFIX + (fmt % args))
+
+    @property
+    def current(self):
+        return self.kernel.sched.current
+
+
+# -- helpers -------------------------------------------------------------------
+
+def klp_is_module(obj: KlpObject) -> bool:
+    return obj.name is not None
+
+
+def klp_is_object_loaded(obj: KlpObject) -> bool:
+    return obj.name is None or obj.mod is not None
+
+
+def klp_find_object(patch: KlpPatch, old_obj: KlpObject) -> KlpObject | None:
+    for obj in patch.obj_list:
+        if klp_is_module(old_obj):
+            if klp_is_module(obj) and old_obj.name == obj.name:
+                return obj
+        elif not klp_is_module(obj):
+            return obj
+    return None
+
+
+def klp_find_func(klp, obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
+    """A func of *obj* with the same name and position as *old_func*."""
+    same_0_1 = klp.profile.sympos_0_eq_1
+    for func in obj.func_list:
+        if func.old_name != old_func.old_name:
+            continue
+        a, b = old_func.old_sympos, func.old_sympos
+        if a == b or (same_0_1 and {a, b} == {0, 1}):
+            return func
+    return None
+
+
+# -- callbacks (core.h) --------------------------------------------------------
+
+def klp_pre_patch_callback(obj: KlpObject) -> int:
+    cb = obj.callbacks
+    ret = cb.pre_patch(obj) if cb.pre_patch else 0
+    cb.post_unpatch_enabled = not ret
+    return ret
+
+
+def klp_post_patch_callback(obj: KlpObject) -> None:
+    if obj.callbacks.post_patch:
+        obj.callbacks.post_patch(obj)
+
+
+def klp_pre_unpatch_callback(obj: KlpObject) -> None:
+    if obj.callbacks.pre_unpatch:
+        obj.callbacks.pre_unpatch(obj)
+
+
+def klp_post_unpatch_callback(obj: KlpObject) -> None:
+    cb = obj.callbacks
+    if cb.post_unpatch_enabled and cb.post_unpatch:
+        cb.post_unpatch(obj)
+    cb.post_unpatch_enabled = False
+
+
+# -- symbols ---------------------------------------------------------------------
+
+def klp_find_object_symbol(klp, objname: str | None, name: str, sympos: int):
+    """(0, function) or (-EINVAL, None) with the kernel's error message."""
+    count = 0
+    found = None
+    for sym in klp.kernel.kallsyms.find(objname, name):
+        found = sym
+        count += 1
+        if (sympos and count == sympos) or (not sympos and count > 1):
+            break
+    if found is None:
+        klp.msg("symbol_not_found", name)
+    elif count > 1 and sympos == 0:
+        klp.msg("symbol_ambiguous", name, objname if objname else "(null)")
+    elif sympos and sympos != count:
+        klp.msg("sympos_not_found", sympos, name, objname or "vmlinux")
+    else:
+        return 0, found
+    return -EINVAL, None
+
+
+def klp_find_object_module(klp, obj: KlpObject) -> None:
+    if not klp_is_module(obj):
+        return
+    mod = klp.kernel.modules.find_module(obj.name)
+    # Only a module whose klp_module_coming() ran and whose
+    # klp_module_going() did not is "loaded" for livepatch.
+    if mod is not None and mod.klp_alive:
+        obj.mod = mod
+
+
+# -- sysfs -------------------------------------------------------------------------
+
+def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
+    enabled = kstrtobool(buf)
+    if not isinstance(enabled, bool):
+        return -EINVAL
+    if patch.enabled == enabled:
+        ret = -EINVAL  # already in the requested state
+    elif patch is klp.transition_patch:
+        transition.klp_reverse_transition(klp)
+        ret = 0
+    elif not enabled:
+        ret = __klp_disable_patch(klp, patch)
+    else:
+        ret = -EINVAL  # a disabled patch is never enabled again
+    return ret or len(buf)
+
+
+def force_store(klp, patch: KlpPatch, buf: str) -> int:
+    val = kstrtobool(buf)
+    if not isinstance(val, bool):
+        return -EINVAL
+    if not val:
+        return len(buf)
+    if patch is not klp.transition_patch:
+        return -EINVAL
+    transition.klp_force_transition(klp)
+    return len(buf)
+
+
+def stack_order(klp, patch: KlpPatch) -> int:
+    """1-based position in klp_patches (0 if not there)."""
+    for i, p in enumerate(klp.patches, 1):
+        if p is patch:
+            return i
+    return 0
+
+
+PATCH_ATTRS = {
+    # name: (mode, show(klp, patch), store(klp, patch, buf))
+    "enabled": (0o644, lambda klp, p: f"{int(p.enabled)}\n", enabled_store),
+    "transition": (0o444, lambda klp, p: f"{int(p is klp.transition_patch)}\n", None),
+    "force": (0o200, None, force_store),
+    "replace": (0o444, lambda klp, p: f"{int(p.replace)}\n", None),
+    "stack_order": (0o444, lambda klp, p: f"{stack_order(klp, p)}\n", None),
+}
+
+
+def _kobject_add(klp, parent, name: str):
+    node = klp.kernel.fs.add_dir(parent, name)
+    if isinstance(node, int):
+        log = klp.kernel.log
+        log.printk(3, f"sysfs: cannot create duplicate filename '{parent.path()[4:]}/{name}'")
+        log.printk(3, f"kobject: kobject_add_internal failed for {name} with -EEXIST, don't "
+                   "try to register things with the same name in the same directory.")
+    return node
+
+
+def _patch_sysfs(klp, patch: KlpPatch):
+    node = _kobject_add(klp, klp.root_kobj, patch.name)
+    if isinstance(node, int):
+        return node
+    fs = klp.kernel.fs
+    attrs = dict(PATCH_ATTRS, **klp.profile.extra_patch_attrs)
+    for name in klp.profile.patch_attrs:
+        mode, show, store = attrs[name]
+        fs.add_file(node, name, mode,
+                    (lambda s=show: s(klp, patch)) if show else None,
+                    (lambda buf, s=store: s(klp, patch, buf)) if store else None)
+    patch.kobj = node
+    return 0
+
+
+# -- init --------------------------------------------------------------------------
+
+def klp_init_object_early(patch: KlpPatch, obj: KlpObject) -> None:
+    obj.func_list = []
+    obj.patch = patch
+    patch.obj_list.append(obj)
+
+
+def klp_init_func_early(obj: KlpObject, func: KlpFunc) -> None:
+    func.obj = obj
+    obj.func_list.append(func)
+
+
+def klp_init_patch_early(patch: KlpPatch) -> None:
+    patch.obj_list = []
+    patch.enabled = False
+    patch.forced = False
+    for obj in patch.objs:
+        klp_init_object_early(patch, obj)
+        for func in obj.funcs:
+            klp_init_func_early(obj, func)
+
+
+def klp_init_func(klp, obj: KlpObject, func: KlpFunc) -> int:
+    if not func.old_name:
+        return -EINVAL
+    # NOPs get the address later; the patched module might not be loaded yet.
+    if func.new_func is None and not func.nop:
+        return -EINVAL
+    if len(func.old_name) >= KSYM_NAME_LEN:
+        return -EINVAL
+    func.patched = False
+    func.transition = False
+    node = _kobject_add(klp, obj.kobj, f"{func.old_name},{func.old_sympos or 1}")
+    if isinstance(node, int):
+        return node
+    func.kobj = node
+    return 0
+
+
+def klp_init_object_loaded(klp, patch: KlpPatch, obj: KlpObject) -> int:
+    for func in obj.func_list:
+        ret, sym = klp_find_object_symbol(klp, obj.name, func.old_name, func.old_sympos)
+        if ret:
+            return ret
+        func.old_func = sym
+        if func.nop:
+            func.new_func = func.old_func
+    return 0
+
+
+def klp_init_object(klp, patch: KlpPatch, obj: KlpObject) -> int:
+    if klp_is_module(obj) and len(obj.name) >= MODULE_NAME_LEN:
+        return -EINVAL
+    obj.patched = False
+    obj.mod = None
+    klp_find_object_module(klp, obj)
+    node = _kobject_add(klp, patch.kobj, obj.display_name)
+    if isinstance(node, int):
+        return node
+    obj.kobj = node
+    if klp.profile.object_patched_attr:
+        klp.kernel.fs.add_file(node, "patched", 0o444, lambda: f"{int(obj.patched)}\n")
+    for func in obj.func_list:
+        ret = klp_init_func(klp, obj, func)
+        if ret:
+            return ret
+    if klp_is_object_loaded(obj):
+        return klp_init_object_loaded(klp, patch, obj)
+    return 0
+
+
+def klp_init_patch(klp, patch: KlpPatch) -> int:
+    ret = _patch_sysfs(klp, patch)
+    if ret:
+        return ret
+    if klp.policy.adds_nops(patch):
+        ret = klp_add_nops(klp, patch)
+        if ret:
+            return ret
+    for obj in patch.obj_list:
+        ret = klp_init_object(klp, patch, obj)
+        if ret:
+            return ret
+    klp.patches.append(patch)
+    return 0
+
+
+# -- atomic replace ----------------------------------------------------------------
+
+def klp_add_object_nops(klp, patch: KlpPatch, old_obj: KlpObject) -> int:
+    obj = klp_find_object(patch, old_obj)
+    if obj is None:
+        obj = KlpObject(old_obj.name, [])
+        obj.dynamic = True
+        klp_init_object_early(patch, obj)
+    for old_func in old_obj.func_list:
+        if klp_find_func(klp, obj, old_func):
+            continue
+        func = KlpFunc(old_func.old_name, None, old_func.old_sympos)
+        func.nop = True
+        klp_init_func_early(obj, func)
+    return 0
+
+
+def klp_add_nops(klp, patch: KlpPatch) -> int:
+    """Add nops for every function of the patches *patch* replaces."""
+    for old_patch in klp.patches:
+        if not klp.policy.replaces(patch, old_patch):
+            continue
+        for old_obj in old_patch.obj_list:
+            ret = klp_add_object_nops(klp, patch, old_obj)
+            if ret:
+                return ret
+    return 0
+
+
+def klp_unpatch_replaced_patches(klp, new_patch: KlpPatch) -> None:
+    for old_patch in klp.patches:
+        if old_patch is new_patch:
+            return
+        if not klp.policy.replaces(new_patch, old_patch):
+            continue
+        old_patch.enabled = False
+        klp_unpatch_objects(klp, old_patch)
+
+
+def __klp_free_objects(klp, patch: KlpPatch, nops_only: bool) -> None:
+    fs = klp.kernel.fs
+    for obj in list(patch.obj_list):
+        for func in list(obj.func_list):
+            if nops_only and not func.nop:
+                continue
+            obj.func_list.remove(func)
+            if func.kobj is not None:
+                fs.remove(func.kobj)
+        if nops_only and not obj.dynamic:
+            continue
+        patch.obj_list.remove(obj)
+        if obj.kobj is not None:
+            fs.remove(obj.kobj)
+
+
+def klp_discard_nops(klp, new_patch: KlpPatch) -> None:
+    klp_unpatch_objects_dynamic(klp, new_patch)
+    __klp_free_objects(klp, new_patch, True)
+
+
+# -- freeing -------------------------------------------------------------------
+
+def klp_free_patch_start(klp, patch: KlpPatch) -> None:
+    if patch in klp.patches:
+        klp.patches.remove(patch)
+    __klp_free_objects(klp, patch, False)
+
+
+def klp_free_patch_finish(klp, patch: KlpPatch) -> None:
+    if patch.kobj is not None:
+        klp.kernel.fs.remove(patch.kobj)
+        patch.kobj = None
+    if not patch.forced:
+        patch.mod.module_put()
+    patch.freed = True
+
+
+def klp_free_patch_work_fn(klp, patch: KlpPatch) -> None:
+    klp_free_patch_finish(klp, patch)
+    klp.freed.append(patch)
+
+
+def klp_free_patch_async(klp, patch: KlpPatch) -> None:
+    """Free a patch from a work item: its sysfs store may be the caller."""
+    klp_free_patch_start(klp, patch)
+    patch.free_work = DelayedWork(lambda: klp_free_patch_work_fn(klp, patch))
+    klp.kernel.clock.schedule_work(patch.free_work)
+
+
+def klp_free_replaced_patches_async(klp, new_patch: KlpPatch) -> None:
+    for old_patch in list(klp.patches):
+        if old_patch is new_patch:
+            return
+        if not klp.policy.replaces(new_patch, old_patch):
+            continue
+        klp_free_patch_async(klp, old_patch)
+
+
+# -- enable / disable --------------------------------------------------------------
+
+def __klp_disable_patch(klp, patch: KlpPatch) -> int:
+    if not patch.enabled:
+        return -EINVAL
+    if klp.transition_patch is not None:
+        return -EBUSY
+    transition.klp_init_transition(klp, patch, KLP_TRANSITION_UNPATCHED)
+    for obj in patch.obj_list:
+        if obj.patched:
+            klp_pre_unpatch_callback(obj)
+    transition.klp_start_transition(klp)
+    patch.enabled = False
+    transition.klp_try_complete_transition(klp)
+    return 0
+
+
+def __klp_enable_patch(klp, patch: KlpPatch) -> int:
+    if klp.transition_patch is not None:
+        return -EBUSY
+    if patch.enabled:
+        return -EINVAL
+    klp.msg("enabling", patch.name)
+    transition.klp_init_transition(klp, patch, KLP_TRANSITION_PATCHED)
+    for obj in patch.obj_list:
+        if not klp_is_object_loaded(obj):
+            continue
+        ret = klp_pre_patch_callback(obj)
+        if ret:
+            klp.msg("pre_patch_failed", obj.display_name)
+            break
+        ret = klp_patch_object(klp, obj)
+        if ret:
+            klp.msg("patch_object_failed", obj.display_name)
+            break
+    else:
+        transition.klp_start_transition(klp)
+        patch.enabled = True
+        transition.klp_try_complete_transition(klp)
+        return 0
+    klp.msg("enable_failed", patch.name)
+    transition.klp_cancel_transition(klp)
+    return ret
+
+
+def klp_enable_patch(klp, patch: KlpPatch) -> int:
+    """Register and enable a livepatch; called from the patch module's init."""
+    if patch is None or patch.mod is None or patch.objs is None:
+        return -EINVAL
+    for obj in patch.objs:
+        if obj.funcs is None:
+            return -EINVAL
+    if not patch.mod.klp:
+        klp.msg("not_livepatch", patch.mod.name)
+        return -EINVAL
+    if klp.root_kobj is None:
+        return -ENODEV
+    if not klp.reliable_stack:
+        klp.msg("no_reliable_stack")
+        klp.msg("may_never_complete")
+    if not klp_is_patch_compatible(klp, patch):
+        klp.msg("incompatible", patch.name)
+        return -EINVAL
+    if not patch.mod.try_module_get():
+        return -ENODEV
+    klp_init_patch_early(patch)
+    ret = klp_init_patch(klp, patch)
+    if not ret:
+        ret = __klp_enable_patch(klp, patch)
+        if not ret:
+            return 0
+    klp_free_patch_start(klp, patch)
+    klp_free_patch_finish(klp, patch)
+    return ret
+
+
+# -- module notifier ---------------------------------------------------------------
+
+def klp_free_object_loaded(obj: KlpObject) -> None:
+    obj.mod = None
+    for func in obj.func_list:
+        func.old_func = None
+        if func.nop:
+            func.new_func = None
+
+
+def klp_cleanup_module_patches_limited(klp, mod, limit: KlpPatch | None) -> None:
+    for patch in klp.patches:
+        if patch is limit:
+            break
+        for obj in patch.obj_list:
+            if not klp_is_module(obj) or obj.name != mod.name:
+                continue
+            if patch is not klp.transition_patch:
+                klp_pre_unpatch_callback(obj)
+            klp.msg("reverting", patch.name, mod.name)
+            klp_unpatch_object(klp, obj)
+            klp_post_unpatch_callback(obj)
+            klp_free_object_loaded(obj)
+            break
+
+
+def klp_module_coming(klp, mod) -> int:
+    if mod.state != MODULE_STATE_COMING:
+        return -EINVAL
+    if mod.name == "vmlinux":
+        klp.msg("vmlinux_module")
+        return -EINVAL
+    mod.klp_alive = True
+    for patch in klp.patches:
+        for obj in patch.obj_list:
+            if not klp_is_module(obj) or obj.name != mod.name:
+                continue
+            obj.mod = mod
+            ret = klp_init_object_loaded(klp, patch, obj)
+            if ret:
+                klp.msg("coming_init_failed", patch.name, mod.name, ret)
+                return _coming_failed(klp, mod, patch, obj, ret)
+            klp.msg("applying", patch.name, mod.name)
+            ret = klp_pre_patch_callback(obj)
+            if ret:
+                klp.msg("pre_patch_failed", obj.name)
+                return _coming_failed(klp, mod, patch, obj, ret)
+            ret = klp_patch_object(klp, obj)
+            if ret:
+                klp.msg("coming_apply_failed", patch.name, mod.name, ret)
+                klp_post_unpatch_callback(obj)
+                return _coming_failed(klp, mod, patch, obj, ret)
+            # Only the transition completion runs post_patch of a patch in
+            # transition.
+            if patch is not klp.transition_patch:
+                klp_post_patch_callback(obj)
+            break
+    return 0
+
+
+def _coming_failed(klp, mod, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
+    klp.msg("refusing_module", patch.name, mod.name, mod.name)
+    mod.klp_alive = False
+    obj.mod = None
+    klp_cleanup_module_patches_limited(klp, mod, patch)
+    return ret
+
+
+def klp_module_going(klp, mod) -> None:
+    if mod.state not in (MODULE_STATE_GOING, MODULE_STATE_COMING):
+        return
+    mod.klp_alive = False
+    klp_cleanup_module_patches_limited(klp, mod, None)
+

@@ -1,0 +1,152 @@
+"""Kernel profiles: which kernel (or proposed series) the model behaves as.
+
+A profile is data plus one replace policy. The core asks the policy the
+questions where the proposals differ (who replaces whom, what is a
+conflict, whom does force pin) and reads the data for the rest (sysfs
+attributes, sympos matching, kernel config, message wording). Each
+difference names the commit or posted patch behind it.
+"""
+
+from dataclasses import dataclass, field
+
+from klpsim.messages import CATALOGUE, Message
+
+__all__ = ["Profile", "ReplacePolicy", "PROFILES", "get_profile", "DEFAULT_PROFILE"]
+
+
+class ReplacePolicy:
+    """Mainline atomic replace: a ``replace`` patch replaces every older one.
+
+    Since 5.1, e1452b607c48 ("livepatch: Add atomic replace").
+    """
+
+    name = "replace"
+    patch_fields = ("replace",)
+    """The klp_patch fields this kernel has, beyond objs and states."""
+
+    def adds_nops(self, patch) -> bool:
+        """klp_init_patch(): does *patch* get nops (and replace on completion)?"""
+        return patch.replace
+
+    def replaces(self, new, old) -> bool:
+        """klp_add_nops() / klp_unpatch_replaced_patches(): is *old* replaced by *new*?"""
+        return new.replace
+
+    def state_compatible(self, new, old_patch, old_state) -> bool:
+        """klp_is_state_compatible(): a cumulative patch must keep every state."""
+        state = _get_state(new, old_state.id)
+        if state is None:
+            return not new.replace
+        return state.version >= old_state.version
+
+    def conflicts(self, klp, new, old_patch) -> bool:
+        """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""
+        return False
+
+    def force_marks(self, transition_patch, other) -> bool:
+        """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
+        return transition_patch.replace
+
+
+def _get_state(patch, id):
+    for state in patch.states:
+        if state.id == id:
+            return state
+    return None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One simulated kernel."""
+
+    name: str
+    summary: str
+    release: str
+    """``uname -r`` of the simulated kernel."""
+    policy: ReplacePolicy
+    patch_attrs: tuple[str, ...]
+    """Files in /sys/kernel/livepatch/<patch>/."""
+    object_patched_attr: bool = True
+    """<object>/patched, since 6.1 ("livepatch: add sysfs entry "patched" for each klp_object")."""
+    sympos_0_eq_1: bool = True
+    """klp_find_func() matches old_sympos 0 and 1, since 6.19: 139560e8b973."""
+    kprobe_arm_error_ignored: bool = True
+    """Since 6.14, 587e8e6d640b: __register_kprobe() drops -EBUSY from arming."""
+    config: frozenset[str] = frozenset()
+    extra_patch_attrs: dict = field(default_factory=dict, compare=False)
+    messages: dict[str, Message] = field(default_factory=dict, compare=False)
+    insmod_prefix: str = "test_modules/"
+
+    def message(self, key: str) -> Message:
+        return self.messages.get(key) or CATALOGUE[key]
+
+    @property
+    def patch_fields(self) -> tuple[str, ...]:
+        return self.policy.patch_fields
+
+
+MAINLINE_CONFIG = frozenset({
+    "LIVEPATCH", "HAVE_RELIABLE_STACKTRACE", "DYNAMIC_FTRACE_WITH_ARGS", "KPROBES_ON_FTRACE",
+    "FUNCTION_ERROR_INJECTION", "BPF_KPROBE_OVERRIDE", "KPROBES", "BPF_EVENTS",
+})
+# Debian's kernels lack CONFIG_FUNCTION_ERROR_INJECTION, hence also
+# CONFIG_BPF_KPROBE_OVERRIDE (real-artifacts.md, Step 1).
+DEBIAN_CONFIG = MAINLINE_CONFIG - {"FUNCTION_ERROR_INJECTION", "BPF_KPROBE_OVERRIDE"}
+
+MAINLINE_ATTRS = ("enabled", "transition", "force", "replace", "stack_order")
+
+PROFILES: dict[str, Profile] = {}
+
+
+def register(profile: Profile) -> Profile:
+    PROFILES[profile.name] = profile
+    return profile
+
+
+register(Profile(
+    name="7.1",
+    summary="mainline as of 7.1: atomic replace, stack_order, sympos 0 == 1",
+    release="7.1.0",
+    policy=ReplacePolicy(),
+    patch_attrs=MAINLINE_ATTRS,
+    config=MAINLINE_CONFIG,
+))
+
+register(Profile(
+    name="6.12",
+    summary="Debian bookworm-backports 6.12: no stack_order (added in 6.13)",
+    release="6.12.95+deb12-amd64",
+    policy=ReplacePolicy(),
+    # stack_order: 6.13/6.14, "livepatch: Add stack_order sysfs attribute"
+    patch_attrs=("enabled", "transition", "force", "replace"),
+    # 139560e8b973 reached 6.12.y through stable (Dec 2025).
+    sympos_0_eq_1=True,
+    kprobe_arm_error_ignored=False,
+    config=DEBIAN_CONFIG,
+))
+
+register(Profile(
+    name="6.1",
+    summary="Debian bookworm 6.1: no replace (6.11) or stack_order attribute",
+    release="6.1.0-44-amd64",
+    policy=ReplacePolicy(),
+    # replace: 6.11, "livepatch: Add "replace" sysfs attribute"
+    patch_attrs=("enabled", "transition", "force"),
+    sympos_0_eq_1=False,
+    kprobe_arm_error_ignored=False,
+    config=DEBIAN_CONFIG,
+))
+
+DEFAULT_PROFILE = "replace-set"
+
+
+def get_profile(name: str) -> Profile:
+    from klpsim.livepatch import variants  # noqa: F401  (registers the series' profiles)
+
+    return PROFILES[name]
+
+
+def all_profiles() -> dict[str, Profile]:
+    from klpsim.livepatch import variants  # noqa: F401
+
+    return PROFILES

@@ -1,0 +1,92 @@
+"""Shadow variables: data attached to existing objects by <obj, id>.
+
+Mirrors kernel/livepatch/shadow.c. The hash is global across patches and
+nothing frees a variable automatically; a patch must do it itself. Objects
+are Python objects, identified by identity; the data of a variable is a
+:class:`ShadowData` the constructor may fill in.
+"""
+
+from klpsim.kernel.printk import KERN_WARNING
+
+__all__ = ["ShadowData", "ShadowHash", "klp_shadow_get", "klp_shadow_alloc",
+           "klp_shadow_get_or_alloc", "klp_shadow_free", "klp_shadow_free_all"]
+
+# The exported API; ShadowHash implements each name without the prefix.
+klp_shadow_get = "get"
+klp_shadow_alloc = "alloc"
+klp_shadow_get_or_alloc = "get_or_alloc"
+klp_shadow_free = "free"
+klp_shadow_free_all = "free_all"
+
+
+class ShadowData:
+    """The zeroed ``data[]`` of a shadow variable: *size* bytes, one value."""
+
+    __slots__ = ("size", "value")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.value = None
+
+
+class ShadowHash:
+    """klp_shadow_hash: {(id(obj), id): (obj, ShadowData)}, in insertion order."""
+
+    def __init__(self, klp):
+        self.klp = klp
+        self.vars: dict[tuple[int, int], tuple[object, ShadowData]] = {}
+
+    def get(self, obj, id: int) -> ShadowData | None:
+        entry = self.vars.get((id_of(obj), id))
+        return entry[1] if entry else None
+
+    def _get_or_alloc(self, obj, id: int, size: int, ctor, ctor_data, warn: bool):
+        key = (id_of(obj), id)
+        entry = self.vars.get(key)
+        if entry is not None:
+            if warn:
+                self._warn_duplicate(obj, id)
+                return None
+            return entry[1]
+        data = ShadowData(size)
+        if ctor is not None:
+            err = ctor(obj, data, ctor_data)
+            if err:
+                self.klp.msg("shadow_ctor_failed", self.klp.kernel_ptr(obj), id, err)
+                return None
+        self.vars[key] = (obj, data)
+        return data
+
+    def _warn_duplicate(self, obj, id: int) -> None:
+        log = self.klp.kernel.log
+        log.printk(KERN_WARNING, "------------[ cut here ]------------")
+        log.printk(KERN_WARNING, f"Duplicate shadow variable <{self.klp.kernel_ptr(obj)}, {id:x}>")
+        log.printk(KERN_WARNING, "WARNING: CPU: 0 PID: "
+                   f"{self.klp.kernel.sched.current.pid} at kernel/livepatch/shadow.c:156 "
+                   "__klp_shadow_get_or_alloc+0x1a8/0x1e0")
+        log.printk(KERN_WARNING, "---[ end trace 0000000000000000 ]---")
+
+    def alloc(self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None,
+              ctor_data=None) -> ShadowData | None:
+        """klp_shadow_alloc(): NULL plus a WARN if <obj, id> exists."""
+        return self._get_or_alloc(obj, id, size, ctor, ctor_data, True)
+
+    def get_or_alloc(self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None,
+                     ctor_data=None) -> ShadowData | None:
+        """klp_shadow_get_or_alloc(): the existing variable, the ctor not run."""
+        return self._get_or_alloc(obj, id, size, ctor, ctor_data, False)
+
+    def free(self, obj, id: int, dtor=None) -> None:
+        entry = self.vars.pop((id_of(obj), id), None)
+        if entry is not None and dtor is not None:
+            dtor(entry[0], entry[1])
+
+    def free_all(self, id: int, dtor=None) -> None:
+        for key in [k for k in self.vars if k[1] == id]:
+            obj, data = self.vars.pop(key)
+            if dtor is not None:
+                dtor(obj, data)
+
+
+def id_of(obj) -> int:
+    return id(obj)

@@ -1,0 +1,43 @@
+"""System states: klp_get_state(), klp_get_prev_state() and the
+compatibility check. Mirrors kernel/livepatch/state.c; which patches must
+carry which states is profile policy (see profiles.py).
+"""
+
+from klpsim.livepatch.structs import KlpPatch, KlpState
+
+__all__ = ["klp_get_state", "klp_get_prev_state", "klp_is_patch_compatible"]
+
+
+def klp_get_state(patch: KlpPatch, id: int) -> KlpState | None:
+    """The state *id* of *patch*, or None."""
+    for state in patch.states:
+        if state.id == id:
+            return state
+    return None
+
+
+def klp_get_prev_state(klp, id: int) -> KlpState | None:
+    """The newest state *id* among the patches installed before the
+    transition patch (the ones it replaces or builds on)."""
+    if klp.transition_patch is None:
+        return None
+    last = None
+    for patch in klp.patches:
+        if patch is klp.transition_patch:
+            break
+        state = klp_get_state(patch, id)
+        if state is not None:
+            last = state
+    return last
+
+
+def klp_is_patch_compatible(klp, patch: KlpPatch) -> bool:
+    """May *patch* be enabled next to the installed patches?"""
+    policy = klp.policy
+    for old_patch in klp.patches:
+        for old_state in old_patch.states:
+            if not policy.state_compatible(patch, old_patch, old_state):
+                return False
+        if policy.conflicts(klp, patch, old_patch):
+            return False
+    return True

@@ -1,0 +1,40 @@
+"""Boot a simulated kernel with ftrace, kprobes and livepatch for a profile."""
+
+from dataclasses import dataclass
+
+from klpsim.kernel.machine import Kernel, KernelConfig
+from klpsim.livepatch.core import Klp
+from klpsim.livepatch.profiles import Profile, get_profile
+from klpsim.trace.ftrace import Ftrace
+
+__all__ = ["System", "boot"]
+
+# The selftests' setup_config: all of kernel/livepatch, but not the
+# per-task messages of klp_try_switch_task().
+SELFTEST_DYNDBG = ("file kernel/livepatch/* +p", "func klp_try_switch_task -p")
+
+
+@dataclass
+class System:
+    """A booted machine: the kernel and the subsystems above it."""
+
+    profile: Profile
+    kernel: Kernel
+    ftrace: Ftrace
+    klp: Klp
+
+
+def boot(profile: str | Profile = "replace-set", nr_cpus: int = 2, extra_funcs: int = 0,
+         config: frozenset[str] | None = None, dyndbg=SELFTEST_DYNDBG) -> System:
+    """Boot a kernel that behaves as *profile*."""
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    kernel = Kernel(KernelConfig(release=profile.release, nr_cpus=nr_cpus,
+                                 config=profile.config if config is None else config,
+                                 extra_funcs=extra_funcs))
+    for rule in dyndbg:
+        kernel.log.dyndbg.control(rule)
+    ftrace = Ftrace(kernel)
+    kernel.modules.after_going.append(lambda mod: ftrace.release_module(mod.name))
+    klp = Klp(kernel, ftrace, profile)
+    return System(profile, kernel, ftrace, klp)

@@ -1,0 +1,261 @@
+"""The consistency model: per-task patch states and transitions.
+
+Mirrors kernel/livepatch/transition.c. A transition moves every task from
+the initial state (UNPATCHED when patching, PATCHED when unpatching) to
+klp_target_state, one task at a time, at safe points: when its stack holds
+none of the functions being changed (klp_try_switch_task), at the return to
+user space, in the idle loop, or in __schedule() for freezable kthreads.
+
+Modelling note: a task's stack is a list of the functions it is inside,
+so "an address within [func, func+size)" is "that function is on the
+stack".
+"""
+
+from klpsim.kernel.clock import NSEC_PER_SEC
+from klpsim.kernel.errno import EADDRINUSE, EBUSY, EINVAL
+from klpsim.livepatch import core
+from klpsim.livepatch.patch import klp_unpatch_objects
+from klpsim.livepatch.structs import (
+    KLP_TRANSITION_IDLE,
+    KLP_TRANSITION_PATCHED,
+    KLP_TRANSITION_UNPATCHED,
+    KlpPatch,
+)
+
+__all__ = [
+    "klp_init_transition", "klp_start_transition", "klp_try_complete_transition",
+    "klp_try_switch_task", "klp_complete_transition", "klp_cancel_transition",
+    "klp_reverse_transition", "klp_force_transition", "klp_update_patch_state",
+    "klp_copy_process", "klp_sched_try_switch", "klp_transition_work_fn", "SIGNALS_TIMEOUT",
+]
+
+SIGNALS_TIMEOUT = 15
+
+
+def _state_name(state: int) -> str:
+    return "patching" if state == KLP_TRANSITION_PATCHED else "unpatching"
+
+
+def klp_update_patch_state(klp, task) -> None:
+    """Switch *task* if it has TIF_PATCH_PENDING (kernel exit, idle loop, force)."""
+    if task.patch_pending:
+        task.patch_pending = False
+        task.patch_state = klp.target_state
+
+
+def klp_copy_process(klp, parent, child) -> None:
+    """The child inherits the patched state of the parent."""
+    child.patch_pending = parent.patch_pending
+    child.patch_state = parent.patch_state
+
+
+def klp_sched_try_switch(klp, task) -> None:
+    """__klp_sched_try_switch(): a freezable kthread passing __schedule()."""
+    if klp.sched_try_switch_key and task.freezable and task.patch_pending:
+        klp_try_switch_task(klp, task)
+
+
+def _forbidden_functions(klp) -> dict:
+    """The code no task may be inside to switch: {function: old_name}.
+
+    klp_check_stack_func(): unpatching forbids the patch's new code;
+    patching forbids what runs now, i.e. the entry below on func_stack or
+    the original function.
+    """
+    forbidden = {}
+    for obj in klp.transition_patch.obj_list:
+        if not obj.patched:
+            continue
+        for func in obj.func_list:
+            if klp.target_state == KLP_TRANSITION_UNPATCHED:
+                code = func.new_func
+            else:
+                stack = klp.ops[func.old_func].func_stack
+                i = stack.index(func)
+                code = stack[i + 1].new_func if i + 1 < len(stack) else func.old_func
+            forbidden.setdefault(code, func.old_name)
+    return forbidden
+
+
+def _check_stack(klp, task, forbidden) -> tuple[int, str | None]:
+    if not task.reliable:
+        return -EINVAL, None
+    for frame in task.stack:
+        name = forbidden.get(frame)
+        if name is not None:
+            return -EADDRINUSE, name
+    return 0, None
+
+
+def klp_try_switch_task(klp, task, forbidden=None) -> bool:
+    """Try to switch one task; True if it is now in the target state."""
+    if task.patch_state == klp.target_state:
+        return True
+    if not klp.reliable_stack:
+        return False
+    sched = klp.kernel.sched
+    # klp_check_and_switch_task(), with the task pinned by task_call_func()
+    if task is not sched.current and sched.task_curr(task):
+        ret, name = -EBUSY, None
+    else:
+        if forbidden is None:
+            forbidden = _forbidden_functions(klp)
+        ret, name = _check_stack(klp, task, forbidden)
+        if ret == 0:
+            task.patch_pending = False
+            task.patch_state = klp.target_state
+            return True
+    fn = "klp_try_switch_task"
+    if ret == -EBUSY:
+        klp.msg("task_running", fn, task.comm, task.pid)
+    elif ret == -EINVAL:
+        klp.msg("task_unreliable", fn, task.comm, task.pid)
+    elif ret == -EADDRINUSE:
+        klp.msg("task_sleeping", fn, task.comm, task.pid, name)
+    return False
+
+
+def klp_send_signals(klp) -> None:
+    """Wake kthreads and send fake signals to user tasks still pending."""
+    if klp.signals_cnt == SIGNALS_TIMEOUT:
+        klp.msg("signaling")
+    sched = klp.kernel.sched
+    for task in list(sched.tasks.values()):
+        if not task.patch_pending:
+            continue
+        if task.is_kthread:
+            sched.wake_up_state(task)
+        else:
+            sched.set_notify_signal(task)
+
+
+def klp_try_complete_transition(klp) -> bool:
+    """Try to switch every task; complete the transition if all switched."""
+    assert klp.target_state != KLP_TRANSITION_IDLE
+    sched = klp.kernel.sched
+    forbidden = _forbidden_functions(klp)
+    complete = True
+    target = klp.target_state
+    for task in sched.tasks.values():
+        if task.patch_state != target and not klp_try_switch_task(klp, task, forbidden):
+            complete = False
+    for cpu, idle in enumerate(sched.idle):
+        if sched.cpu_online[cpu]:
+            if not klp_try_switch_task(klp, idle, forbidden):
+                complete = False
+                sched.wake_up_if_idle(cpu)
+        elif idle.patch_state != target:
+            idle.patch_pending = False
+            idle.patch_state = target
+    if not complete:
+        if klp.signals_cnt and not klp.signals_cnt % SIGNALS_TIMEOUT:
+            klp_send_signals(klp)
+        klp.signals_cnt += 1
+        clock = klp.kernel.clock
+        clock.schedule_delayed_work(klp.transition_work,
+                                    clock.round_jiffies_relative(NSEC_PER_SEC))
+        return False
+    klp.sched_try_switch_key = False
+    patch = klp.transition_patch
+    klp_complete_transition(klp)
+    if not patch.enabled:
+        core.klp_free_patch_async(klp, patch)
+    elif klp.policy.adds_nops(patch):
+        core.klp_free_replaced_patches_async(klp, patch)
+    return True
+
+
+def klp_transition_work_fn(klp) -> None:
+    """The delayed work that retries a stalled transition."""
+    if klp.transition_patch is not None:
+        klp_try_complete_transition(klp)
+
+
+def klp_complete_transition(klp) -> None:
+    """Finish the transition: tidy func_stacks, run post callbacks."""
+    patch: KlpPatch = klp.transition_patch
+    target = klp.target_state
+    klp.msg("completing", patch.name, _state_name(target))
+    if target == KLP_TRANSITION_PATCHED and klp.policy.adds_nops(patch):
+        core.klp_unpatch_replaced_patches(klp, patch)
+        core.klp_discard_nops(klp, patch)
+    if target == KLP_TRANSITION_UNPATCHED:
+        klp_unpatch_objects(klp, patch)
+    for obj in patch.obj_list:
+        for func in obj.func_list:
+            func.transition = False
+    for task in klp.kernel.sched.all_tasks():
+        task.patch_state = KLP_TRANSITION_IDLE
+    for obj in list(patch.obj_list):
+        if not core.klp_is_object_loaded(obj):
+            continue
+        if target == KLP_TRANSITION_PATCHED:
+            core.klp_post_patch_callback(obj)
+        else:
+            core.klp_post_unpatch_callback(obj)
+    klp.msg("complete", patch.name, _state_name(target))
+    klp.target_state = KLP_TRANSITION_IDLE
+    klp.transition_patch = None
+
+
+def klp_cancel_transition(klp) -> None:
+    """Undo a patching transition that never started (an enable error)."""
+    if klp.target_state != KLP_TRANSITION_PATCHED:
+        return
+    klp.msg("canceling", klp.transition_patch.name)
+    klp.target_state = KLP_TRANSITION_UNPATCHED
+    klp_complete_transition(klp)
+
+
+def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
+    """Set every task to the initial state and mark the patch's funcs."""
+    klp.transition_patch = patch
+    klp.target_state = state
+    klp.msg("initializing", patch.name, _state_name(state))
+    initial = KLP_TRANSITION_UNPATCHED if state == KLP_TRANSITION_PATCHED \
+        else KLP_TRANSITION_PATCHED
+    for task in klp.kernel.sched.all_tasks():
+        task.patch_state = initial
+    for obj in patch.obj_list:
+        for func in obj.func_list:
+            func.transition = True
+
+
+def klp_start_transition(klp) -> None:
+    """Flag every task that still has to switch."""
+    patch = klp.transition_patch
+    klp.msg("starting", patch.name, _state_name(klp.target_state))
+    target = klp.target_state
+    for task in klp.kernel.sched.all_tasks():
+        if task.patch_state != target:
+            task.patch_pending = True
+    klp.sched_try_switch_key = True
+    klp.signals_cnt = 0
+
+
+def klp_reverse_transition(klp) -> None:
+    """Turn the running transition around (``enabled`` written mid-way)."""
+    patch = klp.transition_patch
+    klp.msg("reversing", patch.name,
+            "patching to unpatching" if klp.target_state == KLP_TRANSITION_PATCHED
+            else "unpatching to patching")
+    for task in klp.kernel.sched.all_tasks():
+        task.patch_pending = False
+    patch.enabled = not patch.enabled
+    klp.target_state = KLP_TRANSITION_UNPATCHED if klp.target_state == KLP_TRANSITION_PATCHED \
+        else KLP_TRANSITION_PATCHED
+    klp_start_transition(klp)
+
+
+def klp_force_transition(klp) -> None:
+    """Switch every task now, safe or not; the patches involved stay pinned."""
+    klp.msg("forcing")
+    for task in klp.kernel.sched.all_tasks():
+        klp_update_patch_state(klp, task)
+    tp = klp.transition_patch
+    if klp.target_state == KLP_TRANSITION_UNPATCHED:
+        tp.forced = True
+    else:
+        for patch in klp.patches:
+            if patch is not tp and klp.policy.force_marks(tp, patch):
+                patch.forced = True

@@ -1,0 +1,112 @@
+"""Profiles for the 2026 replace-set series and the variants on its way.
+
+See replace-set-thread.md: the v2 series of 2026-05-29 ("[PATCH v2 0/4]
+livepatch: Introduce replace set support"), and RFC 3/4 + 4/4 of
+2026-04-02 ("livepatch: Add "replaceable" attribute to klp_patch",
+"livepatch: Implement livepatch hybrid mode").
+"""
+
+from klpsim.livepatch.profiles import (
+    MAINLINE_ATTRS,
+    MAINLINE_CONFIG,
+    Profile,
+    ReplacePolicy,
+    _get_state,
+    register,
+)
+
+__all__ = ["ReplaceSetPolicy"]
+
+
+class ReplaceSetPolicy(ReplacePolicy):
+    """v2 2/4: every patch replaces the older patches of its own set.
+
+    Patches of different sets may not patch the same function (object +
+    old_name + old_sympos) nor share a state id.
+    """
+
+    name = "replace_set"
+    patch_fields = ("replace_set",)
+
+    def adds_nops(self, patch) -> bool:
+        return True  # klp_init_patch() calls klp_add_nops() unconditionally
+
+    def replaces(self, new, old) -> bool:
+        return new.replace_set == old.replace_set
+
+    def state_compatible(self, new, old_patch, old_state) -> bool:
+        state = _get_state(new, old_state.id)
+        if new.replace_set == old_patch.replace_set:
+            return state is not None and state.version >= old_state.version
+        return state is None  # different sets must not share a state id
+
+    def conflicts(self, klp, new, old_patch) -> bool:
+        if new.replace_set == old_patch.replace_set:
+            return False
+        from klpsim.livepatch.core import klp_find_func
+
+        for obj in new.objs:  # static objects: the patch is not initialised yet
+            for old_obj in old_patch.obj_list:
+                if (obj.name is None) != (old_obj.name is None):
+                    continue
+                if obj.name is not None and obj.name != old_obj.name:
+                    continue
+                for func in obj.funcs:
+                    if klp_find_func(klp, old_obj, func):
+                        return True
+        return False
+
+    def force_marks(self, transition_patch, other) -> bool:
+        return other.replace_set == transition_patch.replace_set
+
+
+register(Profile(
+    name="replace-set",
+    summary="7.1 + replace_set v2 (2026-05-29): scoped atomic replace, cross-set checks",
+    release="7.1.0-replace-set",
+    policy=ReplaceSetPolicy(),
+    # v2 2/4 renames replace -> replace_set; v2 3/4 removes stack_order.
+    patch_attrs=("enabled", "transition", "force", "replace_set"),
+    config=MAINLINE_CONFIG,
+    extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
+))
+
+
+class ReplaceablePolicy(ReplacePolicy):
+    """RFC 3/4 + 4/4: a replace patch replaces only ``replaceable`` patches.
+
+    The three skips: klp_add_nops(), klp_unpatch_replaced_patches() and
+    klp_free_replaced_patches_async() pass over non-replaceable patches.
+    There is no conflict check.
+    """
+
+    name = "replaceable"
+    patch_fields = ("replace", "replaceable")
+
+    def replaces(self, new, old) -> bool:
+        return new.replace and old.replaceable
+
+
+def _replaceable_store(klp, patch, buf: str) -> int:
+    from klpsim.kernel.errno import EAGAIN, EINVAL
+    from klpsim.kernel.params import kstrtobool
+
+    value = kstrtobool(buf)
+    if not isinstance(value, bool):
+        return -EINVAL
+    if patch is klp.transition_patch:
+        return -EAGAIN
+    patch.replaceable = value
+    return len(buf)
+
+
+register(Profile(
+    name="replaceable",
+    summary="7.1 + RFC 3/4 and 4/4 (2026-04-02): per-patch replaceable attribute",
+    release="7.1.0-replaceable",
+    policy=ReplaceablePolicy(),
+    patch_attrs=MAINLINE_ATTRS + ("replaceable",),
+    config=MAINLINE_CONFIG,
+    extra_patch_attrs={"replaceable": (0o644, lambda klp, p: f"{int(p.replaceable)}\n",
+                                       _replaceable_store)},
+))

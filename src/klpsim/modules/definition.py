@@ -1,0 +1,163 @@
+"""Module definition files (``MOD.toml``): livepatches and plain target modules.
+
+The format is fixed by scenarios.md. A definition that does not fit is
+refused with a :class:`DefinitionError` naming the file and the key.
+"""
+
+import tomllib
+from pathlib import Path
+
+from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
+from klpsim.kernel.params import ParamSpec
+from klpsim.kernel.vmlinux import PROC_FILES
+from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
+from klpsim.modules.base import LivepatchCode, seq_puts
+
+__all__ = ["DefinitionError", "load_definition"]
+
+PROC_SHOW_FUNCS = set(PROC_FILES.values())
+ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
+
+
+class DefinitionError(Exception):
+    """A definition file that cannot be used: ``FILE: key 'K': what is wrong``."""
+
+
+def _fail(path: Path, key: str, what: str) -> None:
+    raise DefinitionError(f"{path}: key '{key}': {what}")
+
+
+def _check(path, key, value, typ, what):
+    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
+        _fail(path, key, f"expected {what}, got {type(value).__name__} {value!r}")
+
+
+def _check_keys(path, prefix, table: dict, allowed: set, required: set = frozenset()):
+    for key in table:
+        if key not in allowed:
+            _fail(path, f"{prefix}{key}", "unknown key")
+    for key in required:
+        if key not in table:
+            _fail(path, f"{prefix}{key}", "missing")
+
+
+def _replacement(modname: str, old_name: str, output: str | None):
+    """The body of a generated replacement function."""
+    if old_name in PROC_SHOW_FUNCS or output is not None:
+        return seq_puts(output if output is not None else f"{modname}: this has been live patched")
+    return lambda ctx, *args: 0
+
+
+def load_definition(path: Path, profile) -> ModuleSpec:
+    """Read *path* and build the module it defines for *profile*'s kernel."""
+    name = path.stem.replace("-", "_")
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise DefinitionError(f"{path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DefinitionError(f"{path}: {e}") from None
+    livepatch = data.get("livepatch", False)
+    _check(path, "livepatch", livepatch, bool, "a boolean")
+    if livepatch:
+        return _livepatch(path, name, data, profile)
+    _check_keys(path, "", data, {"livepatch", "functions", "error_injection"})
+    funcs = data.get("functions", [])
+    _check(path, "functions", funcs, list, "an array of function names")
+    for i, f in enumerate(funcs):
+        _check(path, f"functions[{i}]", f, str, "a function name")
+    return ModuleSpec(name, ModuleCode, functions=tuple(
+        FunctionSpec(f, lambda ctx, *a: 0) for f in funcs),
+        error_injection=_error_injection(path, data, set(funcs)), source=str(path))
+
+
+def _error_injection(path, data, funcs: set) -> tuple:
+    entries = data.get("error_injection", {})
+    _check(path, "error_injection", entries, dict, "a table of function = type")
+    out = []
+    for func, etype in entries.items():
+        _check(path, f"error_injection.{func}", etype, str, "a type name")
+        if etype not in ERROR_INJECTION_TYPES:
+            _fail(path, f"error_injection.{func}", f"type must be one of {', '.join(ERROR_INJECTION_TYPES)}")
+        if func not in funcs:
+            _fail(path, f"error_injection.{func}", "not a function of this module")
+        out.append((func, etype))
+    return tuple(out)
+
+
+def _livepatch(path: Path, name: str, data: dict, profile) -> ModuleSpec:
+    fields = profile.patch_fields
+    allowed = {"livepatch", "objects", "states", "replace", "replace_set", "replaceable",
+               "error_injection"}
+    _check_keys(path, "", data, allowed)
+    replace = data.get("replace", False)
+    _check(path, "replace", replace, bool, "a boolean")
+    replace_set = data.get("replace_set", 0)
+    _check(path, "replace_set", replace_set, int, "an integer")
+    if not 0 <= replace_set < 2**32:
+        _fail(path, "replace_set", "must be a u32")
+    replaceable = data.get("replaceable", False)
+    _check(path, "replaceable", replaceable, bool, "a boolean")
+    objects = data.get("objects", [])
+    _check(path, "objects", objects, list, "an array of tables")
+    functions: list[FunctionSpec] = []
+    obj_defs = []
+    for i, obj in enumerate(objects):
+        prefix = f"objects[{i}]."
+        _check(path, f"objects[{i}]", obj, dict, "a table")
+        _check_keys(path, prefix, obj, {"name", "funcs"}, {"name"})
+        _check(path, prefix + "name", obj["name"], str, "a string")
+        funcs = obj.get("funcs", [])
+        _check(path, prefix + "funcs", funcs, list, "an array of tables")
+        fdefs = []
+        for j, f in enumerate(funcs):
+            fp = f"{prefix}funcs[{j}]."
+            _check(path, f"{prefix}funcs[{j}]", f, dict, "a table")
+            _check_keys(path, fp, f, {"old_name", "new_name", "old_sympos", "output"}, {"old_name"})
+            _check(path, fp + "old_name", f["old_name"], str, "a string")
+            new_name = f.get("new_name", "livepatch_" + f["old_name"])
+            _check(path, fp + "new_name", new_name, str, "a string")
+            sympos = f.get("old_sympos", 0)
+            _check(path, fp + "old_sympos", sympos, int, "an integer")
+            if sympos < 0:
+                _fail(path, fp + "old_sympos", "must not be negative")
+            output = f.get("output")
+            if output is not None:
+                _check(path, fp + "output", output, str, "a string")
+            functions.append(FunctionSpec(new_name, _replacement(name, f["old_name"], output)))
+            fdefs.append((f["old_name"], new_name, sympos))
+        obj_defs.append((None if obj["name"] == "vmlinux" else obj["name"], fdefs))
+    states = data.get("states", [])
+    _check(path, "states", states, list, "an array of tables")
+    state_defs = []
+    for i, st in enumerate(states):
+        sp = f"states[{i}]."
+        _check(path, f"states[{i}]", st, dict, "a table")
+        _check_keys(path, sp, st, {"id", "version"}, {"id"})
+        _check(path, sp + "id", st["id"], int, "an integer")
+        if st["id"] <= 0:
+            _fail(path, sp + "id", "must be positive")
+        version = st.get("version", 0)
+        _check(path, sp + "version", version, int, "an integer")
+        state_defs.append((st["id"], version))
+    params = []
+    if "replace" in fields:
+        params.append(ParamSpec("replace", "int", 0o644, int(replace)))
+    if "replace_set" in fields:
+        params.append(ParamSpec("replace_set", "uint", 0o644, replace_set))
+    if "replaceable" in fields:
+        params.append(ParamSpec("replaceable", "int", 0o644, int(replaceable)))
+
+    class DefinedLivepatch(LivepatchCode):
+        def objects(self):
+            return [KlpObject(objname, [KlpFunc(old, self.sym(new), pos) for old, new, pos in fd])
+                    for objname, fd in obj_defs]
+
+        def states(self):
+            return [KlpState(i, v) for i, v in state_defs]
+
+    DefinedLivepatch.__name__ = f"Livepatch_{name}"
+    return ModuleSpec(name, DefinedLivepatch, livepatch=True, params=tuple(params),
+                      functions=tuple(functions),
+                      error_injection=_error_injection(path, data, {f.name for f in functions}),
+                      source=str(path))

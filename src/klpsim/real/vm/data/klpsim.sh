@@ -1,0 +1,50 @@
+# klpsim's helper verbs for scenario scripts on a real kernel.
+#
+# Sourced after the kernel's own functions.sh (taken from Debian's
+# linux-source at run time).  A verb is defined here only when the kernel's
+# copy lacks it, so a kernel that has a verb always uses its own.  The
+# behaviour follows klpsim's scenario language (spec/scenarios.md).
+
+klpsim_has() { declare -F "$1" > /dev/null; }
+
+if [[ -e /sys/kernel/tracing/trace ]]; then
+	KLPSIM_TRACING=/sys/kernel/tracing
+else
+	KLPSIM_TRACING=/sys/kernel/debug/tracing
+fi
+
+klpsim_has unload_lp || unload_lp() { unload_mod "$1"; }
+
+klpsim_has cleanup_tracing || cleanup_tracing() {
+	echo 0 > "$KLPSIM_TRACING/tracing_on"
+	echo > "$KLPSIM_TRACING/set_ftrace_filter"
+	echo nop > "$KLPSIM_TRACING/current_tracer"
+	echo > "$KLPSIM_TRACING/trace"
+}
+
+klpsim_has trace_function || trace_function() {
+	cleanup_tracing
+	echo function > "$KLPSIM_TRACING/current_tracer"
+	echo "$1" > "$KLPSIM_TRACING/set_ftrace_filter"
+	echo 1 > "$KLPSIM_TRACING/tracing_on"
+}
+
+klpsim_has check_traced_functions || check_traced_functions() {
+	local f
+	for f in "$@"; do
+		grep -Fwq "$f" "$KLPSIM_TRACING/trace" ||
+			die "Function ($f) did not appear in the trace"
+	done
+	cleanup_tracing
+}
+
+# A scenario may name a module instead of a path: "insmod MOD ARGS".
+insmod() {
+	local m=$1
+	shift
+	case $m in
+	*/* | *.ko) ;;
+	*) m=test_modules/$m.ko ;;
+	esac
+	command insmod "$m" "$@"
+}

@@ -1,0 +1,246 @@
+"""The helper verbs of tools/testing/selftests/livepatch/functions.sh.
+
+Each verb logs and waits as the kernel's helper does (selftests.md, 1.4);
+waiting is loop_until: up to 600 retries 0.1 simulated seconds apart.
+A failing helper dies: it logs ``ERROR: MSG`` and stops the script with
+status 1.
+"""
+
+import difflib
+import re
+
+from klpsim.kernel.fs import mode_string
+
+__all__ = ["HELPERS", "ScriptExit", "filter_check_result"]
+
+SYSFS_KLP_DIR = "/sys/kernel/livepatch"
+SYSFS_TRACING_DIR = "/sys/kernel/tracing"
+MAX_RETRIES = 600
+RETRY_INTERVAL_NS = 100_000_000
+
+
+class ScriptExit(Exception):
+    """The script stops (die, skip, exit) with *status*."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def die(rt, msg: str) -> None:
+    rt.log(f"ERROR: {msg}")
+    rt.stderr(f"ERROR: {msg}\n")
+    raise ScriptExit(1)
+
+
+def skip(rt, msg: str) -> None:
+    rt.log(f"SKIP: {msg}")
+    rt.stderr(f"SKIP: {msg}\n")
+    raise ScriptExit(4)
+
+
+def loop_until(rt, cond) -> bool:
+    """Evaluate *cond* up to 601 times, 0.1 s apart."""
+    for i in range(MAX_RETRIES + 1):
+        if cond():
+            return True
+        if i == MAX_RETRIES:
+            return False
+        rt.advance(RETRY_INTERVAL_NS)
+    return False
+
+
+def _exists(rt, path: str) -> bool:
+    return rt.fs.lookup(path) is not None
+
+
+def _read(rt, path: str) -> str | None:
+    data = rt.fs.read(path)
+    return None if isinstance(data, int) else data.rstrip("\n")
+
+
+def is_livepatch_mod(rt, mod: str) -> bool:
+    return rt.resolve_module(f"test_modules/{mod}.ko").livepatch
+
+
+def __load_mod(rt, mod: str, args: list[str]) -> None:
+    msg = f"% insmod test_modules/{mod}.ko {' '.join(args)}"
+    rt.log(msg.rstrip(" ") if msg.endswith(" ") else msg)
+    status, out, err = rt.shell(["insmod", f"test_modules/{mod}.ko", *args])
+    ret = (out + err).rstrip("\n")
+    if ret:
+        die(rt, ret)
+    if not loop_until(rt, lambda: _exists(rt, f"/sys/module/{mod}")):
+        die(rt, f"failed to load module {mod}")
+
+
+def load_mod(rt, mod: str, *args: str) -> None:
+    if is_livepatch_mod(rt, mod):
+        die(rt, f"use load_lp() to load the livepatch module {mod}")
+    __load_mod(rt, mod, list(args))
+
+
+def load_lp_nowait(rt, mod: str, *args: str) -> None:
+    if not is_livepatch_mod(rt, mod):
+        die(rt, f"module {mod} is not a livepatch")
+    __load_mod(rt, mod, list(args))
+    if not loop_until(rt, lambda: _exists(rt, f"{SYSFS_KLP_DIR}/{mod}")):
+        die(rt, f"failed to load module {mod}")
+
+
+def load_lp(rt, mod: str, *args: str) -> None:
+    load_lp_nowait(rt, mod, *args)
+    if not loop_until(rt, lambda: _read(rt, f"{SYSFS_KLP_DIR}/{mod}/transition") == "0"):
+        die(rt, "failed to complete transition")
+
+
+def load_failing_mod(rt, mod: str, *args: str) -> None:
+    msg = f"% insmod test_modules/{mod}.ko {' '.join(args)}"
+    rt.log(msg.rstrip(" ") if msg.endswith(" ") else msg)
+    status, out, err = rt.shell(["insmod", f"test_modules/{mod}.ko", *args])
+    ret = (out + err).rstrip("\n")
+    if not ret:
+        die(rt, f"{mod} unexpectedly loaded")
+    rt.log(ret)
+
+
+def unload_mod(rt, mod: str) -> None:
+    if not loop_until(rt, lambda: _read(rt, f"/sys/module/{mod}/refcnt") == "0"):
+        die(rt, f"failed to unload module {mod} (refcnt)")
+    rt.log(f"% rmmod {mod}")
+    status, out, err = rt.shell(["rmmod", mod])
+    ret = (out + err).rstrip("\n")
+    if ret:
+        die(rt, ret)
+    if not loop_until(rt, lambda: not _exists(rt, f"/sys/module/{mod}")):
+        die(rt, f"failed to unload module {mod} (/sys/module)")
+
+
+def disable_lp(rt, mod: str) -> None:
+    path = f"{SYSFS_KLP_DIR}/{mod}/enabled"
+    rt.log(f"% echo 0 > {path}")
+    rt.write(path, "0\n")
+    if not loop_until(rt, lambda: not _exists(rt, f"{SYSFS_KLP_DIR}/{mod}")):
+        die(rt, f"failed to disable livepatch {mod}")
+
+
+def set_pre_patch_ret(rt, mod: str, ret: str) -> None:
+    path = f"/sys/module/{mod}/parameters/pre_patch_ret"
+    rt.log(f"% echo {ret} > {path}")
+    rt.write(path, f"{ret}\n")
+    if not loop_until(rt, lambda: _read(rt, path) == ret):
+        die(rt, f"failed to set pre_patch_ret parameter for {mod} module")
+
+
+def set_ftrace_enabled(rt, *args: str) -> None:
+    can_fail = args[:1] == ("--fail",)
+    value = args[-1]
+    status, out, err = rt.shell(["sysctl", "-q", f"kernel.ftrace_enabled={value}"])
+    result = _read(rt, "/proc/sys/kernel/ftrace_enabled")
+    if result != value:
+        if can_fail:
+            rt.log("livepatch: " + (out + err).rstrip("\n").replace("/proc/sys/kernel/", "kernel."))
+            return
+        skip(rt, f"failed to set kernel.ftrace_enabled = {value}")
+    rt.log(f"livepatch: kernel.ftrace_enabled = {result}")
+
+
+def check_sysfs_rights(rt, mod: str, rel: str, expected: str) -> None:
+    path = f"{SYSFS_KLP_DIR}/{mod}/{rel}"
+    node = rt.fs.lookup(path)
+    rights = mode_string(node.mode) if node else ""
+    if rights != expected:
+        die(rt, f"Unexpected access rights of {path}: {expected} vs. {rights}")
+
+
+def check_sysfs_value(rt, mod: str, rel: str, expected: str) -> None:
+    path = f"{SYSFS_KLP_DIR}/{mod}/{rel}"
+    value = _read(rt, path) or ""
+    if value != expected:
+        die(rt, f"Unexpected value in {path}: {expected} vs. {value}")
+
+
+def cleanup_tracing(rt) -> None:
+    for name, value in (("tracing_on", "0"), ("set_ftrace_filter", ""),
+                        ("current_tracer", "nop"), ("trace", "")):
+        rt.write(f"{SYSFS_TRACING_DIR}/{name}", value + "\n")
+
+
+def trace_function(rt, func: str) -> None:
+    cleanup_tracing(rt)
+    rt.write(f"{SYSFS_TRACING_DIR}/current_tracer", "function\n")
+    rt.write(f"{SYSFS_TRACING_DIR}/set_ftrace_filter", func + "\n")
+    rt.write(f"{SYSFS_TRACING_DIR}/tracing_on", "1\n")
+
+
+def check_traced_functions(rt, *funcs: str) -> None:
+    for func in funcs:
+        status, _, _ = rt.shell(["grep", "-Fwq", func, f"{SYSFS_TRACING_DIR}/trace"])
+        if status:
+            die(rt, f"Function ({func}) did not appear in the trace")
+    cleanup_tracing(rt)
+
+
+def start_test(rt, *words: str) -> None:
+    name = " ".join(words)
+    rt.last_dmesg = rt.log(f"livepatch kselftest timestamp: {rt.rfc3339_ns()}")
+    rt.stdout(f"TEST: {name} ... ")
+    rt.log(f"===== TEST: {name} =====")
+
+
+_TIMESTAMP = re.compile(r"^\[[ 0-9.]*\] ")
+_CALLER_ID = re.compile(r"^\[[ ]*[CT][0-9]*\] ")
+
+
+def filter_check_result(lines: list[str]) -> list[str]:
+    """The grep/sed pipeline of check_result(), on timestamped dmesg lines."""
+    out = []
+    for line in lines:
+        if "livepatch:" not in line and "test_klp" not in line:
+            continue
+        if re.search(r"(tainting|taints) kernel", line):
+            continue
+        out.append(_CALLER_ID.sub("", _TIMESTAMP.sub("", line, count=1), count=1))
+    return out
+
+
+def check_result(rt, expected: str) -> None:
+    expect = expected.rstrip("\n")
+    result = "\n".join(filter_check_result(rt.dmesg_since_canary())).rstrip("\n")
+    if result == expect:
+        rt.stdout("ok\n")
+    elif not result:
+        rt.stdout("not ok\n")
+        die(rt, "livepatch kselftest(s) failed")
+    else:
+        diff = difflib.unified_diff(expect.split("\n"), result.split("\n"), "expected", "result",
+                                    lineterm="")
+        rt.stdout("not ok\n")
+        rt.stderr("\n".join(diff) + "\n")
+        rt.check_failed = True
+        die(rt, "livepatch kselftest(s) failed")
+
+
+def log(rt, *words: str) -> None:
+    rt.log(" ".join(words))
+
+
+def loop_until_verb(rt, *cmd: str) -> None:
+    """``loop_until CMD... || die``: retry a command until it succeeds."""
+    if not cmd:
+        die(rt, "loop_until needs a command")
+    if not loop_until(rt, lambda: rt.shell(list(cmd))[0] == 0):
+        die(rt, f"timed out waiting for: {' '.join(cmd)}")
+
+
+HELPERS = {
+    "start_test": start_test, "load_mod": load_mod, "load_lp": load_lp,
+    "load_lp_nowait": load_lp_nowait, "load_failing_mod": load_failing_mod,
+    "unload_mod": unload_mod, "unload_lp": unload_mod, "disable_lp": disable_lp,
+    "set_pre_patch_ret": set_pre_patch_ret, "set_ftrace_enabled": set_ftrace_enabled,
+    "check_sysfs_rights": check_sysfs_rights, "check_sysfs_value": check_sysfs_value,
+    "trace_function": trace_function, "check_traced_functions": check_traced_functions,
+    "cleanup_tracing": cleanup_tracing, "log": log, "check_result": check_result,
+    "loop_until": loop_until_verb, "die": lambda rt, *w: die(rt, " ".join(w)),
+    "skip": lambda rt, *w: skip(rt, " ".join(w)),
+}

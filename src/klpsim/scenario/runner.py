@@ -1,0 +1,208 @@
+"""Run a parsed scenario against a booted simulated kernel.
+
+The runner is the shell: it runs each command as the current task, sends
+its output where the redirection says, advances simulated time a little
+per command (a command takes time on a real machine too) and turns the
+helper verbs' deaths into an exit status.
+"""
+
+import inspect
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TextIO
+
+from klpsim.kernel.clock import NSEC_PER_MSEC
+from klpsim.kernel.errno import EACCES, ENOENT, strerror
+from klpsim.livepatch.system import System
+from klpsim.modules.definition import DefinitionError, load_definition
+from klpsim.modules.selftests import builtin_modules
+from klpsim.scenario.helpers import HELPERS, ScriptExit
+from klpsim.scenario.parser import Command, ScriptError
+from klpsim.scenario.shell import SHELL_COMMANDS
+
+__all__ = ["Runner", "ModuleResolver"]
+
+EPOCH = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+COMMAND_COST_NS = NSEC_PER_MSEC
+
+
+class ModuleResolver:
+    """Find a module by name: --modules dirs, test_modules/ beside the script, built-ins."""
+
+    def __init__(self, profile, module_dirs: list[Path], script_dir: Path | None):
+        self.profile = profile
+        self.dirs = list(module_dirs)
+        if script_dir is not None:
+            self.dirs.append(script_dir / "test_modules")
+        self._builtin = None
+        self._cache: dict[str, object] = {}
+
+    @staticmethod
+    def module_name(path: str) -> str:
+        name = path.rsplit("/", 1)[-1]
+        if name.endswith(".ko"):
+            name = name[:-3]
+        return name.replace("-", "_")
+
+    def resolve(self, path: str):
+        """The ModuleSpec for an insmod argument, or None if there is none."""
+        name = self.module_name(path)
+        if name in self._cache:
+            return self._cache[name]
+        spec = None
+        for d in self.dirs:
+            candidate = d / f"{name}.toml"
+            if candidate.is_file():
+                spec = load_definition(candidate, self.profile)
+                break
+        if spec is None:
+            if self._builtin is None:
+                self._builtin = builtin_modules(self.profile)
+            spec = self._builtin.get(name)
+        self._cache[name] = spec
+        return spec
+
+
+class Runner:
+    """Runs commands; owns the script's stdout/stderr and exit status."""
+
+    def __init__(self, system: System, resolver: ModuleResolver, path: str = "<script>",
+                 out: TextIO | None = None, err: TextIO | None = None,
+                 transcript: bool = True, color: bool = False):
+        self.system = system
+        self.kernel = system.kernel
+        self.fs = system.kernel.fs
+        self.resolver = resolver
+        self.path = path
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.transcript = transcript
+        self.color = color
+        self.last_dmesg: int | None = None
+        self.check_failed = False
+        self.line = 0
+        self.verbs: dict[str, Callable] = {}
+        if transcript:
+            self.kernel.log.listeners.append(self._show_record)
+
+    # -- output ------------------------------------------------------------------
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def _show_record(self, rec) -> None:
+        stamp = f"[{rec.ts_ns // 10**9:5d}.{rec.ts_ns // 1000 % 10**6:06d}] "
+        for line in rec.text.split("\n"):
+            self.out.write(self._paint("33" if rec.level <= 4 else "36", stamp + line) + "\n")
+            stamp = " " * len(stamp)
+
+    def stdout(self, text: str) -> None:
+        if self.transcript:
+            self.out.write(text)
+
+    def stderr(self, text: str) -> None:
+        self.err.write(text)
+
+    # -- kernel-facing helpers ------------------------------------------------------
+
+    def log(self, text: str) -> int:
+        """``echo TEXT > /dev/kmsg``; returns the record's index."""
+        self.kernel.log.printk(4, text, origin="user")
+        return len(self.kernel.log.records) - 1
+
+    def rfc3339_ns(self) -> str:
+        t = EPOCH + timedelta(microseconds=self.kernel.clock.now // 1000)
+        return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{self.kernel.clock.now % 10**9:09d}+00:00"
+
+    def dmesg_since_canary(self) -> list[str]:
+        log = self.kernel.log
+        start = 0 if self.last_dmesg is None else self.last_dmesg + 1
+        records = log.records[start:]
+        saved, log.records = log.records, records
+        try:
+            return log.dmesg(notime=False)
+        finally:
+            log.records = saved
+
+    def advance(self, ns: int) -> None:
+        self.kernel.clock.advance(ns)
+
+    def resolve_module(self, path: str):
+        try:
+            spec = self.resolver.resolve(path)
+        except DefinitionError as e:
+            raise ScriptError(self.path, self.line, str(e)) from None
+        if spec is None:
+            raise ScriptError(self.path, self.line,
+                              f"unknown module '{self.resolver.module_name(path)}'")
+        return spec
+
+    def write(self, path: str, data: str) -> int:
+        """A shell redirection into *path*; errors as bash reports them."""
+        if path == "/dev/kmsg":
+            if data:
+                self.kernel.log.printk(4, data, origin="user")
+            return 0
+        ret = self.fs.write(path, data)
+        if ret >= 0:
+            return 0
+        if ret in (-ENOENT, -EACCES) and (self.fs.lookup(path) is None or ret == -EACCES):
+            self.stderr(f"bash: {path}: {strerror(ret)}\n")
+        else:
+            self.stderr(f"bash: echo: write error: {strerror(ret)}\n")
+        return 1
+
+    def shell(self, words: list[str]) -> tuple[int, str, str]:
+        """Run one plain shell command, capturing its output."""
+        fn = SHELL_COMMANDS.get(words[0])
+        if fn is None:
+            raise ScriptError(self.path, self.line, f"unknown command '{words[0]}'")
+        return fn(self, words[1:])
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(self, commands: list[Command]) -> int:
+        """Run the script; its exit status (0, 1 for a failure, 4 for a skip)."""
+        status = 0
+        try:
+            for cmd in commands:
+                status = self.execute(cmd)
+        except ScriptExit as e:
+            return e.status
+        return 1 if self.check_failed else 0
+
+    def execute(self, cmd: Command) -> int:
+        self.line = cmd.line
+        verb = cmd.words[0]
+        if self.transcript:
+            self.out.write(self._paint("1", f"$ {cmd.text}") + "\n")
+        helper = HELPERS.get(verb) or self.verbs.get(verb)
+        if helper is not None:
+            if cmd.redirect is not None:
+                raise ScriptError(self.path, cmd.line, f"'{verb}' cannot be redirected")
+            self._check_arity(verb, helper, cmd.words[1:])
+            helper(self, *cmd.words[1:])
+            status = 0
+        else:
+            status, out, err = self.shell(list(cmd.words))
+            if cmd.redirect is not None:
+                wstatus = self.write(cmd.redirect[1], out)
+                status = status or wstatus
+            else:
+                self.stdout(out)
+            if err:
+                self.stderr(err)
+        self.advance(COMMAND_COST_NS)
+        return status
+
+    def _check_arity(self, verb: str, fn: Callable, args: tuple) -> None:
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]
+        required = [p for p in params if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+        if len(args) < len(required) or (not varargs and len(args) > len(params)):
+            names = " ".join(p.name.upper() for p in params if p.kind != p.VAR_POSITIONAL)
+            raise ScriptError(self.path, self.line,
+                              f"usage: {verb} {names}{' ...' if varargs else ''}".rstrip())

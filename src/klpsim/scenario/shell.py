@@ -1,0 +1,270 @@
+"""The plain shell commands a scenario may use, run against the simulated kernel.
+
+Each command returns (exit status, stdout, stderr) with the texts the real
+tools print (coreutils, grep, kmod, procps), so that a failing command
+looks the same here as on a test machine.
+"""
+
+import re
+
+from klpsim.kernel.errno import EACCES, EAGAIN, EEXIST, EINVAL, ENOENT, strerror
+from klpsim.kernel.fs import mode_string
+
+__all__ = ["SHELL_COMMANDS", "Result", "bre_to_python", "insmod_strerror"]
+
+Result = tuple[int, str, str]
+
+
+def _err(status: int, text: str) -> Result:
+    return status, "", text + "\n"
+
+
+def cat(rt, args: list[str]) -> Result:
+    out, err, status = [], [], 0
+    for path in args:
+        data = rt.fs.read(path)
+        if isinstance(data, int):
+            err.append(f"cat: {path}: {strerror(data)}\n")
+            status = 1
+        else:
+            out.append(data)
+    return status, "".join(out), "".join(err)
+
+
+def ls(rt, args: list[str]) -> Result:
+    flags = [a for a in args if a.startswith("-")]
+    paths = [a for a in args if not a.startswith("-")] or ["."]
+    long = any("l" in f for f in flags)
+    out, err, status = [], [], 0
+    for path in paths:
+        node = rt.fs.lookup(path)
+        if node is None:
+            err.append(f"ls: cannot access '{path}': No such file or directory\n")
+            status = 2
+            continue
+        if len(paths) > 1 and node.is_dir:
+            out.append(f"{path}:\n")
+        names = sorted(node.children) if node.is_dir else [path]
+        for name in names:
+            if long:
+                child = node.children[name] if node.is_dir else node
+                out.append(f"{mode_string(child.mode)} 1 root root 0 {name}\n")
+            else:
+                out.append(name + "\n")
+    return status, "".join(out), "".join(err)
+
+
+def echo(rt, args: list[str]) -> Result:
+    newline = True
+    while args and args[0] in ("-n", "-e", "-ne", "-en"):
+        newline = newline and "n" not in args[0]
+        args = args[1:]
+    return 0, " ".join(args) + ("\n" if newline else ""), ""
+
+
+def bre_to_python(pattern: str, extended: bool = False) -> str:
+    """Translate a grep basic (or extended) regular expression to Python's re."""
+    if extended:
+        return pattern
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append({"(": "(", ")": ")", "|": "|", "{": "{", "}": "}", "+": "+",
+                        "?": "?", "s": r"\s", "S": r"\S", "w": r"\w", "W": r"\W",
+                        "<": r"\b", ">": r"\b", "b": r"\b"}.get(nxt, re.escape(nxt)))
+            i += 2
+            continue
+        out.append({"(": r"\(", ")": r"\)", "|": r"\|", "{": r"\{", "}": r"\}", "+": r"\+",
+                    "?": r"\?"}.get(c, c))
+        i += 1
+    return "".join(out)
+
+
+def grep(rt, args: list[str]) -> Result:
+    opts, rest = set(), []
+    it = iter(args)
+    for a in it:
+        if a == "-e":
+            rest.insert(0, next(it, ""))
+            opts.add("pattern-given")
+        elif a.startswith("-") and len(a) > 1 and not rest:
+            opts.update(a[1:])
+        else:
+            rest.append(a)
+    if not rest:
+        return _err(2, "Usage: grep [OPTION]... PATTERNS [FILE]...")
+    pattern, files = rest[0], rest[1:]
+    if "F" in opts:
+        regex = re.escape(pattern)
+    else:
+        regex = bre_to_python(pattern, "E" in opts)
+    if "w" in opts:
+        regex = rf"(?<![\w]){regex}(?![\w])"
+    if "x" in opts:
+        regex = rf"^(?:{regex})$"
+    try:
+        rx = re.compile(regex, re.IGNORECASE if "i" in opts else 0)
+    except re.error as e:
+        return _err(2, f"grep: {e}")
+    out, err, matched, status = [], [], 0, None
+    for path in files:
+        data = rt.fs.read(path)
+        if isinstance(data, int):
+            err.append(f"grep: {path}: {strerror(data)}\n")
+            status = 2
+            continue
+        count = 0
+        for line in data.splitlines():
+            if bool(rx.search(line)) != ("v" in opts):
+                count += 1
+                if "c" not in opts and "q" not in opts:
+                    out.append((f"{path}:" if len(files) > 1 else "") + line + "\n")
+        if "c" in opts and "q" not in opts:
+            out.append((f"{path}:" if len(files) > 1 else "") + f"{count}\n")
+        matched += count
+    if "q" in opts and matched:
+        return 0, "", ""
+    if status is None:
+        status = 0 if matched else 1
+    return status, "".join(out), "".join(err)
+
+
+def insmod_strerror(err: int) -> str:
+    """kmod's mod_strerror(): insmod's wording for an init_module() error."""
+    return {
+        -8: "Invalid module format",
+        -ENOENT: "Unknown symbol in module, or unknown parameter (see dmesg)",
+        -EINVAL: "Invalid parameters",
+        -EEXIST: "Module already in kernel",
+    }.get(err, strerror(err))
+
+
+def insmod(rt, args: list[str]) -> Result:
+    if not args:
+        return _err(1, "insmod: ERROR: missing filename.")
+    path, params = args[0], args[1:]
+    spec = rt.resolve_module(path)
+    ret = rt.kernel.modules.load_module(spec, params)
+    if ret:
+        return _err(1, f"insmod: ERROR: could not insert module {path}: {insmod_strerror(ret)}")
+    return 0, "", ""
+
+
+def rmmod(rt, args: list[str]) -> Result:
+    if not args:
+        return _err(1, "rmmod: ERROR: missing module name.")
+    name = args[0]
+    if name.endswith(".ko"):
+        name = name.rsplit("/", 1)[-1][:-3]
+    name = name.replace("-", "_")
+    mod = rt.kernel.modules.find_module(name)
+    if mod is None:
+        return _err(1, f"rmmod: ERROR: Module {name} is not currently loaded")
+    if mod.refcnt:
+        return _err(1, f"rmmod: ERROR: Module {name} is in use")
+    ret = rt.kernel.modules.delete_module(name)
+    if ret == -EAGAIN:
+        return _err(1, f"rmmod: ERROR: Module {name} is in use")
+    if ret:
+        return _err(1, f"rmmod: ERROR: could not remove module {name}: {strerror(ret)}")
+    return 0, "", ""
+
+
+def sleep(rt, args: list[str]) -> Result:
+    try:
+        seconds = sum(float(a.rstrip("s")) for a in args)
+    except ValueError:
+        return _err(1, f"sleep: invalid time interval '{args[0] if args else ''}'")
+    rt.advance(int(seconds * 1e9))
+    return 0, "", ""
+
+
+def dmesg(rt, args: list[str]) -> Result:
+    lines = rt.kernel.log.dmesg(notime="--notime" in args or "-t" in args)
+    return 0, "".join(line + "\n" for line in lines), ""
+
+
+def sysctl(rt, args: list[str]) -> Result:
+    quiet = "-q" in args
+    values_only = "-n" in args or "--values" in args
+    out, err, status = [], [], 0
+    for arg in (a for a in args if not a.startswith("-")):
+        key, eq, value = arg.partition("=")
+        path = "/proc/sys/" + key.replace(".", "/")
+        if eq:
+            ret = rt.fs.write(path, value + "\n")
+            if ret < 0:
+                if ret == -ENOENT:
+                    err.append(f'sysctl: cannot stat {path}: No such file or directory\n')
+                else:
+                    err.append(f'sysctl: setting key "{path}": {strerror(ret)}\n')
+                status = 1
+            elif not quiet:
+                out.append(f"{key} = {value}\n")
+        else:
+            data = rt.fs.read(path)
+            if isinstance(data, int):
+                err.append(f"sysctl: cannot stat {path}: No such file or directory\n")
+                status = 1
+            else:
+                out.append(data if values_only else f"{key} = {data}")
+    return status, "".join(out), "".join(err)
+
+
+def test(rt, args: list[str]) -> Result:
+    negate = bool(args) and args[0] == "!"
+    if negate:
+        args = args[1:]
+    if len(args) == 2 and args[0] in ("-e", "-f", "-d", "-r", "-w"):
+        node = rt.fs.lookup(args[1])
+        ok = node is not None and {
+            "-e": True, "-f": node is not None and not node.is_dir,
+            "-d": node is not None and node.is_dir,
+            "-r": node is not None and bool(node.mode & 0o444),
+            "-w": node is not None and bool(node.mode & 0o222)}[args[0]]
+    elif len(args) == 3 and args[1] in ("=", "==", "!="):
+        ok = (args[0] == args[2]) != (args[1] == "!=")
+    elif len(args) == 1:
+        ok = args[0] != ""
+    else:
+        return _err(2, "test: unsupported expression")
+    return (0 if ok != negate else 1), "", ""
+
+
+def getconf(rt, args: list[str]) -> Result:
+    if args == ["_NPROCESSORS_ONLN"]:
+        return 0, f"{sum(rt.kernel.sched.cpu_online)}\n", ""
+    return _err(1, f"getconf: Unrecognized variable '{' '.join(args)}'")
+
+
+def stat(rt, args: list[str]) -> Result:
+    fmt = None
+    paths = []
+    it = iter(args)
+    for a in it:
+        if a in ("-c", "--format"):
+            fmt = next(it, "")
+        elif a.startswith("--format="):
+            fmt = a.split("=", 1)[1]
+        else:
+            paths.append(a)
+    if fmt != "%A":
+        return _err(1, "stat: only --format '%A' is supported")
+    out = []
+    for path in paths:
+        node = rt.fs.lookup(path)
+        if node is None:
+            return _err(1, f"stat: cannot statx '{path}': No such file or directory")
+        out.append(mode_string(node.mode) + "\n")
+    return 0, "".join(out), ""
+
+
+SHELL_COMMANDS = {
+    "cat": cat, "ls": ls, "echo": echo, "grep": grep, "insmod": insmod, "rmmod": rmmod,
+    "sleep": sleep, "dmesg": dmesg, "sysctl": sysctl, "test": test, "getconf": getconf,
+    "stat": stat, "true": lambda rt, a: (0, "", ""), "false": lambda rt, a: (1, "", ""),
+}
+
+_ = EACCES
