@@ -168,6 +168,10 @@ class Kernel:
 
     def call(self, task: Task, sym: Symbol, *args):
         """Call function *sym* from *task* and return its return value."""
+        return self.invoke(task, sym, *args)[1]
+
+    def invoke(self, task: Task, sym: Symbol, *args) -> tuple[Symbol | None, object]:
+        """Call *sym*; (the function whose body ran or None if overridden, return value)."""
         target, regs = self.resolve(task, sym, args)
         if target is None:
             result = regs.ret
@@ -175,7 +179,7 @@ class Kernel:
             result = target.impl(CallContext(self, task, target), *args) if target.impl else 0
         for observer in self.call_observers:
             observer(task, sym, target, result)
-        return result
+        return target, result
 
     def sleep_in(self, task: Task, sym: Symbol, *args) -> Symbol | None:
         """Call *sym* from *task* and block inside it: the code that runs

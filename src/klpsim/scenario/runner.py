@@ -21,6 +21,7 @@ from klpsim.modules.selftests import builtin_modules
 from klpsim.scenario.helpers import HELPERS, ScriptExit
 from klpsim.scenario.parser import Command, ScriptError
 from klpsim.scenario.shell import SHELL_COMMANDS
+from klpsim.scenario.simverbs import SIM_VERBS
 
 __all__ = ["Runner", "ModuleResolver"]
 
@@ -83,7 +84,8 @@ class Runner:
         self.last_dmesg: int | None = None
         self.check_failed = False
         self.line = 0
-        self.verbs: dict[str, Callable] = {}
+        self.verbs: dict[str, Callable] = dict(SIM_VERBS)
+        self.sleepers: dict[int, int] = {}  # pid -> stack depth before sleep_task
         if transcript:
             self.kernel.log.listeners.append(self._show_record)
 

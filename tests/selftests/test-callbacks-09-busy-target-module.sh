@@ -1,0 +1,39 @@
+# test-callbacks.sh, case 9: "busy target module"
+start_test 'busy target module'
+load_mod test_klp_callbacks_busy block_transition=Y
+load_lp_nowait test_klp_callbacks_demo
+# the kworker sleeps in busymod_work_func, which the demo patches
+loop_until grep -q '^1$' /sys/kernel/livepatch/test_klp_callbacks_demo/transition
+load_mod test_klp_callbacks_mod
+unload_mod test_klp_callbacks_mod
+disable_lp test_klp_callbacks_demo
+unload_lp test_klp_callbacks_demo
+unload_mod test_klp_callbacks_busy
+check_result "% insmod test_modules/test_klp_callbacks_busy.ko block_transition=Y
+test_klp_callbacks_busy: test_klp_callbacks_busy_init
+test_klp_callbacks_busy: busymod_work_func enter
+% insmod test_modules/test_klp_callbacks_demo.ko
+livepatch: enabling patch 'test_klp_callbacks_demo'
+livepatch: 'test_klp_callbacks_demo': initializing patching transition
+test_klp_callbacks_demo: pre_patch_callback: vmlinux
+test_klp_callbacks_demo: pre_patch_callback: test_klp_callbacks_busy -> [MODULE_STATE_LIVE] Normal state
+livepatch: 'test_klp_callbacks_demo': starting patching transition
+% insmod test_modules/test_klp_callbacks_mod.ko
+livepatch: applying patch 'test_klp_callbacks_demo' to loading module 'test_klp_callbacks_mod'
+test_klp_callbacks_demo: pre_patch_callback: test_klp_callbacks_mod -> [MODULE_STATE_COMING] Full formed, running module_init
+test_klp_callbacks_mod: test_klp_callbacks_mod_init
+% rmmod test_klp_callbacks_mod
+test_klp_callbacks_mod: test_klp_callbacks_mod_exit
+livepatch: reverting patch 'test_klp_callbacks_demo' on unloading module 'test_klp_callbacks_mod'
+test_klp_callbacks_demo: post_unpatch_callback: test_klp_callbacks_mod -> [MODULE_STATE_GOING] Going away
+% echo 0 > /sys/kernel/livepatch/test_klp_callbacks_demo/enabled
+livepatch: 'test_klp_callbacks_demo': reversing transition from patching to unpatching
+livepatch: 'test_klp_callbacks_demo': starting unpatching transition
+livepatch: 'test_klp_callbacks_demo': completing unpatching transition
+test_klp_callbacks_demo: post_unpatch_callback: vmlinux
+test_klp_callbacks_demo: post_unpatch_callback: test_klp_callbacks_busy -> [MODULE_STATE_LIVE] Normal state
+livepatch: 'test_klp_callbacks_demo': unpatching complete
+% rmmod test_klp_callbacks_demo
+% rmmod test_klp_callbacks_busy
+test_klp_callbacks_busy: busymod_work_func exit
+test_klp_callbacks_busy: test_klp_callbacks_busy_exit"

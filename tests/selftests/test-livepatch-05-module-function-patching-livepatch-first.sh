@@ -1,0 +1,26 @@
+# test-livepatch.sh, case 5: "module function patching (livepatch first)"
+start_test 'module function patching (livepatch first)'
+load_lp test_klp_mod_patch
+load_mod test_klp_mod_target
+cat /proc/test_klp_mod_target
+disable_lp test_klp_mod_patch
+unload_lp test_klp_mod_patch
+cat /proc/test_klp_mod_target
+unload_mod test_klp_mod_target
+check_result "% insmod test_modules/test_klp_mod_patch.ko
+livepatch: enabling patch 'test_klp_mod_patch'
+livepatch: 'test_klp_mod_patch': initializing patching transition
+livepatch: 'test_klp_mod_patch': starting patching transition
+livepatch: 'test_klp_mod_patch': completing patching transition
+livepatch: 'test_klp_mod_patch': patching complete
+% insmod test_modules/test_klp_mod_target.ko
+livepatch: applying patch 'test_klp_mod_patch' to loading module 'test_klp_mod_target'
+test_klp_mod_target: test_klp_mod_target_init
+% echo 0 > /sys/kernel/livepatch/test_klp_mod_patch/enabled
+livepatch: 'test_klp_mod_patch': initializing unpatching transition
+livepatch: 'test_klp_mod_patch': starting unpatching transition
+livepatch: 'test_klp_mod_patch': completing unpatching transition
+livepatch: 'test_klp_mod_patch': unpatching complete
+% rmmod test_klp_mod_patch
+% rmmod test_klp_mod_target
+test_klp_mod_target: test_klp_mod_target_exit"
