@@ -1,2 +1,3 @@
 from klpsim.cli import main
+
 raise SystemExit(main())

@@ -15,8 +15,10 @@ def _cmd_run(args) -> int:
 
     profiles = all_profiles()
     if args.kernel not in profiles:
-        print(f"klpsim: unknown kernel profile '{args.kernel}' (see 'klpsim kernels')",
-              file=sys.stderr)
+        print(
+            f"klpsim: unknown kernel profile '{args.kernel}' (see 'klpsim kernels')",
+            file=sys.stderr,
+        )
         return 2
     path = Path(args.script)
     try:
@@ -35,8 +37,9 @@ def _cmd_run(args) -> int:
         commands = parse_script(text, str(path))
         system = boot(args.kernel)
         resolver = ModuleResolver(system.profile, [Path(d) for d in args.modules], path.parent)
-        runner = Runner(system, resolver, str(path), transcript=not args.dmesg,
-                        color=sys.stdout.isatty())
+        runner = Runner(
+            system, resolver, str(path), transcript=not args.dmesg, color=sys.stdout.isatty()
+        )
         status = runner.run(commands)
     except ScriptError as e:
         print(f"klpsim: {e}", file=sys.stderr)
@@ -56,16 +59,27 @@ def _cmd_kernels(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="klpsim", description="An executable model of Linux "
-                                "kernel livepatching.")
+    p = argparse.ArgumentParser(
+        prog="klpsim", description="An executable model of Linux kernel livepatching."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario script on a simulated kernel")
-    run.add_argument("--kernel", default="replace-set", metavar="PROFILE",
-                     help="kernel profile (default: replace-set; see 'klpsim kernels')")
-    run.add_argument("--modules", action="append", default=[], metavar="DIR",
-                     help="directory of module definitions (MOD.toml); may be repeated")
-    run.add_argument("--dmesg", action="store_true",
-                     help="print only the kernel log, as 'dmesg --notime' would")
+    run.add_argument(
+        "--kernel",
+        default="replace-set",
+        metavar="PROFILE",
+        help="kernel profile (default: replace-set; see 'klpsim kernels')",
+    )
+    run.add_argument(
+        "--modules",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of module definitions (MOD.toml); may be repeated",
+    )
+    run.add_argument(
+        "--dmesg", action="store_true", help="print only the kernel log, as 'dmesg --notime' would"
+    )
     run.add_argument("script")
     run.set_defaults(func=_cmd_run)
     kernels = sub.add_parser("kernels", help="list the kernel profiles")

@@ -32,14 +32,16 @@ class KernelConfig:
     cmdline: str = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro console=ttyS0"
     extra_funcs: int = 0
     """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
-    kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(
-        ("kthreadd", ("ret_from_fork", "kthread", "schedule")),
-        ("rcu_gp", ("ret_from_fork", "kthread", "rcu_gp_kthread", "schedule")),
-        ("ksoftirqd/0", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
-        ("kworker/0:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
-        ("ksoftirqd/1", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
-        ("kworker/1:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
-    ))
+    kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(
+        default=(
+            ("kthreadd", ("ret_from_fork", "kthread", "schedule")),
+            ("rcu_gp", ("ret_from_fork", "kthread", "rcu_gp_kthread", "schedule")),
+            ("ksoftirqd/0", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
+            ("kworker/0:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
+            ("ksoftirqd/1", ("ret_from_fork", "kthread", "smpboot_thread_fn", "schedule")),
+            ("kworker/1:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
+        )
+    )
 
 
 class CallContext:
@@ -65,35 +67,56 @@ class Kernel:
         self.sched = Scheduler(self.config.nr_cpus)
         self.modules = ModuleLoader(self)
         self.exports: dict[str, object] = {}
-        self.vmlinux = build_vmlinux(self.config.cmdline, self.version_string(),
-                                     self.config.extra_funcs)
+        self.vmlinux = build_vmlinux(
+            self.config.cmdline, self.version_string(), self.config.extra_funcs
+        )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
         self.call_observers: list = []
+        self.data_symbols: list[str] = []  # vmlinux data shown in /proc/kallsyms
         self._boot()
 
     def has_config(self, option: str) -> bool:
         return option in self.config.config
 
     def version_string(self) -> str:
-        return (f"Linux version {self.config.release} (klpsim@klpsim) (gcc (Debian 12.2.0-14) "
-                "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC")
+        return (
+            f"Linux version {self.config.release} (klpsim@klpsim) (gcc (Debian 12.2.0-14) "
+            "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC"
+        )
 
     def _boot(self) -> None:
         fs = self.fs
-        for d in ("/sys/kernel", "/sys/module", "/sys/kernel/debug", "/sys/kernel/tracing",
-                  "/proc/sys/kernel", "/dev"):
+        for d in (
+            "/sys/kernel",
+            "/sys/module",
+            "/sys/kernel/debug",
+            "/sys/kernel/tracing",
+            "/proc/sys/kernel",
+            "/dev",
+        ):
             fs.mkdir(d)
         for path, func in PROC_FILES.items():
             fs.create_file(path, 0o444, self._proc_show(func))
-        fs.create_file("/proc/kallsyms", 0o444, lambda: "\n".join(self.kallsyms.lines()) + "\n")
+        fs.create_file("/proc/kallsyms", 0o444, self._kallsyms_show)
         fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)
-        fs.create_file("/sys/kernel/debug/dynamic_debug/control", 0o644, lambda: "",
-                       self._dyndbg_write)
+        fs.create_file(
+            "/sys/kernel/debug/dynamic_debug/control", 0o644, lambda: "", self._dyndbg_write
+        )
         sched = self.sched
-        init = sched.spawn("init", stack=self._frames(
-            ("entry_SYSCALL_64", "do_syscall_64", "__x64_sys_wait4", "kernel_wait4", "do_wait",
-             "schedule")))
+        init = sched.spawn(
+            "init",
+            stack=self._frames(
+                (
+                    "entry_SYSCALL_64",
+                    "do_syscall_64",
+                    "__x64_sys_wait4",
+                    "kernel_wait4",
+                    "do_wait",
+                    "schedule",
+                )
+            ),
+        )
         self._proc_pid(init)
         for comm, frames in self.config.kthreads:
             task = sched.spawn(comm, kthread=True, stack=self._frames(frames))
@@ -121,8 +144,12 @@ class Kernel:
         d = self.fs.mkdir(f"/proc/{task.pid}", 0o555)
         self.fs.add_file(d, "comm", 0o644, lambda: task.comm + "\n")
         self.fs.add_file(d, "patch_state", 0o444, lambda: f"{task.patch_state}\n")
-        self.fs.add_file(d, "stack", 0o400, lambda: "".join(
-            f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)))
+        self.fs.add_file(
+            d,
+            "stack",
+            0o400,
+            lambda: "".join(f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)),
+        )
 
     def _proc_show(self, func: str):
         def show() -> str:
@@ -131,6 +158,11 @@ class Kernel:
             return "".join(seq)
 
         return show
+
+    def _kallsyms_show(self) -> str:
+        base = self.vmlinux.end
+        data = [f"{base + 0x1000 * i:016x} d {name}" for i, name in enumerate(self.data_symbols)]
+        return "\n".join(self.kallsyms.lines() + data) + "\n"
 
     def _kmsg_write(self, text: str) -> int:
         self.log.printk(4, text, origin="user")

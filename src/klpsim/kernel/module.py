@@ -160,8 +160,11 @@ class ModuleLoader:
             log.printk(KERN_NOTICE, f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
         if not mod.spec.signed and "E" not in self.tainted:
             self.tainted.add("E")
-            log.printk(KERN_NOTICE, f"{mod.name}: module verification failed: signature "
-                       "and/or required key missing - tainting kernel")
+            log.printk(
+                KERN_NOTICE,
+                f"{mod.name}: module verification failed: signature "
+                "and/or required key missing - tainting kernel",
+            )
 
     def _notify(self, mod: Module, state: int) -> int:
         for fn in self.notifier:
@@ -252,15 +255,28 @@ class ModuleLoader:
         fs = self.kernel.fs
         base = f"/sys/module/{mod.name}"
         fs.create_file(f"{base}/refcnt", 0o444, lambda: f"{mod.refcnt}\n")
-        fs.create_file(f"{base}/initstate", 0o444, lambda: {
-            MODULE_STATE_LIVE: "live", MODULE_STATE_COMING: "coming",
-            MODULE_STATE_GOING: "going"}.get(mod.state, "unformed") + "\n")
+        fs.create_file(
+            f"{base}/initstate",
+            0o444,
+            lambda: (
+                {
+                    MODULE_STATE_LIVE: "live",
+                    MODULE_STATE_COMING: "coming",
+                    MODULE_STATE_GOING: "going",
+                }.get(mod.state, "unformed")
+                + "\n"
+            ),
+        )
         fs.create_file(f"{base}/taint", 0o444, lambda: self._taint_flags(mod) + "\n")
         fs.mkdir(f"{base}/holders")
         for spec in mod.spec.params:
             if spec.perm:
-                fs.create_file(f"{base}/parameters/{spec.name}", spec.perm,
-                               self._param_show(mod, spec), self._param_store(mod, spec))
+                fs.create_file(
+                    f"{base}/parameters/{spec.name}",
+                    spec.perm,
+                    self._param_show(mod, spec),
+                    self._param_store(mod, spec),
+                )
 
     @staticmethod
     def _taint_flags(mod: Module) -> str:

@@ -64,8 +64,11 @@ class ParamSpec:
         """Parse a value as param_set_<type>() does: (0, value) or (-errno, None)."""
         if self.type == "bool":
             value = kstrtobool(text.rstrip("\n") if text else text)
-            return (value, None) if isinstance(value, int) and not isinstance(value, bool) \
+            return (
+                (value, None)
+                if isinstance(value, int) and not isinstance(value, bool)
                 else (0, value)
+            )
         if self.type == "int":
             return _parse_int(text, -(2**31), 2**31 - 1)
         if self.type == "uint":

@@ -27,8 +27,9 @@ class Symbol:
 
     __slots__ = ("name", "owner", "addr", "size", "impl", "notrace", "fentry", "meta")
 
-    def __init__(self, name: str, owner: "ObjectFile", addr: int, size: int, impl=None,
-                 notrace: bool = False):
+    def __init__(
+        self, name: str, owner: "ObjectFile", addr: int, size: int, impl=None, notrace: bool = False
+    ):
         self.name = name
         self.owner = owner
         self.addr = addr

@@ -23,8 +23,19 @@ class Task:
     """A ``struct task_struct``, reduced to what livepatch looks at."""
 
     __slots__ = (
-        "pid", "comm", "flags", "cpu", "stack", "on_cpu", "patch_state", "patch_pending",
-        "loop", "freezable", "reliable", "signal_pending", "woken",
+        "pid",
+        "comm",
+        "flags",
+        "cpu",
+        "stack",
+        "on_cpu",
+        "patch_state",
+        "patch_pending",
+        "loop",
+        "freezable",
+        "reliable",
+        "signal_pending",
+        "woken",
     )
 
     def __init__(self, pid: int, comm: str, flags: int = 0, cpu: int = 0, stack=None):
@@ -72,8 +83,14 @@ class Scheduler:
         self._busy: list[Task] = []  # running user tasks with a loop
         self._woken: list[Task] = []
 
-    def spawn(self, comm: str, kthread: bool = False, stack=(), parent: Task | None = None,
-              pid: int | None = None) -> Task:
+    def spawn(
+        self,
+        comm: str,
+        kthread: bool = False,
+        stack=(),
+        parent: Task | None = None,
+        pid: int | None = None,
+    ) -> Task:
         """copy_process(): a new task; the fork hooks see (parent, child)."""
         if pid is None:
             pid = self.next_pid

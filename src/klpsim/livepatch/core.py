@@ -9,7 +9,6 @@ from klpsim.kernel.clock import DelayedWork
 from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
 from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
 from klpsim.kernel.params import kstrtobool
-from klpsim.messages import KLP_PREFIX
 from klpsim.livepatch import transition
 from klpsim.livepatch.patch import (
     klp_patch_object,
@@ -27,6 +26,7 @@ from klpsim.livepatch.structs import (
     KlpObject,
     KlpPatch,
 )
+from klpsim.messages import KLP_PREFIX
 
 __all__ = ["Klp", "klp_enable_patch", "klp_is_object_loaded", "klp_find_func"]
 
@@ -71,7 +71,7 @@ class Klp:
         exports["klp_get_prev_state"] = lambda id: state.klp_get_prev_state(self, id)
         for name in shadow.__all__:
             if name.startswith("klp_shadow_"):
-                exports[name] = getattr(self.shadow, name[len("klp_shadow_"):])
+                exports[name] = getattr(self.shadow, name[len("klp_shadow_") :])
 
     def msg(self, key: str, *args) -> None:
         """printk() a catalogue message with the ``livepatch: `` prefix."""
@@ -82,9 +82,8 @@ class Klp:
             entry = self._fmt_cache[key] = (m.level, fmt, m.site)
         level, fmt, site = entry
         log = self.kernel.log
-        if site is not None:
-            if not log.dyndbg.enabled(*site):
-                return
+        if site is not None and not log.dyndbg.enabled(*site):
+            return
         log.printk(level, KLP_PREFIX + (fmt % args))
 
     @property
@@ -93,6 +92,7 @@ class Klp:
 
 
 # -- helpers -------------------------------------------------------------------
+
 
 def klp_is_module(obj: KlpObject) -> bool:
     return obj.name is not None
@@ -126,6 +126,7 @@ def klp_find_func(klp, obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
 
 # -- callbacks (core.h) --------------------------------------------------------
 
+
 def klp_pre_patch_callback(obj: KlpObject) -> int:
     cb = obj.callbacks
     ret = cb.pre_patch(obj) if cb.pre_patch else 0
@@ -151,6 +152,7 @@ def klp_post_unpatch_callback(obj: KlpObject) -> None:
 
 
 # -- symbols ---------------------------------------------------------------------
+
 
 def klp_find_object_symbol(klp, objname: str | None, name: str, sympos: int):
     """(0, function) or (-EINVAL, None) with the kernel's error message."""
@@ -183,6 +185,7 @@ def klp_find_object_module(klp, obj: KlpObject) -> None:
 
 
 # -- sysfs -------------------------------------------------------------------------
+
 
 def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
     enabled = kstrtobool(buf)
@@ -235,8 +238,11 @@ def _kobject_add(klp, parent, name: str):
     if isinstance(node, int):
         log = klp.kernel.log
         log.printk(3, f"sysfs: cannot create duplicate filename '{parent.path()[4:]}/{name}'")
-        log.printk(3, f"kobject: kobject_add_internal failed for {name} with -EEXIST, don't "
-                   "try to register things with the same name in the same directory.")
+        log.printk(
+            3,
+            f"kobject: kobject_add_internal failed for {name} with -EEXIST, don't "
+            "try to register things with the same name in the same directory.",
+        )
     return node
 
 
@@ -248,14 +254,19 @@ def _patch_sysfs(klp, patch: KlpPatch):
     attrs = dict(PATCH_ATTRS, **klp.profile.extra_patch_attrs)
     for name in klp.profile.patch_attrs:
         mode, show, store = attrs[name]
-        fs.add_file(node, name, mode,
-                    (lambda s=show: s(klp, patch)) if show else None,
-                    (lambda buf, s=store: s(klp, patch, buf)) if store else None)
+        fs.add_file(
+            node,
+            name,
+            mode,
+            (lambda s=show: s(klp, patch)) if show else None,
+            (lambda buf, s=store: s(klp, patch, buf)) if store else None,
+        )
     patch.kobj = node
     return 0
 
 
 # -- init --------------------------------------------------------------------------
+
 
 def klp_init_object_early(patch: KlpPatch, obj: KlpObject) -> None:
     obj.func_list = []
@@ -345,6 +356,7 @@ def klp_init_patch(klp, patch: KlpPatch) -> int:
 
 # -- atomic replace ----------------------------------------------------------------
 
+
 def klp_add_object_nops(klp, patch: KlpPatch, old_obj: KlpObject) -> int:
     obj = klp_find_object(patch, old_obj)
     if obj is None:
@@ -405,6 +417,7 @@ def klp_discard_nops(klp, new_patch: KlpPatch) -> None:
 
 # -- freeing -------------------------------------------------------------------
 
+
 def klp_free_patch_start(klp, patch: KlpPatch) -> None:
     if patch in klp.patches:
         klp.patches.remove(patch)
@@ -442,6 +455,7 @@ def klp_free_replaced_patches_async(klp, new_patch: KlpPatch) -> None:
 
 
 # -- enable / disable --------------------------------------------------------------
+
 
 def __klp_disable_patch(klp, patch: KlpPatch) -> int:
     if not patch.enabled:
@@ -519,6 +533,7 @@ def klp_enable_patch(klp, patch: KlpPatch) -> int:
 
 # -- module notifier ---------------------------------------------------------------
 
+
 def klp_free_object_loaded(obj: KlpObject) -> None:
     obj.mod = None
     for func in obj.func_list:
@@ -590,4 +605,3 @@ def klp_module_going(klp, mod) -> None:
         return
     mod.klp_alive = False
     klp_cleanup_module_patches_limited(klp, mod, None)
-

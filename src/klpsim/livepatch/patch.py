@@ -15,9 +15,16 @@ from klpsim.trace.ftrace import (
     FtraceOps,
 )
 
-__all__ = ["KlpOps", "klp_find_ops", "klp_ftrace_handler", "klp_patch_object",
-           "klp_unpatch_object", "klp_unpatch_objects", "klp_unpatch_objects_dynamic",
-           "klp_func_for_task"]
+__all__ = [
+    "KlpOps",
+    "klp_find_ops",
+    "klp_ftrace_handler",
+    "klp_patch_object",
+    "klp_unpatch_object",
+    "klp_unpatch_objects",
+    "klp_unpatch_objects_dynamic",
+    "klp_func_for_task",
+]
 
 
 class KlpOps:
@@ -73,8 +80,11 @@ def klp_patch_func(klp, func: KlpFunc) -> int:
         if not func.old_func.ftrace_loc:
             _msg(klp, "no_ftrace_location", func.old_name)
             return -EINVAL
-        fops = FtraceOps(f"klp_ops:{func.old_name}", klp_ftrace_handler,
-                         FTRACE_OPS_FL_DYNAMIC | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
+        fops = FtraceOps(
+            f"klp_ops:{func.old_name}",
+            klp_ftrace_handler,
+            FTRACE_OPS_FL_DYNAMIC | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT,
+        )
         ops = KlpOps(func.old_func, fops)
         fops.private = ops
         klp.ops[func.old_func] = ops

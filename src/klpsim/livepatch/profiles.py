@@ -85,10 +85,18 @@ class Profile:
         return self.policy.patch_fields
 
 
-MAINLINE_CONFIG = frozenset({
-    "LIVEPATCH", "HAVE_RELIABLE_STACKTRACE", "DYNAMIC_FTRACE_WITH_ARGS", "KPROBES_ON_FTRACE",
-    "FUNCTION_ERROR_INJECTION", "BPF_KPROBE_OVERRIDE", "KPROBES", "BPF_EVENTS",
-})
+MAINLINE_CONFIG = frozenset(
+    {
+        "LIVEPATCH",
+        "HAVE_RELIABLE_STACKTRACE",
+        "DYNAMIC_FTRACE_WITH_ARGS",
+        "KPROBES_ON_FTRACE",
+        "FUNCTION_ERROR_INJECTION",
+        "BPF_KPROBE_OVERRIDE",
+        "KPROBES",
+        "BPF_EVENTS",
+    }
+)
 # Debian's kernels lack CONFIG_FUNCTION_ERROR_INJECTION, hence also
 # CONFIG_BPF_KPROBE_OVERRIDE (real-artifacts.md, Step 1).
 DEBIAN_CONFIG = MAINLINE_CONFIG - {"FUNCTION_ERROR_INJECTION", "BPF_KPROBE_OVERRIDE"}
@@ -103,39 +111,45 @@ def register(profile: Profile) -> Profile:
     return profile
 
 
-register(Profile(
-    name="7.1",
-    summary="mainline as of 7.1: atomic replace, stack_order, sympos 0 == 1",
-    release="7.1.0",
-    policy=ReplacePolicy(),
-    patch_attrs=MAINLINE_ATTRS,
-    config=MAINLINE_CONFIG,
-))
+register(
+    Profile(
+        name="7.1",
+        summary="mainline as of 7.1: atomic replace, stack_order, sympos 0 == 1",
+        release="7.1.0",
+        policy=ReplacePolicy(),
+        patch_attrs=MAINLINE_ATTRS,
+        config=MAINLINE_CONFIG,
+    )
+)
 
-register(Profile(
-    name="6.12",
-    summary="Debian bookworm-backports 6.12: no stack_order (added in 6.13)",
-    release="6.12.95+deb12-amd64",
-    policy=ReplacePolicy(),
-    # stack_order: 6.13/6.14, "livepatch: Add stack_order sysfs attribute"
-    patch_attrs=("enabled", "transition", "force", "replace"),
-    # 139560e8b973 reached 6.12.y through stable (Dec 2025).
-    sympos_0_eq_1=True,
-    kprobe_arm_error_ignored=False,
-    config=DEBIAN_CONFIG,
-))
+register(
+    Profile(
+        name="6.12",
+        summary="Debian bookworm-backports 6.12: no stack_order (added in 6.13)",
+        release="6.12.95+deb12-amd64",
+        policy=ReplacePolicy(),
+        # stack_order: 6.13/6.14, "livepatch: Add stack_order sysfs attribute"
+        patch_attrs=("enabled", "transition", "force", "replace"),
+        # 139560e8b973 reached 6.12.y through stable (Dec 2025).
+        sympos_0_eq_1=True,
+        kprobe_arm_error_ignored=False,
+        config=DEBIAN_CONFIG,
+    )
+)
 
-register(Profile(
-    name="6.1",
-    summary="Debian bookworm 6.1: no replace (6.11) or stack_order attribute",
-    release="6.1.0-44-amd64",
-    policy=ReplacePolicy(),
-    # replace: 6.11, "livepatch: Add "replace" sysfs attribute"
-    patch_attrs=("enabled", "transition", "force"),
-    sympos_0_eq_1=False,
-    kprobe_arm_error_ignored=False,
-    config=DEBIAN_CONFIG,
-))
+register(
+    Profile(
+        name="6.1",
+        summary="Debian bookworm 6.1: no replace (6.11) or stack_order attribute",
+        release="6.1.0-44-amd64",
+        policy=ReplacePolicy(),
+        # replace: 6.11, "livepatch: Add "replace" sysfs attribute"
+        patch_attrs=("enabled", "transition", "force"),
+        sympos_0_eq_1=False,
+        kprobe_arm_error_ignored=False,
+        config=DEBIAN_CONFIG,
+    )
+)
 
 DEFAULT_PROFILE = "replace-set"
 

@@ -8,8 +8,15 @@ are Python objects, identified by identity; the data of a variable is a
 
 from klpsim.kernel.printk import KERN_WARNING
 
-__all__ = ["ShadowData", "ShadowHash", "klp_shadow_get", "klp_shadow_alloc",
-           "klp_shadow_get_or_alloc", "klp_shadow_free", "klp_shadow_free_all"]
+__all__ = [
+    "ShadowData",
+    "ShadowHash",
+    "klp_shadow_get",
+    "klp_shadow_alloc",
+    "klp_shadow_get_or_alloc",
+    "klp_shadow_free",
+    "klp_shadow_free_all",
+]
 
 # The exported API; ShadowHash implements each name without the prefix.
 klp_shadow_get = "get"
@@ -61,18 +68,23 @@ class ShadowHash:
         log = self.klp.kernel.log
         log.printk(KERN_WARNING, "------------[ cut here ]------------")
         log.printk(KERN_WARNING, f"Duplicate shadow variable <{self.klp.kernel_ptr(obj)}, {id:x}>")
-        log.printk(KERN_WARNING, "WARNING: CPU: 0 PID: "
-                   f"{self.klp.kernel.sched.current.pid} at kernel/livepatch/shadow.c:156 "
-                   "__klp_shadow_get_or_alloc+0x1a8/0x1e0")
+        log.printk(
+            KERN_WARNING,
+            "WARNING: CPU: 0 PID: "
+            f"{self.klp.kernel.sched.current.pid} at kernel/livepatch/shadow.c:156 "
+            "__klp_shadow_get_or_alloc+0x1a8/0x1e0",
+        )
         log.printk(KERN_WARNING, "---[ end trace 0000000000000000 ]---")
 
-    def alloc(self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None,
-              ctor_data=None) -> ShadowData | None:
+    def alloc(
+        self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None, ctor_data=None
+    ) -> ShadowData | None:
         """klp_shadow_alloc(): NULL plus a WARN if <obj, id> exists."""
         return self._get_or_alloc(obj, id, size, ctor, ctor_data, True)
 
-    def get_or_alloc(self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None,
-                     ctor_data=None) -> ShadowData | None:
+    def get_or_alloc(
+        self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None, ctor_data=None
+    ) -> ShadowData | None:
         """klp_shadow_get_or_alloc(): the existing variable, the ctor not run."""
         return self._get_or_alloc(obj, id, size, ctor, ctor_data, False)
 

@@ -11,8 +11,16 @@ from typing import Any
 from klpsim.kernel.fs import Inode
 from klpsim.kernel.symbols import Symbol
 
-__all__ = ["KlpFunc", "KlpCallbacks", "KlpObject", "KlpState", "KlpPatch",
-           "KLP_TRANSITION_IDLE", "KLP_TRANSITION_UNPATCHED", "KLP_TRANSITION_PATCHED"]
+__all__ = [
+    "KlpFunc",
+    "KlpCallbacks",
+    "KlpObject",
+    "KlpState",
+    "KlpPatch",
+    "KLP_TRANSITION_IDLE",
+    "KLP_TRANSITION_UNPATCHED",
+    "KLP_TRANSITION_PATCHED",
+]
 
 KLP_TRANSITION_IDLE = -1
 KLP_TRANSITION_UNPATCHED = 0
@@ -22,8 +30,17 @@ KLP_TRANSITION_PATCHED = 1
 class KlpFunc:
     """``struct klp_func``: one patched function."""
 
-    __slots__ = ("old_name", "new_func", "old_sympos", "old_func", "kobj", "nop", "patched",
-                 "transition", "obj")
+    __slots__ = (
+        "old_name",
+        "new_func",
+        "old_sympos",
+        "old_func",
+        "kobj",
+        "nop",
+        "patched",
+        "transition",
+        "obj",
+    )
 
     def __init__(self, old_name: str | None, new_func: Symbol | None = None, old_sympos: int = 0):
         self.old_name = old_name
@@ -46,10 +63,13 @@ class KlpCallbacks:
 
     __slots__ = ("pre_patch", "post_patch", "pre_unpatch", "post_unpatch", "post_unpatch_enabled")
 
-    def __init__(self, pre_patch: Callable[["KlpObject"], int] | None = None,
-                 post_patch: Callable[["KlpObject"], None] | None = None,
-                 pre_unpatch: Callable[["KlpObject"], None] | None = None,
-                 post_unpatch: Callable[["KlpObject"], None] | None = None):
+    def __init__(
+        self,
+        pre_patch: Callable[["KlpObject"], int] | None = None,
+        post_patch: Callable[["KlpObject"], None] | None = None,
+        pre_unpatch: Callable[["KlpObject"], None] | None = None,
+        post_unpatch: Callable[["KlpObject"], None] | None = None,
+    ):
         self.pre_patch = pre_patch
         self.post_patch = post_patch
         self.pre_unpatch = pre_unpatch
@@ -60,11 +80,21 @@ class KlpCallbacks:
 class KlpObject:
     """``struct klp_object``: vmlinux (name None) or one module."""
 
-    __slots__ = ("name", "funcs", "callbacks", "kobj", "func_list", "mod", "dynamic", "patched",
-                 "patch")
+    __slots__ = (
+        "name",
+        "funcs",
+        "callbacks",
+        "kobj",
+        "func_list",
+        "mod",
+        "dynamic",
+        "patched",
+        "patch",
+    )
 
-    def __init__(self, name: str | None, funcs: list[KlpFunc] | None,
-                 callbacks: KlpCallbacks | None = None):
+    def __init__(
+        self, name: str | None, funcs: list[KlpFunc] | None, callbacks: KlpCallbacks | None = None
+    ):
         self.name = name
         self.funcs = funcs  # None: the invalid "no funcs array" case
         self.callbacks = callbacks or KlpCallbacks()
@@ -103,8 +133,15 @@ class KlpPatch:
     which of them the kernel reads.
     """
 
-    def __init__(self, mod, objs: list[KlpObject] | None, states: list[KlpState] | None = None,
-                 replace: bool = False, replace_set: int = 0, replaceable: bool = False):
+    def __init__(
+        self,
+        mod,
+        objs: list[KlpObject] | None,
+        states: list[KlpState] | None = None,
+        replace: bool = False,
+        replace_set: int = 0,
+        replaceable: bool = False,
+    ):
         self.mod = mod
         self.objs = objs
         self.states = states or []

@@ -6,6 +6,8 @@ from klpsim.kernel.machine import Kernel, KernelConfig
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import Profile, get_profile
 from klpsim.trace.ftrace import Ftrace
+from klpsim.trace.kprobes import Kprobes
+from klpsim.trace.tracer import FunctionTracer
 
 __all__ = ["System", "boot"]
 
@@ -21,20 +23,37 @@ class System:
     profile: Profile
     kernel: Kernel
     ftrace: Ftrace
+    tracer: FunctionTracer
+    kprobes: Kprobes | None
     klp: Klp
 
 
-def boot(profile: str | Profile = "replace-set", nr_cpus: int = 2, extra_funcs: int = 0,
-         config: frozenset[str] | None = None, dyndbg=SELFTEST_DYNDBG) -> System:
+def boot(
+    profile: str | Profile = "replace-set",
+    nr_cpus: int = 2,
+    extra_funcs: int = 0,
+    config: frozenset[str] | None = None,
+    dyndbg=SELFTEST_DYNDBG,
+) -> System:
     """Boot a kernel that behaves as *profile*."""
     if isinstance(profile, str):
         profile = get_profile(profile)
-    kernel = Kernel(KernelConfig(release=profile.release, nr_cpus=nr_cpus,
-                                 config=profile.config if config is None else config,
-                                 extra_funcs=extra_funcs))
+    kernel = Kernel(
+        KernelConfig(
+            release=profile.release,
+            nr_cpus=nr_cpus,
+            config=profile.config if config is None else config,
+            extra_funcs=extra_funcs,
+        )
+    )
     for rule in dyndbg:
         kernel.log.dyndbg.control(rule)
     ftrace = Ftrace(kernel)
-    kernel.modules.after_going.append(lambda mod: ftrace.release_module(mod.name))
+    tracer = FunctionTracer(kernel, ftrace)
+    kprobes = None
+    if kernel.has_config("KPROBES_ON_FTRACE"):
+        kprobes = Kprobes(kernel, ftrace, profile.kprobe_arm_error_ignored)
+        kernel.data_symbols.append("kprobe_ftrace_ops")
     klp = Klp(kernel, ftrace, profile)
-    return System(profile, kernel, ftrace, klp)
+    kernel.modules.after_going.append(lambda mod: ftrace.release_module(mod.name))
+    return System(profile, kernel, ftrace, tracer, kprobes, klp)

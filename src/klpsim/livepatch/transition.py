@@ -23,10 +23,19 @@ from klpsim.livepatch.structs import (
 )
 
 __all__ = [
-    "klp_init_transition", "klp_start_transition", "klp_try_complete_transition",
-    "klp_try_switch_task", "klp_complete_transition", "klp_cancel_transition",
-    "klp_reverse_transition", "klp_force_transition", "klp_update_patch_state",
-    "klp_copy_process", "klp_sched_try_switch", "klp_transition_work_fn", "SIGNALS_TIMEOUT",
+    "klp_init_transition",
+    "klp_start_transition",
+    "klp_try_complete_transition",
+    "klp_try_switch_task",
+    "klp_complete_transition",
+    "klp_cancel_transition",
+    "klp_reverse_transition",
+    "klp_force_transition",
+    "klp_update_patch_state",
+    "klp_copy_process",
+    "klp_sched_try_switch",
+    "klp_transition_work_fn",
+    "SIGNALS_TIMEOUT",
 ]
 
 SIGNALS_TIMEOUT = 15
@@ -152,8 +161,7 @@ def klp_try_complete_transition(klp) -> bool:
             klp_send_signals(klp)
         klp.signals_cnt += 1
         clock = klp.kernel.clock
-        clock.schedule_delayed_work(klp.transition_work,
-                                    clock.round_jiffies_relative(NSEC_PER_SEC))
+        clock.schedule_delayed_work(klp.transition_work, clock.round_jiffies_relative(NSEC_PER_SEC))
         return False
     klp.sched_try_switch_key = False
     patch = klp.transition_patch
@@ -212,8 +220,9 @@ def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
     klp.transition_patch = patch
     klp.target_state = state
     klp.msg("initializing", patch.name, _state_name(state))
-    initial = KLP_TRANSITION_UNPATCHED if state == KLP_TRANSITION_PATCHED \
-        else KLP_TRANSITION_PATCHED
+    initial = (
+        KLP_TRANSITION_UNPATCHED if state == KLP_TRANSITION_PATCHED else KLP_TRANSITION_PATCHED
+    )
     for task in klp.kernel.sched.all_tasks():
         task.patch_state = initial
     for obj in patch.obj_list:
@@ -236,14 +245,21 @@ def klp_start_transition(klp) -> None:
 def klp_reverse_transition(klp) -> None:
     """Turn the running transition around (``enabled`` written mid-way)."""
     patch = klp.transition_patch
-    klp.msg("reversing", patch.name,
-            "patching to unpatching" if klp.target_state == KLP_TRANSITION_PATCHED
-            else "unpatching to patching")
+    klp.msg(
+        "reversing",
+        patch.name,
+        "patching to unpatching"
+        if klp.target_state == KLP_TRANSITION_PATCHED
+        else "unpatching to patching",
+    )
     for task in klp.kernel.sched.all_tasks():
         task.patch_pending = False
     patch.enabled = not patch.enabled
-    klp.target_state = KLP_TRANSITION_UNPATCHED if klp.target_state == KLP_TRANSITION_PATCHED \
+    klp.target_state = (
+        KLP_TRANSITION_UNPATCHED
+        if klp.target_state == KLP_TRANSITION_PATCHED
         else KLP_TRANSITION_PATCHED
+    )
     klp_start_transition(klp)
 
 

@@ -60,16 +60,18 @@ class ReplaceSetPolicy(ReplacePolicy):
         return other.replace_set == transition_patch.replace_set
 
 
-register(Profile(
-    name="replace-set",
-    summary="7.1 + replace_set v2 (2026-05-29): scoped atomic replace, cross-set checks",
-    release="7.1.0-replace-set",
-    policy=ReplaceSetPolicy(),
-    # v2 2/4 renames replace -> replace_set; v2 3/4 removes stack_order.
-    patch_attrs=("enabled", "transition", "force", "replace_set"),
-    config=MAINLINE_CONFIG,
-    extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
-))
+register(
+    Profile(
+        name="replace-set",
+        summary="7.1 + replace_set v2 (2026-05-29): scoped atomic replace, cross-set checks",
+        release="7.1.0-replace-set",
+        policy=ReplaceSetPolicy(),
+        # v2 2/4 renames replace -> replace_set; v2 3/4 removes stack_order.
+        patch_attrs=("enabled", "transition", "force", "replace_set"),
+        config=MAINLINE_CONFIG,
+        extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
+    )
+)
 
 
 class ReplaceablePolicy(ReplacePolicy):
@@ -100,13 +102,16 @@ def _replaceable_store(klp, patch, buf: str) -> int:
     return len(buf)
 
 
-register(Profile(
-    name="replaceable",
-    summary="7.1 + RFC 3/4 and 4/4 (2026-04-02): per-patch replaceable attribute",
-    release="7.1.0-replaceable",
-    policy=ReplaceablePolicy(),
-    patch_attrs=MAINLINE_ATTRS + ("replaceable",),
-    config=MAINLINE_CONFIG,
-    extra_patch_attrs={"replaceable": (0o644, lambda klp, p: f"{int(p.replaceable)}\n",
-                                       _replaceable_store)},
-))
+register(
+    Profile(
+        name="replaceable",
+        summary="7.1 + RFC 3/4 and 4/4 (2026-04-02): per-patch replaceable attribute",
+        release="7.1.0-replaceable",
+        policy=ReplaceablePolicy(),
+        patch_attrs=MAINLINE_ATTRS + ("replaceable",),
+        config=MAINLINE_CONFIG,
+        extra_patch_attrs={
+            "replaceable": (0o644, lambda klp, p: f"{int(p.replaceable)}\n", _replaceable_store)
+        },
+    )
+)

@@ -41,8 +41,13 @@ class LivepatchCode(ModuleCode):
 
     def init(self) -> int:
         params = self.mod.params
-        patch = KlpPatch(self.mod, self.objects(), self.states(), replace=self.replace,
-                         replace_set=self.replace_set)
+        patch = KlpPatch(
+            self.mod,
+            self.objects(),
+            self.states(),
+            replace=self.replace,
+            replace_set=self.replace_set,
+        )
         # Module parameters set in init, before klp_enable_patch().
         if "replace" in params:
             patch.replace = bool(params["replace"])

@@ -66,9 +66,13 @@ def load_definition(path: Path, profile) -> ModuleSpec:
     _check(path, "functions", funcs, list, "an array of function names")
     for i, f in enumerate(funcs):
         _check(path, f"functions[{i}]", f, str, "a function name")
-    return ModuleSpec(name, ModuleCode, functions=tuple(
-        FunctionSpec(f, lambda ctx, *a: 0) for f in funcs),
-        error_injection=_error_injection(path, data, set(funcs)), source=str(path))
+    return ModuleSpec(
+        name,
+        ModuleCode,
+        functions=tuple(FunctionSpec(f, lambda ctx, *a: 0) for f in funcs),
+        error_injection=_error_injection(path, data, set(funcs)),
+        source=str(path),
+    )
 
 
 def _error_injection(path, data, funcs: set) -> tuple:
@@ -78,7 +82,11 @@ def _error_injection(path, data, funcs: set) -> tuple:
     for func, etype in entries.items():
         _check(path, f"error_injection.{func}", etype, str, "a type name")
         if etype not in ERROR_INJECTION_TYPES:
-            _fail(path, f"error_injection.{func}", f"type must be one of {', '.join(ERROR_INJECTION_TYPES)}")
+            _fail(
+                path,
+                f"error_injection.{func}",
+                f"type must be one of {', '.join(ERROR_INJECTION_TYPES)}",
+            )
         if func not in funcs:
             _fail(path, f"error_injection.{func}", "not a function of this module")
         out.append((func, etype))
@@ -87,8 +95,15 @@ def _error_injection(path, data, funcs: set) -> tuple:
 
 def _livepatch(path: Path, name: str, data: dict, profile) -> ModuleSpec:
     fields = profile.patch_fields
-    allowed = {"livepatch", "objects", "states", "replace", "replace_set", "replaceable",
-               "error_injection"}
+    allowed = {
+        "livepatch",
+        "objects",
+        "states",
+        "replace",
+        "replace_set",
+        "replaceable",
+        "error_injection",
+    }
     _check_keys(path, "", data, allowed)
     replace = data.get("replace", False)
     _check(path, "replace", replace, bool, "a boolean")
@@ -150,14 +165,21 @@ def _livepatch(path: Path, name: str, data: dict, profile) -> ModuleSpec:
 
     class DefinedLivepatch(LivepatchCode):
         def objects(self):
-            return [KlpObject(objname, [KlpFunc(old, self.sym(new), pos) for old, new, pos in fd])
-                    for objname, fd in obj_defs]
+            return [
+                KlpObject(objname, [KlpFunc(old, self.sym(new), pos) for old, new, pos in fd])
+                for objname, fd in obj_defs
+            ]
 
         def states(self):
             return [KlpState(i, v) for i, v in state_defs]
 
     DefinedLivepatch.__name__ = f"Livepatch_{name}"
-    return ModuleSpec(name, DefinedLivepatch, livepatch=True, params=tuple(params),
-                      functions=tuple(functions),
-                      error_injection=_error_injection(path, data, {f.name for f in functions}),
-                      source=str(path))
+    return ModuleSpec(
+        name,
+        DefinedLivepatch,
+        livepatch=True,
+        params=tuple(params),
+        functions=tuple(functions),
+        error_injection=_error_injection(path, data, {f.name for f in functions}),
+        source=str(path),
+    )

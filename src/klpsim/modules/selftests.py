@@ -18,14 +18,19 @@ __all__ = ["builtin_modules"]
 
 # -- simple function patches ---------------------------------------------------------
 
+
 class TestKlpLivepatch(LivepatchCode):
     def objects(self):
-        return [KlpObject(None, [KlpFunc("cmdline_proc_show", self.sym("livepatch_cmdline_proc_show"))])]
+        return [
+            KlpObject(None, [KlpFunc("cmdline_proc_show", self.sym("livepatch_cmdline_proc_show"))])
+        ]
 
 
 class TestKlpAtomicReplace(LivepatchCode):
     def objects(self):
-        return [KlpObject(None, [KlpFunc("meminfo_proc_show", self.sym("livepatch_meminfo_proc_show"))])]
+        return [
+            KlpObject(None, [KlpFunc("meminfo_proc_show", self.sym("livepatch_meminfo_proc_show"))])
+        ]
 
 
 class TestKlpModTarget(ModuleCode):
@@ -51,11 +56,16 @@ class TestKlpModTarget(ModuleCode):
 
 class TestKlpModPatch(LivepatchCode):
     def objects(self):
-        return [KlpObject("test_klp_mod_target",
-                          [KlpFunc("test_klp_mod_target_show", self.sym("livepatch_mod_target_show"))])]
+        return [
+            KlpObject(
+                "test_klp_mod_target",
+                [KlpFunc("test_klp_mod_target_show", self.sym("livepatch_mod_target_show"))],
+            )
+        ]
 
 
 # -- callbacks -------------------------------------------------------------------------
+
 
 class CallbackDemo(LivepatchCode):
     """test_klp_callbacks_demo{,2}: every object has all four callbacks."""
@@ -78,9 +88,11 @@ class TestKlpCallbacksDemo(CallbackDemo):
         return [
             KlpObject(None, [], self.callbacks()),
             KlpObject("test_klp_callbacks_mod", [], self.callbacks()),
-            KlpObject("test_klp_callbacks_busy",
-                      [KlpFunc("busymod_work_func", self.sym("patched_work_func"))],
-                      self.callbacks()),
+            KlpObject(
+                "test_klp_callbacks_busy",
+                [KlpFunc("busymod_work_func", self.sym("patched_work_func"))],
+                self.callbacks(),
+            ),
         ]
 
 
@@ -136,6 +148,7 @@ class TestKlpCallbacksBusy(ModuleCode):
 
 
 # -- shadow variables -------------------------------------------------------------------
+
 
 class TestKlpShadowVars(ModuleCode):
     """Exercises the shadow variable API from init, numbering pointers PTRn."""
@@ -225,13 +238,17 @@ class TestKlpShadowVars(ModuleCode):
 
     def shadow_get(self, obj, id):
         ret = self.get(obj, id)
-        self.pr_info(f"klp_shadow_get(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}) = PTR{self.ptr_id(ret)}")
+        self.pr_info(
+            f"klp_shadow_get(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}) = PTR{self.ptr_id(ret)}"
+        )
         return ret
 
     def _alloc_line(self, name, obj, id, ctor_data, ret) -> None:
-        self.pr_info(f"{name}(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}, size=8, gfp_flags=GFP_KERNEL), "
-                     f"ctor=PTR{self.ptr_id(self.ctor)}, ctor_data=PTR{self.ptr_id(ctor_data)}"
-                     f" = PTR{self.ptr_id(ret)}")
+        self.pr_info(
+            f"{name}(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}, size=8, gfp_flags=GFP_KERNEL), "
+            f"ctor=PTR{self.ptr_id(self.ctor)}, ctor_data=PTR{self.ptr_id(ctor_data)}"
+            f" = PTR{self.ptr_id(ret)}"
+        )
 
     def shadow_alloc(self, obj, id, ctor_data):
         ret = self.alloc(obj, id, 8, "GFP_KERNEL", self.ctor, ctor_data)
@@ -245,8 +262,10 @@ class TestKlpShadowVars(ModuleCode):
 
     def shadow_free(self, obj, id):
         self.free(obj, id, self.dtor)
-        self.pr_info(f"klp_shadow_free(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}, "
-                     f"dtor=PTR{self.ptr_id(self.dtor)})")
+        self.pr_info(
+            f"klp_shadow_free(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}, "
+            f"dtor=PTR{self.ptr_id(self.dtor)})"
+        )
 
     def shadow_free_all(self, id, dtor):
         self.free_all(id, dtor)
@@ -267,8 +286,13 @@ class TestKlpState(LivepatchCode):
     uses_prev_state = False
 
     def objects(self):
-        return [KlpObject(None, [], KlpCallbacks(self.pre_patch, self.post_patch,
-                                                 self.pre_unpatch, self.post_unpatch))]
+        return [
+            KlpObject(
+                None,
+                [],
+                KlpCallbacks(self.pre_patch, self.post_patch, self.pre_unpatch, self.post_unpatch),
+            )
+        ]
 
     def states(self):
         return [KlpState(CONSOLE_LOGLEVEL_STATE, self.version)]
@@ -284,7 +308,9 @@ class TestKlpState(LivepatchCode):
     def pre_patch(self, obj) -> int:
         self.pr_info(callback_line("pre_patch_callback", obj))
         if self._prev() is not None:
-            self.pr_info("allocate_loglevel_state: space to store console_loglevel already allocated")
+            self.pr_info(
+                "allocate_loglevel_state: space to store console_loglevel already allocated"
+            )
             return 0
         state = self._state()
         if state is None:
@@ -309,8 +335,10 @@ class TestKlpState(LivepatchCode):
     def pre_unpatch(self, obj) -> None:
         self.pr_info(callback_line("pre_unpatch_callback", obj))
         if self._prev() is not None:
-            self.pr_info("restore_console_loglevel: passing the console_loglevel change back to "
-                         "the old livepatch")
+            self.pr_info(
+                "restore_console_loglevel: passing the console_loglevel change back to "
+                "the old livepatch"
+            )
             return
         if self._state() is None:
             return
@@ -335,13 +363,14 @@ class TestKlpState2(TestKlpState):
 
 # -- syscall ---------------------------------------------------------------------------
 
+
 def _lp_sys_getpid(ctx, *args):
     """Count each listed pid that runs the patched getpid once."""
     mod = ctx.kernel.modules.find_module("test_klp_syscall")
     code = mod.code
     if code.npids_pending > 0:
         pids = mod.params["klp_pids"]
-        for i, pid in enumerate(pids[:code.npids]):
+        for i, pid in enumerate(pids[: code.npids]):
             if pid == ctx.task.pid:
                 pids[i] = 0
                 code.npids_pending -= 1
@@ -359,8 +388,9 @@ class TestKlpSyscall(LivepatchCode):
     def init(self) -> int:
         pids = self.mod.params["klp_pids"]
         self.npids_pending = len(pids)
-        self.kernel.fs.create_file("/sys/kernel/test_klp_syscall/npids", 0o444,
-                                   lambda: f"{self.npids_pending}\n")
+        self.kernel.fs.create_file(
+            "/sys/kernel/test_klp_syscall/npids", 0o444, lambda: f"{self.npids_pending}\n"
+        )
         self.npids = self.npids_pending
         return super().init()
 
@@ -370,6 +400,7 @@ class TestKlpSyscall(LivepatchCode):
 
 # -- kprobes -----------------------------------------------------------------------------
 
+
 class TestKlpKprobe(ModuleCode):
     """A kprobe on cmdline_proc_show, with an empty post_handler if asked."""
 
@@ -378,8 +409,9 @@ class TestKlpKprobe(ModuleCode):
         if kprobes is None:
             return -EINVAL
         post = (lambda *a: None) if self.mod.params["has_post_handler"] else None
-        self.kp = kprobes.new_kprobe("cmdline_proc_show", pre_handler=lambda *a: 0,
-                                     post_handler=post, owner=self.mod.name)
+        self.kp = kprobes.new_kprobe(
+            "cmdline_proc_show", pre_handler=lambda *a: 0, post_handler=post, owner=self.mod.name
+        )
         return kprobes.register_kprobe(self.kp)
 
     def exit(self) -> None:
@@ -387,6 +419,7 @@ class TestKlpKprobe(ModuleCode):
 
 
 # -- the table -----------------------------------------------------------------------------
+
 
 def _replace_params(profile, *, replace: bool) -> tuple[ParamSpec, ...]:
     """``replace`` (mainline) or ``replace_set`` (v2 4/4), as the profile's klp_patch has."""
@@ -404,35 +437,85 @@ def builtin_modules(profile) -> dict[str, ModuleSpec]:
     lp = {"livepatch": True}
     pre_patch_ret = ParamSpec("pre_patch_ret", "int", 0o644, 0)
     specs = [
-        ModuleSpec("test_klp_livepatch", TestKlpLivepatch, params=_replace_params(
-            profile, replace=False), functions=(FunctionSpec(
-                "livepatch_cmdline_proc_show", seq_puts("test_klp_livepatch: this has been live patched")),), **lp),
-        ModuleSpec("test_klp_atomic_replace", TestKlpAtomicReplace,
-                   params=_replace_params(profile, replace=True), functions=(FunctionSpec(
-                       "livepatch_meminfo_proc_show",
-                       seq_puts("test_klp_atomic_replace: this has been live patched")),), **lp),
-        ModuleSpec("test_klp_callbacks_demo", TestKlpCallbacksDemo,
-                   params=(pre_patch_ret,) + _replace_params(profile, replace=False),
-                   functions=(FunctionSpec("patched_work_func", _patched_work_func),), **lp),
-        ModuleSpec("test_klp_callbacks_demo2", TestKlpCallbacksDemo2,
-                   params=_replace_params(profile, replace=True), **lp),
+        ModuleSpec(
+            "test_klp_livepatch",
+            TestKlpLivepatch,
+            params=_replace_params(profile, replace=False),
+            functions=(
+                FunctionSpec(
+                    "livepatch_cmdline_proc_show",
+                    seq_puts("test_klp_livepatch: this has been live patched"),
+                ),
+            ),
+            **lp,
+        ),
+        ModuleSpec(
+            "test_klp_atomic_replace",
+            TestKlpAtomicReplace,
+            params=_replace_params(profile, replace=True),
+            functions=(
+                FunctionSpec(
+                    "livepatch_meminfo_proc_show",
+                    seq_puts("test_klp_atomic_replace: this has been live patched"),
+                ),
+            ),
+            **lp,
+        ),
+        ModuleSpec(
+            "test_klp_callbacks_demo",
+            TestKlpCallbacksDemo,
+            params=(pre_patch_ret,) + _replace_params(profile, replace=False),
+            functions=(FunctionSpec("patched_work_func", _patched_work_func),),
+            **lp,
+        ),
+        ModuleSpec(
+            "test_klp_callbacks_demo2",
+            TestKlpCallbacksDemo2,
+            params=_replace_params(profile, replace=True),
+            **lp,
+        ),
         ModuleSpec("test_klp_callbacks_mod", TestKlpCallbacksMod),
-        ModuleSpec("test_klp_callbacks_busy", TestKlpCallbacksBusy,
-                   params=(ParamSpec("block_transition", "bool", 0o644, False),),
-                   functions=(FunctionSpec("busymod_work_func", _busymod_work_func),)),
+        ModuleSpec(
+            "test_klp_callbacks_busy",
+            TestKlpCallbacksBusy,
+            params=(ParamSpec("block_transition", "bool", 0o644, False),),
+            functions=(FunctionSpec("busymod_work_func", _busymod_work_func),),
+        ),
         ModuleSpec("test_klp_shadow_vars", TestKlpShadowVars),
         ModuleSpec("test_klp_state", TestKlpState, **lp),
         ModuleSpec("test_klp_state2", TestKlpState2, **lp),
         ModuleSpec("test_klp_state3", TestKlpState2, **lp),
-        ModuleSpec("test_klp_syscall", TestKlpSyscall,
-                   params=(ParamSpec("klp_pids", "int_array", 0, []),),
-                   functions=(FunctionSpec("lp_sys_getpid", _lp_sys_getpid),), **lp),
-        ModuleSpec("test_klp_kprobe", TestKlpKprobe,
-                   params=(ParamSpec("has_post_handler", "bool", 0o444, True),)),
-        ModuleSpec("test_klp_mod_target", TestKlpModTarget, functions=(FunctionSpec(
-            "test_klp_mod_target_show", seq_puts("test_klp_mod_target: original output")),)),
-        ModuleSpec("test_klp_mod_patch", TestKlpModPatch, functions=(FunctionSpec(
-            "livepatch_mod_target_show", seq_puts("test_klp_mod_patch: this has been live patched")),),
-                   **lp),
+        ModuleSpec(
+            "test_klp_syscall",
+            TestKlpSyscall,
+            params=(ParamSpec("klp_pids", "int_array", 0, []),),
+            functions=(FunctionSpec("lp_sys_getpid", _lp_sys_getpid),),
+            **lp,
+        ),
+        ModuleSpec(
+            "test_klp_kprobe",
+            TestKlpKprobe,
+            params=(ParamSpec("has_post_handler", "bool", 0o444, True),),
+        ),
+        ModuleSpec(
+            "test_klp_mod_target",
+            TestKlpModTarget,
+            functions=(
+                FunctionSpec(
+                    "test_klp_mod_target_show", seq_puts("test_klp_mod_target: original output")
+                ),
+            ),
+        ),
+        ModuleSpec(
+            "test_klp_mod_patch",
+            TestKlpModPatch,
+            functions=(
+                FunctionSpec(
+                    "livepatch_mod_target_show",
+                    seq_puts("test_klp_mod_patch: this has been live patched"),
+                ),
+            ),
+            **lp,
+        ),
     ]
     return {s.name: s for s in specs}

@@ -161,8 +161,12 @@ def check_sysfs_value(rt, mod: str, rel: str, expected: str) -> None:
 
 
 def cleanup_tracing(rt) -> None:
-    for name, value in (("tracing_on", "0"), ("set_ftrace_filter", ""),
-                        ("current_tracer", "nop"), ("trace", "")):
+    for name, value in (
+        ("tracing_on", "0"),
+        ("set_ftrace_filter", ""),
+        ("current_tracer", "nop"),
+        ("trace", ""),
+    ):
         rt.write(f"{SYSFS_TRACING_DIR}/{name}", value + "\n")
 
 
@@ -213,8 +217,9 @@ def check_result(rt, expected: str) -> None:
         rt.stdout("not ok\n")
         die(rt, "livepatch kselftest(s) failed")
     else:
-        diff = difflib.unified_diff(expect.split("\n"), result.split("\n"), "expected", "result",
-                                    lineterm="")
+        diff = difflib.unified_diff(
+            expect.split("\n"), result.split("\n"), "expected", "result", lineterm=""
+        )
         rt.stdout("not ok\n")
         rt.stderr("\n".join(diff) + "\n")
         rt.check_failed = True
@@ -234,13 +239,24 @@ def loop_until_verb(rt, *cmd: str) -> None:
 
 
 HELPERS = {
-    "start_test": start_test, "load_mod": load_mod, "load_lp": load_lp,
-    "load_lp_nowait": load_lp_nowait, "load_failing_mod": load_failing_mod,
-    "unload_mod": unload_mod, "unload_lp": unload_mod, "disable_lp": disable_lp,
-    "set_pre_patch_ret": set_pre_patch_ret, "set_ftrace_enabled": set_ftrace_enabled,
-    "check_sysfs_rights": check_sysfs_rights, "check_sysfs_value": check_sysfs_value,
-    "trace_function": trace_function, "check_traced_functions": check_traced_functions,
-    "cleanup_tracing": cleanup_tracing, "log": log, "check_result": check_result,
-    "loop_until": loop_until_verb, "die": lambda rt, *w: die(rt, " ".join(w)),
+    "start_test": start_test,
+    "load_mod": load_mod,
+    "load_lp": load_lp,
+    "load_lp_nowait": load_lp_nowait,
+    "load_failing_mod": load_failing_mod,
+    "unload_mod": unload_mod,
+    "unload_lp": unload_mod,
+    "disable_lp": disable_lp,
+    "set_pre_patch_ret": set_pre_patch_ret,
+    "set_ftrace_enabled": set_ftrace_enabled,
+    "check_sysfs_rights": check_sysfs_rights,
+    "check_sysfs_value": check_sysfs_value,
+    "trace_function": trace_function,
+    "check_traced_functions": check_traced_functions,
+    "cleanup_tracing": cleanup_tracing,
+    "log": log,
+    "check_result": check_result,
+    "loop_until": loop_until_verb,
+    "die": lambda rt, *w: die(rt, " ".join(w)),
     "skip": lambda rt, *w: skip(rt, " ".join(w)),
 }

@@ -76,14 +76,15 @@ def parse_script(text: str, path: str = "<script>") -> list[Command]:
             redirect = None
             cmd_words = words
             if redirect_op is not None:
-                op = redirect_op[len("done:"):]
+                op = redirect_op[len("done:") :]
                 target = words[redirect_idx]
-                cmd_words = words[:redirect_idx] + words[redirect_idx + 1:]
+                cmd_words = words[:redirect_idx] + words[redirect_idx + 1 :]
                 redirect = (op, target)
                 if not cmd_words:
                     raise ScriptError(path, start_line, "a redirection needs a command")
-            commands.append(Command(start_line, tuple(cmd_words), redirect,
-                                    text[start_pos:end].strip()))
+            commands.append(
+                Command(start_line, tuple(cmd_words), redirect, text[start_pos:end].strip())
+            )
         words = []
         redirect_op = None
 
@@ -124,7 +125,7 @@ def parse_script(text: str, path: str = "<script>") -> list[Command]:
             j = text.find("'", i + 1)
             if j < 0:
                 raise ScriptError(path, qline, "unterminated single quote")
-            chunk = text[i + 1:j]
+            chunk = text[i + 1 : j]
             line += chunk.count("\n")
             word = (word or []) + [chunk]
             i = j + 1
@@ -143,8 +144,11 @@ def parse_script(text: str, path: str = "<script>") -> list[Command]:
                     j += 2
                     continue
                 if ch in "$`":
-                    raise ScriptError(path, line, "variables and command substitution are "
-                                      "not supported (use single quotes)")
+                    raise ScriptError(
+                        path,
+                        line,
+                        "variables and command substitution are not supported (use single quotes)",
+                    )
                 if ch == "\n":
                     line += 1
                 chunk.append(ch)
@@ -156,8 +160,9 @@ def parse_script(text: str, path: str = "<script>") -> list[Command]:
             continue
         if c == ">":
             if word is not None and "".join(word) in ("1", "2"):
-                raise ScriptError(path, line, "only '> PATH' and '>> PATH' redirections "
-                                  "are supported")
+                raise ScriptError(
+                    path, line, "only '> PATH' and '>> PATH' redirections are supported"
+                )
             end_word()
             if redirect_op is not None:
                 raise ScriptError(path, line, "only one redirection per command")

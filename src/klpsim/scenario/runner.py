@@ -9,7 +9,7 @@ helper verbs' deaths into an exit status.
 import inspect
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +25,7 @@ from klpsim.scenario.simverbs import SIM_VERBS
 
 __all__ = ["Runner", "ModuleResolver"]
 
-EPOCH = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 COMMAND_COST_NS = NSEC_PER_MSEC
 
 
@@ -69,9 +69,16 @@ class ModuleResolver:
 class Runner:
     """Runs commands; owns the script's stdout/stderr and exit status."""
 
-    def __init__(self, system: System, resolver: ModuleResolver, path: str = "<script>",
-                 out: TextIO | None = None, err: TextIO | None = None,
-                 transcript: bool = True, color: bool = False):
+    def __init__(
+        self,
+        system: System,
+        resolver: ModuleResolver,
+        path: str = "<script>",
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        transcript: bool = True,
+        color: bool = False,
+    ):
         self.system = system
         self.kernel = system.kernel
         self.fs = system.kernel.fs
@@ -137,8 +144,9 @@ class Runner:
         except DefinitionError as e:
             raise ScriptError(self.path, self.line, str(e)) from None
         if spec is None:
-            raise ScriptError(self.path, self.line,
-                              f"unknown module '{self.resolver.module_name(path)}'")
+            raise ScriptError(
+                self.path, self.line, f"unknown module '{self.resolver.module_name(path)}'"
+            )
         return spec
 
     def write(self, path: str, data: str) -> int:
@@ -167,10 +175,9 @@ class Runner:
 
     def run(self, commands: list[Command]) -> int:
         """Run the script; its exit status (0, 1 for a failure, 4 for a skip)."""
-        status = 0
         try:
             for cmd in commands:
-                status = self.execute(cmd)
+                self.execute(cmd)
         except ScriptExit as e:
             return e.status
         return 1 if self.check_failed else 0
@@ -206,5 +213,6 @@ class Runner:
         varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
         if len(args) < len(required) or (not varargs and len(args) > len(params)):
             names = " ".join(p.name.upper() for p in params if p.kind != p.VAR_POSITIONAL)
-            raise ScriptError(self.path, self.line,
-                              f"usage: {verb} {names}{' ...' if varargs else ''}".rstrip())
+            raise ScriptError(
+                self.path, self.line, f"usage: {verb} {names}{' ...' if varargs else ''}".rstrip()
+            )

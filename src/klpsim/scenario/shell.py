@@ -71,13 +71,37 @@ def bre_to_python(pattern: str, extended: bool = False) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < len(pattern):
             nxt = pattern[i + 1]
-            out.append({"(": "(", ")": ")", "|": "|", "{": "{", "}": "}", "+": "+",
-                        "?": "?", "s": r"\s", "S": r"\S", "w": r"\w", "W": r"\W",
-                        "<": r"\b", ">": r"\b", "b": r"\b"}.get(nxt, re.escape(nxt)))
+            out.append(
+                {
+                    "(": "(",
+                    ")": ")",
+                    "|": "|",
+                    "{": "{",
+                    "}": "}",
+                    "+": "+",
+                    "?": "?",
+                    "s": r"\s",
+                    "S": r"\S",
+                    "w": r"\w",
+                    "W": r"\W",
+                    "<": r"\b",
+                    ">": r"\b",
+                    "b": r"\b",
+                }.get(nxt, re.escape(nxt))
+            )
             i += 2
             continue
-        out.append({"(": r"\(", ")": r"\)", "|": r"\|", "{": r"\{", "}": r"\}", "+": r"\+",
-                    "?": r"\?"}.get(c, c))
+        out.append(
+            {
+                "(": r"\(",
+                ")": r"\)",
+                "|": r"\|",
+                "{": r"\{",
+                "}": r"\}",
+                "+": r"\+",
+                "?": r"\?",
+            }.get(c, c)
+        )
         i += 1
     return "".join(out)
 
@@ -96,10 +120,7 @@ def grep(rt, args: list[str]) -> Result:
     if not rest:
         return _err(2, "Usage: grep [OPTION]... PATTERNS [FILE]...")
     pattern, files = rest[0], rest[1:]
-    if "F" in opts:
-        regex = re.escape(pattern)
-    else:
-        regex = bre_to_python(pattern, "E" in opts)
+    regex = re.escape(pattern) if "F" in opts else bre_to_python(pattern, "E" in opts)
     if "w" in opts:
         regex = rf"(?<![\w]){regex}(?![\w])"
     if "x" in opts:
@@ -197,7 +218,7 @@ def sysctl(rt, args: list[str]) -> Result:
             ret = rt.fs.write(path, value + "\n")
             if ret < 0:
                 if ret == -ENOENT:
-                    err.append(f'sysctl: cannot stat {path}: No such file or directory\n')
+                    err.append(f"sysctl: cannot stat {path}: No such file or directory\n")
                 else:
                     err.append(f'sysctl: setting key "{path}": {strerror(ret)}\n')
                 status = 1
@@ -219,11 +240,16 @@ def test(rt, args: list[str]) -> Result:
         args = args[1:]
     if len(args) == 2 and args[0] in ("-e", "-f", "-d", "-r", "-w"):
         node = rt.fs.lookup(args[1])
-        ok = node is not None and {
-            "-e": True, "-f": node is not None and not node.is_dir,
-            "-d": node is not None and node.is_dir,
-            "-r": node is not None and bool(node.mode & 0o444),
-            "-w": node is not None and bool(node.mode & 0o222)}[args[0]]
+        ok = (
+            node is not None
+            and {
+                "-e": True,
+                "-f": node is not None and not node.is_dir,
+                "-d": node is not None and node.is_dir,
+                "-r": node is not None and bool(node.mode & 0o444),
+                "-w": node is not None and bool(node.mode & 0o222),
+            }[args[0]]
+        )
     elif len(args) == 3 and args[1] in ("=", "==", "!="):
         ok = (args[0] == args[2]) != (args[1] == "!=")
     elif len(args) == 1:
@@ -262,9 +288,20 @@ def stat(rt, args: list[str]) -> Result:
 
 
 SHELL_COMMANDS = {
-    "cat": cat, "ls": ls, "echo": echo, "grep": grep, "insmod": insmod, "rmmod": rmmod,
-    "sleep": sleep, "dmesg": dmesg, "sysctl": sysctl, "test": test, "getconf": getconf,
-    "stat": stat, "true": lambda rt, a: (0, "", ""), "false": lambda rt, a: (1, "", ""),
+    "cat": cat,
+    "ls": ls,
+    "echo": echo,
+    "grep": grep,
+    "insmod": insmod,
+    "rmmod": rmmod,
+    "sleep": sleep,
+    "dmesg": dmesg,
+    "sysctl": sysctl,
+    "test": test,
+    "getconf": getconf,
+    "stat": stat,
+    "true": lambda rt, a: (0, "", ""),
+    "false": lambda rt, a: (1, "", ""),
 }
 
 _ = EACCES

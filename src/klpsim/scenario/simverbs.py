@@ -96,5 +96,10 @@ def call(rt, func: str, pid: str | None = None) -> None:
     rt.stdout(f"{func} from {task.comm}:{task.pid} ran {ran}, returned {result}\n")
 
 
-SIM_VERBS = {"spawn_task": spawn_task, "sleep_task": sleep_task, "wake_task": wake_task,
-             "kill": kill, "call": call}
+SIM_VERBS = {
+    "spawn_task": spawn_task,
+    "sleep_task": sleep_task,
+    "wake_task": wake_task,
+    "kill": kill,
+    "call": call,
+}

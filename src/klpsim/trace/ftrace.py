@@ -67,14 +67,19 @@ class Ftrace:
         self.ops_list: list[FtraceOps] = []  # head first
         self.ftrace_enabled = True
         self._sites: dict[Symbol, list[FtraceOps]] = {}
-        kernel.fs.create_file("/proc/sys/kernel/ftrace_enabled", 0o644,
-                              lambda: f"{int(self.ftrace_enabled)}\n", self._sysctl_store)
+        kernel.fs.create_file(
+            "/proc/sys/kernel/ftrace_enabled",
+            0o644,
+            lambda: f"{int(self.ftrace_enabled)}\n",
+            self._sysctl_store,
+        )
         kernel.exports["ftrace"] = self
 
     # -- filters -------------------------------------------------------------
 
-    def ftrace_set_filter_ip(self, ops: FtraceOps, sym: Symbol, remove: bool = False,
-                             reset: bool = False) -> int:
+    def ftrace_set_filter_ip(
+        self, ops: FtraceOps, sym: Symbol, remove: bool = False, reset: bool = False
+    ) -> int:
         """Add (or remove) one function to an ops' filter hash."""
         if not sym.ftrace_loc:
             return -ENOENT
@@ -105,8 +110,9 @@ class Ftrace:
     def _functions(self, ops: FtraceOps):
         if ops.filter:
             return list(ops.filter)
-        return [s for obj in self.kernel.kallsyms.objects.values() for s in obj.symbols
-                if s.ftrace_loc]
+        return [
+            s for obj in self.kernel.kallsyms.objects.values() for s in obj.symbols if s.ftrace_loc
+        ]
 
     # -- registration ----------------------------------------------------------
 
@@ -138,8 +144,7 @@ class Ftrace:
 
     def _rebuild(self, sym: Symbol) -> None:
         """Recompute which ops a call site runs, in ftrace_ops_list order."""
-        attached = [ops for ops in self.ops_list
-                    if not ops.filter or sym in ops.filter]
+        attached = [ops for ops in self.ops_list if not ops.filter or sym in ops.filter]
         if attached:
             self._sites[sym] = attached
         else:

@@ -56,8 +56,10 @@ def build_modules(tree: KernelTree, sources: dict[str, str], outdir: Path) -> di
         key.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
     stamp = outdir / ".stamp"
     kos = {name: outdir / f"{name}.ko" for name in sources}
-    if stamp.exists() and stamp.read_text() == key.hexdigest() and all(
-        k.exists() for k in kos.values()
+    if (
+        stamp.exists()
+        and stamp.read_text() == key.hexdigest()
+        and all(k.exists() for k in kos.values())
     ):
         return kos
     for old in outdir.iterdir():

@@ -57,9 +57,7 @@ def cache_root() -> Path:
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict | None = None) -> str:
     try:
-        p = subprocess.run(
-            cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise VMError(f"{what}: command not found: {cmd[0]}") from None
     if p.returncode != 0:
@@ -392,4 +390,3 @@ def prepare_kernel(series: str, log=print) -> KernelTree:
         if not path.exists():
             raise VMError(f"kernel {series}: {what} missing at {path}")
     return tree
-

@@ -37,11 +37,42 @@ from .errors import VMError
 __all__ = ["build_initramfs", "HOST_TOOLS"]
 
 #: Host programs copied into /usr/bin (or /usr/sbin), with their libraries.
-HOST_TOOLS = (
-    "bash kmod dmesg comm mktemp stat id cat sleep rm dirname basename tr cut head tail "
-    "sort uniq wc ls env grep sed mawk diff find xargs date uname seq getconf timeout "
-    "sysctl nproc"
-).split()
+HOST_TOOLS = [
+    "bash",
+    "kmod",
+    "dmesg",
+    "comm",
+    "mktemp",
+    "stat",
+    "id",
+    "cat",
+    "sleep",
+    "rm",
+    "dirname",
+    "basename",
+    "tr",
+    "cut",
+    "head",
+    "tail",
+    "sort",
+    "uniq",
+    "wc",
+    "ls",
+    "env",
+    "grep",
+    "sed",
+    "mawk",
+    "diff",
+    "find",
+    "xargs",
+    "date",
+    "uname",
+    "seq",
+    "getconf",
+    "timeout",
+    "sysctl",
+    "nproc",
+]
 
 _KMOD_LINKS = ("modprobe", "modinfo", "insmod", "rmmod", "lsmod", "depmod")
 

@@ -63,10 +63,10 @@ def check_result_view(log_lines: list[str]) -> list[str]:
     out = []
     for line in log_lines:
         line = _CALLER.sub("", _TIMESTAMP.sub("", line))
-        if line.startswith("===== TEST: "):
-            out.append(line)
-        elif ("livepatch:" in line or "test_klp" in line) and not re.search(
-            r"(tainting|taints) kernel", line
+        if (
+            line.startswith("===== TEST: ")
+            or ("livepatch:" in line or "test_klp" in line)
+            and not re.search(r"(tainting|taints) kernel", line)
         ):
             out.append(line)
     return out
