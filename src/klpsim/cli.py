@@ -20,6 +20,10 @@ def _cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    for d in args.modules:
+        if not Path(d).is_dir():
+            print(f"klpsim: --modules {d}: not a directory", file=sys.stderr)
+            return 2
     path = Path(args.script)
     try:
         text = path.read_text()
@@ -29,10 +33,6 @@ def _cmd_run(args) -> int:
     except UnicodeDecodeError:
         print(f"klpsim: {path}: not a text file", file=sys.stderr)
         return 2
-    for d in args.modules:
-        if not Path(d).is_dir():
-            print(f"klpsim: --modules {d}: not a directory", file=sys.stderr)
-            return 2
     try:
         commands = parse_script(text, str(path))
         system = boot(args.kernel)
@@ -58,11 +58,15 @@ def _cmd_kernels(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line and exit status 2, not argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="klpsim", description="An executable model of Linux kernel livepatching."
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="klpsim", description="An executable model of Linux kernel livepatching.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a scenario script on a simulated kernel")
     run.add_argument(
         "--kernel",

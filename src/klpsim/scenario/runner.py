@@ -78,6 +78,7 @@ class Runner:
         err: TextIO | None = None,
         transcript: bool = True,
         color: bool = False,
+        show_stdout: bool | None = None,
     ):
         self.system = system
         self.kernel = system.kernel
@@ -87,6 +88,8 @@ class Runner:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.transcript = transcript
+        # --dmesg prints only the log; a transcript also echoes commands.
+        self.show_stdout = transcript if show_stdout is None else show_stdout
         self.color = color
         self.last_dmesg: int | None = None
         self.check_failed = False
@@ -108,7 +111,7 @@ class Runner:
             stamp = " " * len(stamp)
 
     def stdout(self, text: str) -> None:
-        if self.transcript:
+        if self.show_stdout:
             self.out.write(text)
 
     def stderr(self, text: str) -> None:
@@ -175,12 +178,24 @@ class Runner:
 
     def run(self, commands: list[Command]) -> int:
         """Run the script; its exit status (0, 1 for a failure, 4 for a skip)."""
+        self.validate(commands)
         try:
             for cmd in commands:
                 self.execute(cmd)
         except ScriptExit as e:
             return e.status
         return 1 if self.check_failed else 0
+
+    def validate(self, commands: list[Command]) -> None:
+        """Refuse unknown verbs and wrong argument counts before running anything."""
+        for cmd in commands:
+            self.line = cmd.line
+            verb = cmd.words[0]
+            helper = HELPERS.get(verb) or self.verbs.get(verb)
+            if helper is not None:
+                self._check_arity(verb, helper, cmd.words[1:])
+            elif verb not in SHELL_COMMANDS:
+                raise ScriptError(self.path, cmd.line, f"unknown command '{verb}'")
 
     def execute(self, cmd: Command) -> int:
         self.line = cmd.line

@@ -11,7 +11,7 @@ while :; do
 	while read -r mod _ refcnt _; do
 		[[ $refcnt == 0 ]] && rmmod "$mod" 2>/dev/null
 	done < /proc/modules
-	if [[ -z $(ls /sys/kernel/livepatch) && ! -s /proc/modules ]]; then
+	if [[ -z $(ls /sys/kernel/livepatch) && -z $(< /proc/modules) ]]; then
 		break
 	fi
 	if ((SECONDS >= deadline)); then
