@@ -51,6 +51,9 @@ class Klp:
         self.transition_work = DelayedWork(lambda: transition.klp_transition_work_fn(self))
         self.shadow = ShadowHash(self)
         self.freed: list[KlpPatch] = []  # patches whose free work has run
+        self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
+        self.transition_seq = 0  # counts transition events, for observers
+        self.event_hooks: list = []  # observers (invariant checks), see event()
         self._fmt_cache: dict[str, tuple] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
@@ -85,6 +88,13 @@ class Klp:
         if site is not None and not log.dyndbg.enabled(*site):
             return
         log.printk(level, KLP_PREFIX + (fmt % args))
+
+    def event(self, name: str) -> None:
+        """Tell observers where the model is (``start:after``, ``complete:before``...)."""
+        if name.endswith(":before"):
+            self.transition_seq += 1
+        for hook in self.event_hooks:
+            hook(name)
 
     @property
     def current(self):
@@ -520,6 +530,7 @@ def klp_enable_patch(klp, patch: KlpPatch) -> int:
         return -EINVAL
     if not patch.mod.try_module_get():
         return -ENODEV
+    klp.all_patches.append(patch)
     klp_init_patch_early(patch)
     ret = klp_init_patch(klp, patch)
     if not ret:

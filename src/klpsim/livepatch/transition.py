@@ -183,6 +183,7 @@ def klp_complete_transition(klp) -> None:
     """Finish the transition: tidy func_stacks, run post callbacks."""
     patch: KlpPatch = klp.transition_patch
     target = klp.target_state
+    klp.event("complete:before")
     klp.msg("completing", patch.name, _state_name(target))
     if target == KLP_TRANSITION_PATCHED and klp.policy.adds_nops(patch):
         core.klp_unpatch_replaced_patches(klp, patch)
@@ -204,6 +205,7 @@ def klp_complete_transition(klp) -> None:
     klp.msg("complete", patch.name, _state_name(target))
     klp.target_state = KLP_TRANSITION_IDLE
     klp.transition_patch = None
+    klp.event("complete:after")
 
 
 def klp_cancel_transition(klp) -> None:
@@ -217,6 +219,7 @@ def klp_cancel_transition(klp) -> None:
 
 def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
     """Set every task to the initial state and mark the patch's funcs."""
+    klp.event("init:before")
     klp.transition_patch = patch
     klp.target_state = state
     klp.msg("initializing", patch.name, _state_name(state))
@@ -240,11 +243,13 @@ def klp_start_transition(klp) -> None:
             task.patch_pending = True
     klp.sched_try_switch_key = True
     klp.signals_cnt = 0
+    klp.event("start:after")
 
 
 def klp_reverse_transition(klp) -> None:
     """Turn the running transition around (``enabled`` written mid-way)."""
     patch = klp.transition_patch
+    klp.event("reverse:before")
     klp.msg(
         "reversing",
         patch.name,

@@ -13,7 +13,7 @@ from klpsim.kernel.vmlinux import PROC_FILES
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
 from klpsim.modules.base import LivepatchCode, seq_puts
 
-__all__ = ["DefinitionError", "load_definition"]
+__all__ = ["DefinitionError", "load_definition", "parse_definition"]
 
 PROC_SHOW_FUNCS = set(PROC_FILES.values())
 ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
@@ -50,11 +50,20 @@ def _replacement(modname: str, old_name: str, output: str | None):
 
 def load_definition(path: Path, profile) -> ModuleSpec:
     """Read *path* and build the module it defines for *profile*'s kernel."""
-    name = path.stem.replace("-", "_")
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except OSError as e:
         raise DefinitionError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise DefinitionError(f"{path}: not a text file") from None
+    return parse_definition(text, path, profile)
+
+
+def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
+    """Build the module that TOML *text* (named *path*) defines."""
+    name = path.stem.replace("-", "_")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DefinitionError(f"{path}: {e}") from None
     livepatch = data.get("livepatch", False)

@@ -16,7 +16,7 @@ from typing import TextIO
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import EACCES, ENOENT, strerror
 from klpsim.livepatch.system import System
-from klpsim.modules.definition import DefinitionError, load_definition
+from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
 from klpsim.modules.selftests import builtin_modules
 from klpsim.scenario.helpers import HELPERS, ScriptExit
 from klpsim.scenario.parser import Command, ScriptError
@@ -39,6 +39,7 @@ class ModuleResolver:
             self.dirs.append(script_dir / "test_modules")
         self._builtin = None
         self._cache: dict[str, object] = {}
+        self.texts: dict[str, str] = {}  # in-memory definitions: {name: TOML text}
 
     @staticmethod
     def module_name(path: str) -> str:
@@ -53,7 +54,9 @@ class ModuleResolver:
         if name in self._cache:
             return self._cache[name]
         spec = None
-        for d in self.dirs:
+        if name in self.texts:
+            spec = parse_definition(self.texts[name], Path(f"{name}.toml"), self.profile)
+        for d in self.dirs if spec is None else ():
             candidate = d / f"{name}.toml"
             if candidate.is_file():
                 spec = load_definition(candidate, self.profile)
