@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import klpsim
+from _harness import klpsim
 
 
 def script(tmp_path, text, name="s.sh"):

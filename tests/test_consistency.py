@@ -64,7 +64,7 @@ def test_retries_every_simulated_second_and_signals_on_the_15th():
         sim.tick(31)
     finally:
         transition.klp_try_complete_transition = orig
-    gaps = {b - a for a, b in zip(attempts, attempts[1:])}
+    gaps = {b - a for a, b in zip(attempts, attempts[1:], strict=False)}
     assert gaps == {1_000_000_000}, gaps
     assert all(t % 1_000_000_000 == 0 for t in attempts)  # round_jiffies: whole seconds
     signals = [line for line in sim.klp_lines() if "signaling remaining tasks" in line]

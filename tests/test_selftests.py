@@ -8,7 +8,7 @@ that block byte for byte.
 
 import pytest
 
-from conftest import SELFTESTS, klpsim
+from _harness import SELFTESTS, klpsim
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.scenario.parser import parse_script
 

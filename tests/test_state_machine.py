@@ -4,7 +4,6 @@ tasks and time, thrown at the model; the invariants hold after every step.
 Each step is a line of scenario script, so a failing sequence is a script.
 """
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule

@@ -1,10 +1,8 @@
-"""Shared fixtures: run klpsim in-process, as the ``klpsim`` command would."""
+"""Shared test helpers: run klpsim in-process, as the ``klpsim`` command would."""
 
 import io
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-
-import pytest
 
 from klpsim.cli import main
 
@@ -27,8 +25,3 @@ def klpsim(*argv: str) -> Run:
         except SystemExit as e:  # argparse
             status = e.code
     return Run(status, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture
-def run():
-    return klpsim
