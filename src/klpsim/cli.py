@@ -24,6 +24,13 @@ def _cmd_run(args) -> int:
         if not Path(d).is_dir():
             print(f"klpsim: --modules {d}: not a directory", file=sys.stderr)
             return 2
+    overrides = {}
+    for item in args.config:
+        option, eq, value = item.partition("=")
+        if not option.startswith("CONFIG_") or value not in ("y", "n"):
+            print(f"klpsim: --config {item}: expected CONFIG_NAME=y or =n", file=sys.stderr)
+            return 2
+        overrides[option[len("CONFIG_"):]] = value == "y"
     path = Path(args.script)
     try:
         text = path.read_text()
@@ -35,7 +42,7 @@ def _cmd_run(args) -> int:
         return 2
     try:
         commands = parse_script(text, str(path))
-        system = boot(args.kernel)
+        system = boot(args.kernel, config_overrides=overrides)
         resolver = ModuleResolver(system.profile, [Path(d) for d in args.modules], path.parent)
         runner = Runner(
             system, resolver, str(path), transcript=not args.dmesg, color=sys.stdout.isatty()
@@ -83,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--dmesg", action="store_true", help="print only the kernel log, as 'dmesg --notime' would"
+    )
+    run.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG_X=y|n",
+        help="set or unset a kernel config option of the simulated kernel",
     )
     run.add_argument("script")
     run.set_defaults(func=_cmd_run)

@@ -33,16 +33,20 @@ def boot(
     nr_cpus: int = 2,
     extra_funcs: int = 0,
     config: frozenset[str] | None = None,
+    config_overrides: dict[str, bool] | None = None,
     dyndbg=SELFTEST_DYNDBG,
 ) -> System:
     """Boot a kernel that behaves as *profile*."""
     if isinstance(profile, str):
         profile = get_profile(profile)
+    options = set(profile.config if config is None else config)
+    for option, value in (config_overrides or {}).items():
+        (options.add if value else options.discard)(option)
     kernel = Kernel(
         KernelConfig(
             release=profile.release,
             nr_cpus=nr_cpus,
-            config=profile.config if config is None else config,
+            config=frozenset(options),
             extra_funcs=extra_funcs,
         )
     )
