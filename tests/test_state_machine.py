@@ -4,11 +4,18 @@ tasks and time, thrown at the model; the invariants hold after every step.
 Each step is a line of scenario script, so a failing sequence is a script.
 """
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from klpsim.tools.session import CheckedSession
+from klpsim.tools.session import CheckedSession, InvariantViolation
 
 VMLINUX_FUNCS = ["cmdline_proc_show", "meminfo_proc_show", "version_proc_show", "uptime_proc_show"]
 TARGET_FUNCS = ["tgt_a_show", "tgt_a_work"]
@@ -23,12 +30,14 @@ SETTINGS = settings(
 )
 
 
-def patch_toml(funcs, replace, replace_set, state) -> str:
+def patch_toml(funcs, replace, replace_set, state, replaceable=False) -> str:
     lines = [
         "livepatch = true",
         f"replace = {'true' if replace else 'false'}",
         f"replace_set = {replace_set}",
     ]
+    if replaceable:
+        lines.append("replaceable = true")
     for objname in ("vmlinux", "tgt_a"):
         mine = [f for o, f in funcs if o == objname]
         if mine:
@@ -41,8 +50,11 @@ def patch_toml(funcs, replace, replace_set, state) -> str:
 
 
 class LivepatchMachine(RuleBasedStateMachine):
+    """Loads of random patches, disables and time."""
+
     profile = "7.1"
     check = True
+    with_states = True
 
     @initialize()
     def boot(self):
@@ -68,18 +80,32 @@ class LivepatchMachine(RuleBasedStateMachine):
         replace=st.booleans(),
         replace_set=st.integers(0, 2),
         state=st.none() | st.tuples(st.integers(1, 2), st.integers(1, 3)),
+        replaceable=st.booleans(),
     )
-    def load_patch(self, funcs, replace, replace_set, state):
+    def load_patch(self, funcs, replace, replace_set, state, replaceable):
         self.n += 1
         name = f"lp{self.n}"
-        self.session.resolver.texts[name] = patch_toml(funcs, replace, replace_set, state)
+        replaceable = replaceable and self.profile == "replaceable"
+        state = state if self.with_states else None
+        self.session.resolver.texts[name] = patch_toml(
+            funcs, replace, replace_set, state, replaceable
+        )
         self.step(f"insmod test_modules/{name}.ko")
+        self.step("sleep 1")  # as load_lp would wait (on 2 CPUs a transition takes ~1 s)
 
     @precondition(lambda self: self.patches)
     @rule(data=st.data())
     def disable(self, data):
         name = data.draw(st.sampled_from(self.patches))
         self.step(f"echo 0 > /sys/kernel/livepatch/{name}/enabled")
+
+    @rule(seconds=st.sampled_from(["0.1", "1", "3", "20"]))
+    def wait(self, seconds):
+        self.step(f"sleep {seconds}")
+
+
+class FullMachine(LivepatchMachine):
+    """Loads plus everything else: force, unload, modules, tasks."""
 
     @precondition(lambda self: self.patches)
     @rule(data=st.data())
@@ -120,16 +146,12 @@ class LivepatchMachine(RuleBasedStateMachine):
     def wake(self, data):
         self.step(f"wake_task {data.draw(st.sampled_from(self.tasks))}")
 
-    @rule(seconds=st.sampled_from(["0.1", "1", "3", "20"]))
-    def wait(self, seconds):
-        self.step(f"sleep {seconds}")
 
-
-class Mainline(LivepatchMachine):
+class Mainline(FullMachine):
     profile = "7.1"
 
 
-class ReplaceSet(LivepatchMachine):
+class ReplaceSet(FullMachine):
     profile = "replace-set"
 
 
@@ -137,6 +159,20 @@ TestMainline = Mainline.TestCase
 TestMainline.settings = SETTINGS
 TestReplaceSet = ReplaceSet.TestCase
 TestReplaceSet.settings = SETTINGS
+
+
+class Replaceable(LivepatchMachine):
+    profile = "replaceable"
+    with_states = False  # states only make replace patches refused more often
+
+
+def test_replaceable_breaks_per_task_consistency():
+    """The state machine finds a violation under RFC 3/4 + 4/4; the sequence it
+    found is kept as tests/scenarios/replaceable/found-by-hypothesis.sh."""
+    found = settings(SETTINGS, max_examples=300, phases=[Phase.generate])  # no shrinking
+    with pytest.raises(InvariantViolation) as info:
+        run_state_machine_as_test(Replaceable, settings=found)
+    assert info.value.violations[0].invariant == "per-task-consistency"
 
 
 def test_shadow_variables_are_freed_as_the_api_promises():

@@ -30,7 +30,7 @@ def _cmd_run(args) -> int:
         if not option.startswith("CONFIG_") or value not in ("y", "n"):
             print(f"klpsim: --config {item}: expected CONFIG_NAME=y or =n", file=sys.stderr)
             return 2
-        overrides[option[len("CONFIG_"):]] = value == "y"
+        overrides[option[len("CONFIG_") :]] = value == "y"
     path = Path(args.script)
     try:
         text = path.read_text()
@@ -47,13 +47,41 @@ def _cmd_run(args) -> int:
         runner = Runner(
             system, resolver, str(path), transcript=not args.dmesg, color=sys.stdout.isatty()
         )
+        if args.check:
+            _install_checker(runner, system, str(path))
         status = runner.run(commands)
     except ScriptError as e:
         print(f"klpsim: {e}", file=sys.stderr)
         return 2
+    except _CheckFailed as e:
+        if args.dmesg:
+            sys.stdout.write("".join(line + "\n" for line in system.kernel.log.dmesg(notime=True)))
+        print(f"klpsim: check: {e}", file=sys.stderr)
+        return 3
     if args.dmesg:
         sys.stdout.write("".join(line + "\n" for line in system.kernel.log.dmesg(notime=True)))
     return 1 if status else 0
+
+
+class _CheckFailed(Exception):
+    pass
+
+
+def _install_checker(runner, system, path: str) -> None:
+    """--check: test the invariants after every command; stop at the first violation."""
+    from klpsim.tools.check import Checker
+
+    checker = Checker(system.klp)
+
+    def after(cmd) -> None:
+        violations = checker.after()
+        if violations:
+            v = violations[0]
+            funcs = f" [functions: {', '.join(v.functions)}]" if v.functions else ""
+            raise _CheckFailed(f"{path}:{cmd.line}: '{cmd.text}': {v.invariant}: {v.detail}{funcs}")
+
+    runner.before_command = lambda cmd: checker.before()
+    runner.after_command = after
 
 
 def _cmd_kernels(args) -> int:
@@ -97,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CONFIG_X=y|n",
         help="set or unset a kernel config option of the simulated kernel",
+    )
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="check the livepatch invariants after every command; exit 3 at the first violation",
     )
     run.add_argument("script")
     run.set_defaults(func=_cmd_run)

@@ -70,6 +70,7 @@ class Klp:
 
         exports = kernel.exports
         exports["klp_enable_patch"] = lambda patch: klp_enable_patch(self, patch)
+        exports["klp_replace_is_tag"] = self.policy.replace_is_tag
         exports["klp_get_state"] = state.klp_get_state
         exports["klp_get_prev_state"] = lambda id: state.klp_get_prev_state(self, id)
         for name in shadow.__all__:
@@ -385,7 +386,7 @@ def klp_add_object_nops(klp, patch: KlpPatch, old_obj: KlpObject) -> int:
 def klp_add_nops(klp, patch: KlpPatch) -> int:
     """Add nops for every function of the patches *patch* replaces."""
     for old_patch in klp.patches:
-        if not klp.policy.replaces(patch, old_patch):
+        if not klp.policy.nops_for(patch, old_patch):
             continue
         for old_obj in old_patch.obj_list:
             ret = klp_add_object_nops(klp, patch, old_obj)

@@ -24,13 +24,21 @@ class ReplacePolicy:
     patch_fields = ("replace",)
     """The klp_patch fields this kernel has, beyond objs and states."""
 
+    replace_is_tag = False
+    """Is ``replace`` a u32 tag (Yafang's draft) rather than mainline's bool?"""
+
     def adds_nops(self, patch) -> bool:
         """klp_init_patch(): does *patch* get nops (and replace on completion)?"""
-        return patch.replace
+        return bool(patch.replace)
+
+    def nops_for(self, new, old) -> bool:
+        """klp_add_nops(): does *new* get nops for the functions of *old*?"""
+        return self.replaces(new, old)
 
     def replaces(self, new, old) -> bool:
-        """klp_add_nops() / klp_unpatch_replaced_patches(): is *old* replaced by *new*?"""
-        return new.replace
+        """klp_unpatch_replaced_patches() / klp_free_replaced_patches_async():
+        is *old* replaced by *new*?"""
+        return bool(new.replace)
 
     def state_compatible(self, new, old_patch, old_state) -> bool:
         """klp_is_state_compatible(): a cumulative patch must keep every state."""
@@ -45,7 +53,7 @@ class ReplacePolicy:
 
     def force_marks(self, transition_patch, other) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
-        return transition_patch.replace
+        return bool(transition_patch.replace)
 
 
 def _get_state(patch, id):

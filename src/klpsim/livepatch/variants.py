@@ -115,3 +115,79 @@ register(
         },
     )
 )
+
+
+class ReplaceTagPolicy(ReplacePolicy):
+    """Yafang Shao's draft of 2026-04-07, "livepatch: Support scoped atomic
+    replace using replace tags": ``replace`` becomes a u32 tag.
+
+    A tagged patch replaces the older patches with its tag and every tag-0
+    patch; other tags are skipped when unpatching and freeing. The draft left
+    klp_add_nops() alone, so nops still cover every older patch, and added no
+    conflict check.
+    """
+
+    name = "replace_tag"
+    replace_is_tag = True
+
+    def nops_for(self, new, old) -> bool:
+        return True  # klp_add_nops() unchanged: all old patches
+
+    def replaces(self, new, old) -> bool:
+        if not new.replace:
+            return False
+        return not old.replace or old.replace == new.replace
+
+
+register(
+    Profile(
+        name="replace-tag",
+        summary="7.1 + Yafang's replace-tag draft (2026-04-07): u32 tag, tag 0 superseded",
+        release="7.1.0-replace-tag",
+        policy=ReplaceTagPolicy(),
+        patch_attrs=MAINLINE_ATTRS,
+        config=MAINLINE_CONFIG,
+    )
+)
+
+
+class ReplaceSet012Policy(ReplaceSetPolicy):
+    """Song Liu's "0 / 1 / 2+" scheme (Apr 8, section 3.4): 0 replaces nothing,
+    1 replaces every patch, 2 and up replace their own set. Nobody specified
+    conflict checks for it; only the state rules of mainline apply, with
+    "cumulative" meaning a set other than 0."""
+
+    name = "replace_set_012"
+
+    def adds_nops(self, patch) -> bool:
+        return patch.replace_set != 0
+
+    def replaces(self, new, old) -> bool:
+        if new.replace_set == 0:
+            return False
+        return new.replace_set == 1 or new.replace_set == old.replace_set
+
+    def state_compatible(self, new, old_patch, old_state) -> bool:
+        state = _get_state(new, old_state.id)
+        if state is None:
+            return not self.replaces(new, old_patch)
+        return state.version >= old_state.version
+
+    def conflicts(self, klp, new, old_patch) -> bool:
+        return False
+
+    def force_marks(self, transition_patch, other) -> bool:
+        return self.replaces(transition_patch, other)
+
+
+register(
+    Profile(
+        name="replace-set-012",
+        summary="7.1 + the 0/1/2+ replace_set scheme (section 3.4): 0 none, 1 all, 2+ own set",
+        release="7.1.0-replace-set-012",
+        policy=ReplaceSet012Policy(),
+        patch_attrs=("enabled", "transition", "force", "replace_set", "stack_order"),
+        config=MAINLINE_CONFIG,
+        extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
+    )
+)

@@ -50,7 +50,9 @@ class LivepatchCode(ModuleCode):
         )
         # Module parameters set in init, before klp_enable_patch().
         if "replace" in params:
-            patch.replace = bool(params["replace"])
+            # An int parameter stored into mainline's bool, or into a u32 tag.
+            tag = self.kernel.exports.get("klp_replace_is_tag", False)
+            patch.replace = params["replace"] if tag else bool(params["replace"])
         if "replace_set" in params:
             patch.replace_set = params["replace_set"]
         if "replaceable" in params:

@@ -98,7 +98,9 @@ class Runner:
         self.check_failed = False
         self.line = 0
         self.verbs: dict[str, Callable] = dict(SIM_VERBS)
-        self.sleepers: dict[int, int] = {}  # pid -> stack depth before sleep_task
+        self.sleepers: dict[int, int] = {}
+        self.before_command = None  # hooks for klpsim run --check
+        self.after_command = None  # pid -> stack depth before sleep_task
         if transcript:
             self.kernel.log.listeners.append(self._show_record)
 
@@ -202,6 +204,8 @@ class Runner:
 
     def execute(self, cmd: Command) -> int:
         self.line = cmd.line
+        if self.before_command is not None:
+            self.before_command(cmd)
         verb = cmd.words[0]
         if self.transcript:
             self.out.write(self._paint("1", f"$ {cmd.text}") + "\n")
@@ -222,6 +226,8 @@ class Runner:
             if err:
                 self.stderr(err)
         self.advance(COMMAND_COST_NS)
+        if self.after_command is not None:
+            self.after_command(cmd)
         return status
 
     def _check_arity(self, verb: str, fn: Callable, args: tuple) -> None:

@@ -9,11 +9,12 @@ breaks an invariant can be written out as a standalone regression scenario
 import io
 from pathlib import Path
 
-from klpsim.livepatch.invariants import ViewTracker, Violation, check_all
+from klpsim.livepatch.invariants import Violation
 from klpsim.livepatch.system import boot
 from klpsim.scenario.helpers import ScriptExit
 from klpsim.scenario.parser import parse_script
 from klpsim.scenario.runner import ModuleResolver, Runner
+from klpsim.tools.check import Checker
 
 __all__ = ["CheckedSession", "InvariantViolation"]
 
@@ -52,54 +53,23 @@ class CheckedSession:
             transcript=False,
             show_stdout=True,
         )
-        self.views = ViewTracker(self.klp)
+        self.checker = Checker(self.klp)
         self.lines: list[str] = []
-        self.callbacks: dict[tuple[str, str], int] = {}
-        self._log_seen = 0
 
     def step(self, line: str, check: bool = True) -> list[Violation]:
         """Run one script line (commands may fail, as in a shell); then check."""
         self.lines.append(line)
-        seq = self.klp.transition_seq
-        self.views.snapshot()
-        self.views.violations.clear()
+        self.checker.before()
         try:
             for cmd in parse_script(line, "<session>"):
                 self.rt.line = len(self.lines)
                 self.rt.execute(cmd)
         except ScriptExit:
             pass
-        violations = list(self.views.violations)
-        if self.klp.transition_seq == seq:
-            violations += self.views.compare("between steps")
-        if check:
-            violations += check_all(self.klp) + self._callback_pairs()
+        violations = self.checker.after()
         if violations and check:
             raise InvariantViolation(len(self.lines), line, violations)
         return violations
-
-    def _callback_pairs(self) -> list[Violation]:
-        """post_unpatch runs only for an object whose pre_patch ran (and succeeded)."""
-        out = []
-        records = self.system.kernel.log.records
-        for rec in records[self._log_seen :]:
-            mod, _, rest = rec.text.partition(": ")
-            cb, _, obj = rest.partition(": ")
-            if cb not in ("pre_patch_callback", "post_unpatch_callback"):
-                continue
-            key = (mod, obj.split(" -> ")[0])
-            if cb == "pre_patch_callback":
-                self.callbacks[key] = self.callbacks.get(key, 0) + 1
-            elif self.callbacks.get(key, 0) <= 0:
-                out.append(
-                    Violation(
-                        "callbacks-pair", f"post_unpatch of {key[1]} in {mod} without a pre_patch"
-                    )
-                )
-            else:
-                self.callbacks[key] -= 1
-        self._log_seen = len(records)
-        return out
 
     def write_scenario(self, path: Path, header: str = "") -> None:
         """Write the lines run so far, and the definitions they use, as a scenario."""
