@@ -3,6 +3,7 @@ the state in between: refused loads mid-transition, a busy target module
 unloaded under a stalled transition, and IPMODIFY conflicts in both orders."""
 
 import pytest
+
 from sim import Sim
 
 DEMO = "/sys/kernel/livepatch/test_klp_callbacks_demo"

@@ -8,10 +8,10 @@ invariants intact -- except where a profile is known to break them.
 from pathlib import Path
 
 import pytest
-from test_selftests import after_last_canary, expected_block
 
 from _harness import ROOT, SELFTESTS, klpsim
 from klpsim.scenario.helpers import filter_check_result
+from test_selftests import after_last_canary, expected_block
 
 SCENARIOS = ROOT / "tests" / "scenarios"
 CASES = sorted(SCENARIOS.glob("*/*.sh"))
