@@ -99,6 +99,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _cmd_semantics(args) -> int:
+    from klpsim.tools.semantics import DEFAULT_DIR, generate
+
+    directory = Path(args.scenarios) if args.scenarios else DEFAULT_DIR
+    if not directory.is_dir():
+        print(f"klpsim: {directory}: not a directory", file=sys.stderr)
+        return 2
+    sys.stdout.write(generate(directory))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klpsim", description="An executable model of Linux kernel livepatching.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -133,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("script")
     run.set_defaults(func=_cmd_run)
+    sem = sub.add_parser("semantics", help="run docs/semantics/ on every profile: a table")
+    sem.add_argument("--scenarios", metavar="DIR", help="the scenario folder")
+    sem.set_defaults(func=_cmd_semantics)
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p

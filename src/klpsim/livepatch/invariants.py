@@ -181,7 +181,7 @@ def freed_sysfs_gone(klp) -> list[Violation]:
 
 def one_patch_per_set(klp) -> list[Violation]:
     """replace-set: once transitions end, at most one enabled patch per set."""
-    if "replace_set" not in klp.profile.patch_fields or klp.transition_patch is not None:
+    if not klp.policy.disjoint_sets or klp.transition_patch is not None:
         return []
     seen: dict[int, str] = {}
     out = []
@@ -202,7 +202,7 @@ def one_patch_per_set(klp) -> list[Violation]:
 
 def disjoint_sets(klp) -> list[Violation]:
     """replace-set: no function is patched by two sets."""
-    if "replace_set" not in klp.profile.patch_fields:
+    if not klp.policy.disjoint_sets:
         return []
     out = []
     for old_func, ops in klp.ops.items():

@@ -24,6 +24,8 @@ class ReplacePolicy:
     patch_fields = ("replace",)
     """The klp_patch fields this kernel has, beyond objs and states."""
 
+    disjoint_sets = False
+    """Does the policy promise one enabled patch per set and disjoint sets?"""
     replace_is_tag = False
     """Is ``replace`` a u32 tag (Yafang's draft) rather than mainline's bool?"""
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from klpsim.kernel.machine import Kernel, KernelConfig
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import Profile, get_profile
+from klpsim.trace.bpf import Bpf
+from klpsim.trace.error_inject import ErrorInjection
 from klpsim.trace.ftrace import Ftrace
 from klpsim.trace.kprobes import Kprobes
 from klpsim.trace.tracer import FunctionTracer
@@ -26,6 +28,8 @@ class System:
     tracer: FunctionTracer
     kprobes: Kprobes | None
     klp: Klp
+    error_injection: ErrorInjection | None = None
+    bpf: Bpf | None = None
 
 
 def boot(
@@ -60,4 +64,6 @@ def boot(
         kernel.data_symbols.append("kprobe_ftrace_ops")
     klp = Klp(kernel, ftrace, profile)
     kernel.modules.after_going.append(lambda mod: ftrace.release_module(mod.name))
-    return System(profile, kernel, ftrace, tracer, kprobes, klp)
+    error_injection = ErrorInjection(kernel, kprobes)
+    bpf = Bpf(kernel, ftrace, kprobes, error_injection)
+    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf)

@@ -27,6 +27,7 @@ class ReplaceSetPolicy(ReplacePolicy):
 
     name = "replace_set"
     patch_fields = ("replace_set",)
+    disjoint_sets = True
 
     def adds_nops(self, patch) -> bool:
         return True  # klp_init_patch() calls klp_add_nops() unconditionally
@@ -158,6 +159,7 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
     "cumulative" meaning a set other than 0."""
 
     name = "replace_set_012"
+    disjoint_sets = False  # nobody specified conflict checks for this scheme
 
     def adds_nops(self, patch) -> bool:
         return patch.replace_set != 0
