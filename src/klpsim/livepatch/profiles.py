@@ -85,7 +85,9 @@ class Profile:
     config: frozenset[str] = frozenset()
     extra_patch_attrs: dict = field(default_factory=dict, compare=False)
     messages: dict[str, Message] = field(default_factory=dict, compare=False)
-    insmod_prefix: str = "test_modules/"
+    helpers_load: str = "insmod"
+    """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
+    (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
 
     def message(self, key: str) -> Message:
         return self.messages.get(key) or CATALOGUE[key]
@@ -136,7 +138,7 @@ register(
     Profile(
         name="6.12",
         summary="Debian bookworm-backports 6.12: no stack_order (added in 6.13)",
-        release="6.12.95+deb12-amd64",
+        release="6.12.117+deb12-amd64",
         policy=ReplacePolicy(),
         # stack_order: 6.13/6.14, "livepatch: Add stack_order sysfs attribute"
         patch_attrs=("enabled", "transition", "force", "replace"),
@@ -151,13 +153,16 @@ register(
     Profile(
         name="6.1",
         summary="Debian bookworm 6.1: no replace (6.11) or stack_order attribute",
-        release="6.1.0-44-amd64",
+        release="6.1.0-56-amd64",
         policy=ReplacePolicy(),
         # replace: 6.11, "livepatch: Add "replace" sysfs attribute"
         patch_attrs=("enabled", "transition", "force"),
         sympos_0_eq_1=False,
         kprobe_arm_error_ignored=False,
         config=DEBIAN_CONFIG,
+        # Debian's 6.1 selftests still load with modprobe (the move to
+        # test_modules/ and insmod came with 6.10).
+        helpers_load="modprobe",
     )
 )
 

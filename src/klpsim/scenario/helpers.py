@@ -63,10 +63,19 @@ def is_livepatch_mod(rt, mod: str) -> bool:
     return rt.resolve_module(f"test_modules/{mod}.ko").livepatch
 
 
+def _load_command(rt, mod: str, args: list[str]) -> list[str]:
+    """``insmod test_modules/MOD.ko ARGS`` or, on 6.1's functions.sh, ``modprobe MOD ARGS``;
+    the helper logs it as ``% COMMAND`` without a trailing space."""
+    if rt.system.profile.helpers_load == "modprobe":
+        cmd = ["modprobe", mod, *args]
+    else:
+        cmd = ["insmod", f"test_modules/{mod}.ko", *args]
+    rt.log("% " + " ".join(cmd))
+    return cmd
+
+
 def __load_mod(rt, mod: str, args: list[str]) -> None:
-    msg = f"% insmod test_modules/{mod}.ko {' '.join(args)}"
-    rt.log(msg.rstrip(" ") if msg.endswith(" ") else msg)
-    status, out, err = rt.shell(["insmod", f"test_modules/{mod}.ko", *args])
+    status, out, err = rt.shell(_load_command(rt, mod, args))
     ret = (out + err).rstrip("\n")
     if ret:
         die(rt, ret)
@@ -95,9 +104,7 @@ def load_lp(rt, mod: str, *args: str) -> None:
 
 
 def load_failing_mod(rt, mod: str, *args: str) -> None:
-    msg = f"% insmod test_modules/{mod}.ko {' '.join(args)}"
-    rt.log(msg.rstrip(" ") if msg.endswith(" ") else msg)
-    status, out, err = rt.shell(["insmod", f"test_modules/{mod}.ko", *args])
+    status, out, err = rt.shell(_load_command(rt, mod, list(args)))
     ret = (out + err).rstrip("\n")
     if not ret:
         die(rt, f"{mod} unexpectedly loaded")

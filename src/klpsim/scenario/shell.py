@@ -173,6 +173,20 @@ def insmod(rt, args: list[str]) -> Result:
     return 0, "", ""
 
 
+def modprobe(rt, args: list[str]) -> Result:
+    """modprobe MOD [ARGS]: load by name; kmod's error wording."""
+    if not args:
+        return _err(1, "modprobe: ERROR: missing parameters. See -h.")
+    name, params = args[0], args[1:]
+    spec = rt.resolve_module(name)
+    if rt.kernel.modules.find_module(spec.name) is not None:
+        return 0, "", ""
+    ret = rt.kernel.modules.load_module(spec, params)
+    if ret:
+        return _err(1, f"modprobe: ERROR: could not insert '{spec.name}': {strerror(ret)}")
+    return 0, "", ""
+
+
 def rmmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "rmmod: ERROR: missing module name.")
@@ -293,6 +307,7 @@ SHELL_COMMANDS = {
     "echo": echo,
     "grep": grep,
     "insmod": insmod,
+    "modprobe": modprobe,
     "rmmod": rmmod,
     "sleep": sleep,
     "dmesg": dmesg,
