@@ -147,12 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     sem = sub.add_parser("semantics", help="run docs/semantics/ on every profile: a table")
     sem.add_argument("--scenarios", metavar="DIR", help="the scenario folder")
     sem.set_defaults(func=_cmd_semantics)
+    sub.add_parser(
+        "vm", help="run scenarios and selftests on real Debian kernels in QEMU", add_help=False
+    )
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["vm"]:  # the real-kernel tier parses its own options
+        from klpsim.real.vm.cli import main as vm_main
+
+        return vm_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -15,6 +15,8 @@ PROC_FILES = {
     "/proc/cmdline": "cmdline_proc_show",
     "/proc/meminfo": "meminfo_proc_show",
     "/proc/version": "version_proc_show",
+    "/proc/loadavg": "loadavg_proc_show",
+    "/proc/uptime": "uptime_proc_show",
 }
 
 MEMINFO = (
@@ -77,8 +79,6 @@ OTHER_FUNCS = (
     "security_bpf",
     "security_task_kill",
     "proc_pid_status",
-    "uptime_proc_show",
-    "loadavg_proc_show",
     "stat_open",
     "show_interrupts",
     "cpuinfo_open",
@@ -93,6 +93,11 @@ OTHER_FUNCS = (
 DUPLICATE_FUNCS = ("init_once", "show_device")
 
 NOTRACE_FUNCS = ("__schedule", "native_safe_halt")
+
+# Architecture code at the end of the text: arch/x86/lib/error-inject.c's
+# just_return_func, where an error-injection override sends a call (its body
+# is set by trace/error_inject.py).
+ARCH_FUNCS = ("just_return_func",)
 
 
 def _seq_puts(text: str):
@@ -114,6 +119,8 @@ def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFil
     vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
     vm.add("version_proc_show", _seq_puts(version + "\n"))
     vm.add("__x64_sys_getpid", _sys_getpid)
+    vm.add("loadavg_proc_show", _seq_puts("0.00 0.00 0.00 1/64 1000\n"))
+    vm.add("uptime_proc_show", _seq_puts("3.14 5.92\n"))
     for name in SCHED_FUNCS + OTHER_FUNCS:
         vm.add(name, lambda ctx, *a: 0)
     for name in DUPLICATE_FUNCS:
@@ -124,4 +131,6 @@ def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFil
         vm.add(name, lambda ctx, *a: 0)
     for i in range(extra_funcs):
         vm.add(f"klpsim_func_{i}", lambda ctx, *a: 0)
+    for name in ARCH_FUNCS:
+        vm.add(name, lambda ctx, *a: 0, notrace=True)
     return vm

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
 from klpsim.kernel.params import ParamSpec
-from klpsim.kernel.vmlinux import PROC_FILES
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
 from klpsim.modules.base import LivepatchCode, seq_puts
 
 __all__ = ["DefinitionError", "load_definition", "parse_definition"]
 
-PROC_SHOW_FUNCS = set(PROC_FILES.values())
 ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
 
 
@@ -41,11 +39,33 @@ def _check_keys(path, prefix, table: dict, allowed: set, required: set = frozens
             _fail(path, f"{prefix}{key}", "missing")
 
 
-def _replacement(modname: str, old_name: str, output: str | None):
-    """The body of a generated replacement function."""
-    if old_name in PROC_SHOW_FUNCS or output is not None:
-        return seq_puts(output if output is not None else f"{modname}: this has been live patched")
-    return lambda ctx, *args: 0
+def _replacement(modname: str, output: str | None):
+    """A replacement: a seq_file show function that prints *output*, as the
+    module generator for real kernels writes it (real/vm/modgen.py)."""
+    return seq_puts(output if output is not None else f"{modname}: this has been live patched")
+
+
+class TargetModule(ModuleCode):
+    """A plain module: each function is a noinline show function behind
+    /proc/MOD/F reading ``MOD: F: original output``; init and exit log
+    ``MOD: MOD_init`` and ``MOD: MOD_exit``."""
+
+    def init(self) -> int:
+        self.pr_info(f"{self.mod.name}_init")
+        kernel = self.kernel
+        for sym in self.mod.text.symbols:
+
+            def read(sym=sym) -> str:
+                seq: list[str] = []
+                kernel.call(kernel.sched.current, sym, seq)
+                return "".join(seq)
+
+            kernel.fs.create_file(f"/proc/{self.mod.name}/{sym.name}", 0o444, read)
+        return 0
+
+    def exit(self) -> None:
+        self.kernel.fs.remove(f"/proc/{self.mod.name}")
+        self.pr_info(f"{self.mod.name}_exit")
 
 
 def load_definition(path: Path, profile) -> ModuleSpec:
@@ -77,8 +97,8 @@ def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
         _check(path, f"functions[{i}]", f, str, "a function name")
     return ModuleSpec(
         name,
-        ModuleCode,
-        functions=tuple(FunctionSpec(f, lambda ctx, *a: 0) for f in funcs),
+        TargetModule,
+        functions=tuple(FunctionSpec(f, seq_puts(f"{name}: {f}: original output")) for f in funcs),
         error_injection=_error_injection(path, data, set(funcs)),
         source=str(path),
     )
@@ -148,7 +168,7 @@ def _livepatch(path: Path, name: str, data: dict, profile) -> ModuleSpec:
             output = f.get("output")
             if output is not None:
                 _check(path, fp + "output", output, str, "a string")
-            functions.append(FunctionSpec(new_name, _replacement(name, f["old_name"], output)))
+            functions.append(FunctionSpec(new_name, _replacement(name, output)))
             fdefs.append((f["old_name"], new_name, sympos))
         obj_defs.append((None if obj["name"] == "vmlinux" else obj["name"], fdefs))
     states = data.get("states", [])
