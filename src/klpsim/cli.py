@@ -110,6 +110,49 @@ def _cmd_semantics(args) -> int:
     return 0
 
 
+def _real_tier(fn):
+    """Run a command of the real-kernel tier; its errors are one line, exit 2."""
+    from klpsim.real.vm.errors import VMError
+
+    try:
+        return fn()
+    except VMError as e:
+        print(f"klpsim: {e}", file=sys.stderr)
+        return 2
+
+
+def _log(msg: str) -> None:
+    print(f"klpsim: {msg}", file=sys.stderr, flush=True)
+
+
+def _cmd_diff(args) -> int:
+    from klpsim.tools.realdiff import diff_scripts
+
+    scripts = [Path(s) for s in args.scripts]
+    for p in scripts:
+        if not p.is_file():
+            print(f"klpsim: {p}: No such file or directory", file=sys.stderr)
+            return 2
+    return _real_tier(
+        lambda: diff_scripts(
+            args.kernel, scripts, [Path(d) for d in args.modules], sys.stdout, _log
+        )
+    )
+
+
+def _cmd_fuzz(args) -> int:
+    from klpsim.tools.fuzz import fuzz, generate, write_scenario
+
+    if args.dry_run:
+        for sc in generate(args.kernel, args.seed, args.count):
+            path = write_scenario(sc, Path(args.out) / args.kernel)
+            print(path)
+        return 0
+    return _real_tier(
+        lambda: fuzz(args.kernel, args.seed, args.count, Path(args.out), sys.stdout, _log)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klpsim", description="An executable model of Linux kernel livepatching.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -150,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "vm", help="run scenarios and selftests on real Debian kernels in QEMU", add_help=False
     )
+    diff = sub.add_parser("diff", help="run scripts on the model and on a real kernel; compare")
+    diff.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    diff.add_argument("--modules", action="append", default=[], metavar="DIR")
+    diff.add_argument("scripts", nargs="+", metavar="SCRIPT")
+    diff.set_defaults(func=_cmd_diff)
+    fz = sub.add_parser("fuzz", help="random scenarios on the model and a real kernel")
+    fz.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    fz.add_argument("--seed", type=int, required=True)
+    fz.add_argument("--count", type=int, default=30)
+    fz.add_argument(
+        "--out",
+        default="fuzz-failures",
+        metavar="DIR",
+        help="where mismatching scenarios are written (default: fuzz-failures)",
+    )
+    fz.add_argument(
+        "--dry-run", action="store_true", help="only generate the scenarios into --out, run nothing"
+    )
+    fz.set_defaults(func=_cmd_fuzz)
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p

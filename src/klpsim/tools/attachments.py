@@ -1,0 +1,160 @@
+"""Attachment health: is each BPF program still reached by the calls it was
+attached for?
+
+The kernel has no such notion; a user finds out by watching counters. The
+model can answer it from the livepatch state, so this module sits above
+livepatch/ (trace/ knows nothing about patches):
+
+* **active**: attached, armed, and calls reach the code it hooks;
+* **silent**: attached, but calls no longer reach that code. A program on a
+  livepatch's new_func goes silent the moment an atomic replace (or a
+  disable) takes that func off its function's func_stack; a breakpoint
+  inside an original body goes silent while a livepatch redirects every
+  call ("kprobes in the original function are ignored once the code is
+  redirected", Documentation/livepatch/livepatch.rst); nothing fires while
+  kprobes or ftrace are disabled;
+* **gone**: its function's text went away with its module (rmmod); a kprobe
+  does not pin the module it probes.
+
+A function of a livepatch module that is not any klp_func's new_func (a
+helper) is taken to be reached while its patch is enabled: the model does
+not know the patch's call graph.
+"""
+
+from typing import NamedTuple
+
+from klpsim.kernel.symbols import Symbol
+from klpsim.livepatch.patch import KlpOps
+from klpsim.trace.bpf import KPROBE_TYPES, TRAMP_TYPES, BpfLink
+from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY
+
+__all__ = ["Health", "attachment_health", "entry_for", "redirect_of"]
+
+
+class Health(NamedTuple):
+    """One attachment's state."""
+
+    link: BpfLink
+    """The attachment."""
+    state: str
+    """``active``, ``silent`` or ``gone``."""
+    note: str
+    """Why, or what a user would be surprised by; may be empty."""
+
+
+def _live_funcs(ops: KlpOps) -> list:
+    """The func_stack entries some task may run: the top one, and during a
+    transition the one below it (klp_ftrace_handler())."""
+    stack = ops.func_stack
+    if not stack:
+        return []
+    funcs = [stack[0]]
+    if stack[0].transition and len(stack) > 1:
+        funcs.append(stack[1])
+    return [f for f in funcs if not f.nop]
+
+
+def redirect_of(klp, sym: Symbol):
+    """The klp_ops that redirects calls of *sym*, if a livepatch does."""
+    ops = klp.ops.get(sym)
+    if ops is None or not ops.fops.enabled:
+        return None
+    return ops if _live_funcs(ops) else None
+
+
+def entry_for(klp, sym: Symbol) -> Symbol | None:
+    """The function whose call reaches *sym*: itself, or for a livepatch's
+    new_func the original function it replaces (None: nothing reaches it)."""
+    mod = klp.kernel.modules.find_module(sym.owner.name)
+    if mod is None or not mod.klp:
+        return sym
+    for ops in klp.ops.values():
+        if not ops.fops.enabled:
+            continue
+        for func in _live_funcs(ops):
+            if func.new_func is sym:
+                return ops.old_func
+    return None
+
+
+def _helper_reached(klp, sym: Symbol) -> bool:
+    for ops in klp.ops.values():
+        for func in ops.func_stack:
+            if func.new_func is sym:
+                return False  # a new_func: only entry_for() decides
+    return any(p.enabled and p.mod.name == sym.owner.name for p in klp.patches)
+
+
+def _body_runs(klp, sym: Symbol) -> bool:
+    """Does *sym*'s own body still run for some task?"""
+    ops = klp.ops.get(sym)
+    if ops is None or not ops.fops.enabled or not ops.func_stack:
+        return True
+    top = ops.func_stack[0]
+    return top.nop or top.transition or not ops.fops.enabled
+
+
+def _health(system, link: BpfLink) -> Health:
+    klp, kernel, bpf = system.klp, system.kernel, system.bpf
+    for sym in link.targets:
+        if sym.owner.name not in kernel.kallsyms.objects:
+            return Health(link, "gone", f"{sym.owner.name} was unloaded")
+    if link.kind in KPROBE_TYPES and not link.int3 and not any(k.registered for k in link.kprobes):
+        return Health(link, "gone", "its kprobe was removed")
+    if not bpf.is_armed(link):
+        return Health(link, "silent", "not armed (kprobes or ftrace disabled)")
+    reached = []
+    for sym in link.targets:
+        entry = entry_for(klp, sym)
+        if entry is not None or _helper_reached(klp, sym):
+            reached.append(sym)
+    if not reached:
+        names = ",".join(s.name for s in link.targets)
+        return Health(link, "silent", f"no call reaches {names}: its patch is not in effect")
+    sym = reached[0]
+    if link.int3:
+        if not _body_runs(klp, sym):
+            ops = klp.ops[sym]
+            new = ops.func_stack[0].new_func
+            return Health(link, "silent", f"calls run {new.owner.name}:{new.name}, not this body")
+        return Health(link, "active", "")
+    return Health(link, "active", _note(system, link, sym))
+
+
+def _note(system, link: BpfLink, sym: Symbol) -> str:
+    """What the program sees or achieves on a livepatched function."""
+    klp, ftrace, bpf = system.klp, system.ftrace, system.bpf
+    ops = redirect_of(klp, sym)
+    tr = bpf.trampolines.get(sym)
+    fmod = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None) if tr else None
+    if link.override is not None:
+        if fmod is not None:
+            return f"override lost: fmod_ret {fmod.name} returns {fmod.ret} first"
+        if tr is not None and "CALL_ORIG" in tr.flags and "ORIG_STACK" not in tr.flags:
+            return "override lost: the trampoline calls the original body"
+        if ops is not None:
+            order = ftrace.ops_on(sym)
+            mine = bpf.fprobe.ops if link.kind == "kprobe_multi" else system.kprobes.ftrace_ops
+            if mine in order and order.index(ops.fops) > order.index(mine):
+                return f"override lost: {ops.fops.name} is older and runs after it"
+            return f"override wins: {ops.fops.name} is newer and runs before it"
+        return ""
+    if link.kind == "fmod_ret" and link.ret and ops is not None:
+        return "skips the call: the livepatch never runs"
+    if ops is not None and link.kind not in ("fmod_ret",):
+        new = _live_funcs(ops)[0].new_func
+        if link.kind in TRAMP_TYPES or link.kind in KPROBE_TYPES or "multi" in link.kind:
+            return f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
+    return ""
+
+
+def attachment_health(system) -> list[Health]:
+    """Every attachment, in attach order."""
+    return [_health(system, link) for link in system.bpf.links.values()]
+
+
+def ipmodify_owner_name(ftrace, sym: Symbol) -> str | None:
+    for ops in ftrace.ops_on(sym):
+        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
+            return ops.name
+    return None

@@ -1,0 +1,198 @@
+"""``klpsim fuzz``: random scenarios, run on the model and on a real kernel.
+
+    klpsim fuzz --kernel 6.1|6.12 --seed S --count N [--out DIR]
+
+Each scenario is built step by step from a pool of generated modules:
+livepatches of random subsets of /proc show functions (real on every
+kernel), with random ``replace`` and random states; plain target modules
+and patches of their functions. Steps are loads, failing loads, disables,
+unloads, target module loads and unloads, and greps of the patched files
+into the kernel log. The model picks the helper verb a step needs
+(``load_lp`` or ``load_failing_mod``, ...), so a script dies on a real
+kernel exactly where the kernel disagrees. Every scenario then runs on the
+model and in one QEMU guest (see :mod:`klpsim.tools.realdiff`); each one
+whose logs differ is written to DIR as a standalone script with its modules.
+The seed makes it reproducible.
+"""
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from klpsim.tools.realdiff import comparable, compare, model_log
+
+__all__ = ["Scenario", "generate", "fuzz"]
+
+SHOW = {
+    "cmdline_proc_show": "/proc/cmdline",
+    "meminfo_proc_show": "/proc/meminfo",
+    "version_proc_show": "/proc/version",
+    "loadavg_proc_show": "/proc/loadavg",
+    "uptime_proc_show": "/proc/uptime",
+}
+TARGET_FUNCS = ("f1", "f2")
+
+
+@dataclass
+class Scenario:
+    name: str
+    lines: list[str] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)  # name -> TOML text
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+class _Builder:
+    """Grows one scenario, checking each step on a fresh model run."""
+
+    def __init__(self, rng: random.Random, kernel: str, prefix: str):
+        self.rng = rng
+        self.kernel = kernel
+        self.prefix = prefix
+        self.sc = Scenario(prefix, [f"start_test '{prefix}'"])
+        self.targets = [f"{prefix}_tgt{i}" for i in (1, 2)]
+        for t in self.targets:
+            self.sc.modules[t] = f"functions = {list(TARGET_FUNCS)!r}\n".replace("'", '"')
+        self.n = 0
+        self.system = None
+
+    def livepatch(self) -> str:
+        self.n += 1
+        name = f"{self.prefix}_lp{self.n}"
+        rng = self.rng
+        lines = ["livepatch = true", f"replace = {str(rng.random() < 0.35).lower()}"]
+        funcs = rng.sample(sorted(SHOW), rng.randint(0, 2))
+        if funcs or rng.random() < 0.5:
+            lines.append('[[objects]]\nname = "vmlinux"\nfuncs = [')
+            lines += [f'  {{ old_name = "{f}" }},' for f in funcs]
+            lines.append("]")
+        if rng.random() < 0.5:
+            target = rng.choice(self.targets)
+            lines.append(f'[[objects]]\nname = "{target}"\nfuncs = [')
+            lines += [f'  {{ old_name = "{f}" }},' for f in rng.sample(TARGET_FUNCS, 1)]
+            lines.append("]")
+        if rng.random() < 0.4:
+            lines.append(f"[[states]]\nid = {rng.randint(1, 2)}\nversion = {rng.randint(1, 3)}")
+        self.sc.modules[name] = "\n".join(lines) + "\n"
+        return name
+
+    def run(self, lines: list[str]):
+        from klpsim.livepatch.system import boot  # noqa: F401  (model_log boots)
+
+        status, log = model_log(
+            "\n".join(lines) + "\n", Path(f"{self.prefix}.sh"), self.kernel, [], self.sc.modules
+        )
+        return status
+
+    def try_step(self, *candidates: str) -> bool:
+        """Keep the first candidate line the model runs cleanly."""
+        for line in candidates:
+            if self.run(self.sc.lines + [line]) == 0:
+                self.sc.lines.append(line)
+                return True
+        return False
+
+    def state(self):
+        """The model after the current lines (for choosing the next step)."""
+        import io
+
+        from klpsim.livepatch.system import boot
+        from klpsim.scenario.parser import parse_script
+        from klpsim.scenario.runner import ModuleResolver, Runner
+
+        system = boot(self.kernel)
+        resolver = ModuleResolver(system.profile, [], None)
+        resolver.texts.update(self.sc.modules)
+        rt = Runner(system, resolver, self.prefix, io.StringIO(), io.StringIO(), transcript=False)
+        rt.run(parse_script(self.sc.text, self.prefix))
+        return system
+
+    def step(self) -> None:
+        rng = self.rng
+        system = self.state()
+        kernel = system.kernel
+        patches = kernel.fs.listdir("/sys/kernel/livepatch")
+        mods = kernel.modules.modules
+        loaded_lps = [m for m in mods if mods[m].klp]
+        free_lps = [m for m in loaded_lps if not mods[m].refcnt]
+        op = rng.choice(["load", "load", "load", "disable", "unload", "target", "grep", "grep"])
+        if op == "load":
+            name = self.livepatch()
+            self.try_step(f"load_lp {name}", f"load_failing_mod {name}")
+        elif op == "disable" and patches:
+            self.try_step(f"disable_lp {rng.choice(patches)}")
+        elif op == "unload" and free_lps:
+            self.try_step(f"unload_lp {rng.choice(free_lps)}")
+        elif op == "target":
+            t = rng.choice(self.targets)
+            self.try_step(f"unload_mod {t}" if t in mods else f"load_mod {t}")
+        elif op == "grep":
+            func = rng.choice(sorted(SHOW))
+            self.sc.lines.append(f"grep 'live patched' {SHOW[func]} > /dev/kmsg")
+            for t in self.targets:
+                if t in mods:
+                    self.sc.lines.append(f"grep . /proc/{t}/{rng.choice(TARGET_FUNCS)} > /dev/kmsg")
+
+    def cleanup(self) -> None:
+        """Leave the guest as it was: disable and unload everything."""
+        system = self.state()
+        kernel = system.kernel
+        for name in reversed(kernel.fs.listdir("/sys/kernel/livepatch")):
+            self.try_step(f"disable_lp {name}")
+        for name in sorted(kernel.modules.modules):
+            if name.startswith(self.prefix):
+                self.try_step(f"unload_mod {name}")
+
+
+def generate(
+    kernel: str, seed: int, count: int, steps: tuple[int, int] = (5, 10)
+) -> list[Scenario]:
+    """*count* scenarios; the same seed gives the same scenarios."""
+    out = []
+    for i in range(count):
+        rng = random.Random(f"{seed}:{i}")
+        b = _Builder(rng, kernel, f"test_klp_fz{i}")
+        for _ in range(rng.randint(*steps)):
+            b.step()
+        b.cleanup()
+        out.append(b.sc)
+    return out
+
+
+def write_scenario(sc: Scenario, folder: Path, header: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    mods = folder / "test_modules"
+    mods.mkdir(exist_ok=True)
+    for name, text in sc.modules.items():
+        (mods / f"{name}.toml").write_text(text)
+    path = folder / f"{sc.name}.sh"
+    path.write_text("".join(f"# {h}\n" for h in header.splitlines()) + sc.text)
+    return path
+
+
+def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log) -> int:
+    """Generate, run both sides, write mismatches; 1 if any scenario differs."""
+    from klpsim.real.vm.api import prepare
+
+    log(f"fuzz: kernel {kernel}, seed {seed}, {count} scenarios")
+    scenarios = generate(kernel, seed, count)
+    work = out_dir / f".work-{kernel}-{seed}"
+    paths = [write_scenario(sc, work) for sc in scenarios]
+    rk = prepare(kernel, log=log)
+    results = rk.run_many(paths, [str(work / "test_modules")])
+    mismatches = 0
+    for sc, path, res in zip(scenarios, paths, results, strict=True):
+        _, model = model_log(sc.text, path, kernel, [], sc.modules)
+        d = compare(sc.name, comparable(model, False), comparable(res.log_lines, True))
+        if d:
+            mismatches += 1
+            dest = write_scenario(
+                sc,
+                out_dir / kernel,
+                f"klpsim fuzz --kernel {kernel} --seed {seed}: this scenario's logs differ.\n",
+            )
+            out.write(f"--- {dest}\n{d}")
+    log(f"fuzz: {count - mismatches}/{count} scenarios agree (seed {seed})")
+    return 1 if mismatches else 0
