@@ -1,3 +1,3 @@
-from klpsim.cli import main
+from klpsim.cli import entry
 
-raise SystemExit(main())
+entry()

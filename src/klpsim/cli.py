@@ -1,6 +1,7 @@
 """The ``klpsim`` command line."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -227,5 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+def entry() -> None:
+    """The console script: like main(), but quiet when stdout is closed early."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # e.g. "klpsim run ... | head": stop writing, as coreutils do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 141
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

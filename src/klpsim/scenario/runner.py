@@ -18,6 +18,7 @@ from klpsim.kernel.errno import EACCES, ENOENT, strerror
 from klpsim.livepatch.system import System
 from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
 from klpsim.modules.selftests import builtin_modules
+from klpsim.scenario.bpfverbs import BPF_VERBS
 from klpsim.scenario.helpers import HELPERS, ScriptExit
 from klpsim.scenario.parser import Command, ScriptError
 from klpsim.scenario.shell import SHELL_COMMANDS
@@ -97,8 +98,9 @@ class Runner:
         self.last_dmesg: int | None = None
         self.check_failed = False
         self.line = 0
-        self.verbs: dict[str, Callable] = dict(SIM_VERBS)
+        self.verbs: dict[str, Callable] = dict(SIM_VERBS, **BPF_VERBS)
         self.sleepers: dict[int, int] = {}
+        self._mid_line = False
         self.before_command = None  # hooks for klpsim run --check
         self.after_command = None  # pid -> stack depth before sleep_task
         if transcript:
@@ -110,14 +112,18 @@ class Runner:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
 
     def _show_record(self, rec) -> None:
+        if self._mid_line:  # e.g. start_test's "TEST: NAME ... "
+            self.out.write("\n")
+            self._mid_line = False
         stamp = f"[{rec.ts_ns // 10**9:5d}.{rec.ts_ns // 1000 % 10**6:06d}] "
         for line in rec.text.split("\n"):
             self.out.write(self._paint("33" if rec.level <= 4 else "36", stamp + line) + "\n")
             stamp = " " * len(stamp)
 
     def stdout(self, text: str) -> None:
-        if self.show_stdout:
+        if self.show_stdout and text:
             self.out.write(text)
+            self._mid_line = not text.endswith("\n")
 
     def stderr(self, text: str) -> None:
         self.err.write(text)
