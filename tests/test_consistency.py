@@ -180,3 +180,17 @@ def test_kstrtobool_values_for_enabled():
     assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/enabled", "maybe\n") == -22
     assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/enabled", "on\n") == -22
     assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/enabled", "off\n") == 4
+
+
+def test_cpu_bound_kthread_switches_in_cond_resched_only_before_6_16():
+    # 676e8cf70cb0 (6.16) moved the switch from cond_resched() to
+    # __schedule() of freezable sleeps: a busy kthread no longer helps itself.
+    for profile, done in (("6.12", True), ("7.1", False)):
+        sim = Sim(profile)
+        sim.sh(
+            "spawn_task crunch --kthread --busy version_proc_show\n"
+            "load_lp_nowait test_klp_livepatch"
+        )
+        sim.tick(5)
+        state = sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition")
+        assert state == ("0" if done else "1"), profile

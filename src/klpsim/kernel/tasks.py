@@ -12,6 +12,7 @@ exit_to_user_mode (klp_update_patch_state), the idle loop, __schedule
 """
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 __all__ = ["Task", "Scheduler", "PF_KTHREAD", "PF_IDLE"]
 
@@ -79,6 +80,7 @@ class Scheduler:
         self.idle_hooks: list[Callable[[Task], None]] = []
         self.schedule_hooks: list[Callable[[Task], None]] = []
         self.fork_hooks: list[Callable[[Task, Task], None]] = []
+        self.cond_resched_hooks: list[Callable[[Task], None]] = []
         self._idle_wakeups: set[int] = set()
         self._busy: list[Task] = []  # running user tasks with a loop
         self._woken: list[Task] = []
@@ -156,16 +158,33 @@ class Scheduler:
             woken, self._woken = self._woken, []
             for task in woken:
                 task.woken = False
-                for hook in self.schedule_hooks:
-                    hook(task)
-                if task.signal_pending and not task.is_kthread:
-                    # The signal interrupts the sleep; the task passes
-                    # through exit_to_user_mode and restarts the call.
-                    task.signal_pending = False
-                    self.return_to_user(task)
+                with self._running(task):
+                    for hook in self.schedule_hooks:
+                        hook(task)
+                    if task.signal_pending and not task.is_kthread:
+                        # The signal interrupts the sleep; the task passes
+                        # through exit_to_user_mode and restarts the call.
+                        task.signal_pending = False
+                        self.return_to_user(task)
         for task in list(self._busy):
-            task.loop(task)
-            self.return_to_user(task)
+            with self._running(task):
+                task.loop(task)
+                if task.is_kthread:
+                    # A CPU-bound kthread never returns to user space; it
+                    # calls cond_resched() in its loop.
+                    for hook in self.cond_resched_hooks:
+                        hook(task)
+                else:
+                    self.return_to_user(task)
+
+    @contextmanager
+    def _running(self, task: Task):
+        """Run code as *task*, the current task of its CPU."""
+        prev, self.current = self.current, task
+        try:
+            yield
+        finally:
+            self.current = prev
 
     def return_to_user(self, task: Task) -> None:
         for hook in self.exit_to_user_mode:

@@ -66,6 +66,8 @@ class Klp:
         sched.idle_hooks.append(lambda t: transition.klp_update_patch_state(self, t))
         sched.schedule_hooks.append(lambda t: transition.klp_sched_try_switch(self, t))
         sched.fork_hooks.append(lambda p, c: transition.klp_copy_process(self, p, c))
+        if self.profile.klp_cond_resched:
+            sched.cond_resched_hooks.append(lambda t: transition.klp_cond_resched(self, t))
         from klpsim.livepatch import shadow, state
 
         exports = kernel.exports

@@ -85,6 +85,11 @@ class Profile:
     config: frozenset[str] = frozenset()
     extra_patch_attrs: dict = field(default_factory=dict, compare=False)
     messages: dict[str, Message] = field(default_factory=dict, compare=False)
+    klp_cond_resched: bool = False
+    """Before 6.16, cond_resched() also tried to switch the current task
+    (klp_cond_resched), which helped CPU-bound kthreads; 676e8cf70cb0
+    ("sched,livepatch: Untangle cond_resched() and live-patching") moved the
+    hook to __schedule() for freezable sleeps only."""
     helpers_load: str = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
@@ -146,6 +151,7 @@ register(
         sympos_0_eq_1=True,
         kprobe_arm_error_ignored=False,
         config=DEBIAN_CONFIG,
+        klp_cond_resched=True,
     )
 )
 
@@ -160,6 +166,7 @@ register(
         sympos_0_eq_1=False,
         kprobe_arm_error_ignored=False,
         config=DEBIAN_CONFIG,
+        klp_cond_resched=True,
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",

@@ -34,6 +34,7 @@ __all__ = [
     "klp_update_patch_state",
     "klp_copy_process",
     "klp_sched_try_switch",
+    "klp_cond_resched",
     "klp_transition_work_fn",
     "SIGNALS_TIMEOUT",
 ]
@@ -56,6 +57,13 @@ def klp_copy_process(klp, parent, child) -> None:
     """The child inherits the patched state of the parent."""
     child.patch_pending = parent.patch_pending
     child.patch_state = parent.patch_state
+
+
+def klp_cond_resched(klp, task) -> None:
+    """Before 6.16: cond_resched() of a task with TIF_PATCH_PENDING tries to
+    switch it (a stack check of itself)."""
+    if klp.sched_try_switch_key and task.patch_pending:
+        klp_try_switch_task(klp, task)
 
 
 def klp_sched_try_switch(klp, task) -> None:

@@ -63,7 +63,7 @@ def spawn_task(rt, comm: str, *opts: str) -> None:
         busy = _function(rt, opts[i + 1])
     task = kernel.spawn(comm, kthread=kthread)
     if busy is not None:
-        task.loop = lambda t, f=busy: kernel.call(t, f)
+        task.loop = lambda t, f=busy: kernel.call(t, f, [])
         task.cpu = len(kernel.sched._busy) % kernel.sched.nr_cpus
         kernel.sched.set_running(task, True)
     rt.stdout(f"{task.pid}\n")
