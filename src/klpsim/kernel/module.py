@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT
+from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT, ENOEXEC
 from klpsim.kernel.params import ParamSpec
 from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING
 
@@ -90,6 +90,8 @@ class ModuleSpec:
     functions: tuple[FunctionSpec, ...] = ()
     in_tree: bool = False
     signed: bool = False
+    exports: tuple[str, ...] = ()
+    """EXPORT_SYMBOL()ed functions."""
     error_injection: tuple[tuple[str, str], ...] = ()
     """ALLOW_ERROR_INJECTION() entries: (function, type)."""
     source: str = "<built-in>"
@@ -146,6 +148,7 @@ class ModuleLoader:
         self.after_going: list[Callable[[Module], None]] = []
         self.notifier: list[Callable[[Module, int], int]] = []  # module_notify_list
         self.tainted: set[str] = set()
+        self.exported: dict[str, str] = {}  # symbol -> owning module
 
     def find_module(self, name: str) -> Module | None:
         return self.modules.get(name)
@@ -200,6 +203,15 @@ class ModuleLoader:
             return -ENOENT
         mod = Module(self.kernel, spec)
         self._taint(mod)
+        # verify_exported_symbols(), in complete_formation()
+        for name in spec.exports:
+            owner = self.exported.get(name)
+            if owner is not None:
+                self.kernel.log.printk(KERN_ERR, f"{mod.name}: exports duplicate symbol {name} "
+                                       f"(owned by {owner})")
+                return -ENOEXEC
+        for name in spec.exports:
+            self.exported[name] = mod.name
         self.modules[mod.name] = mod
         self.kernel.kallsyms.add_object(mod.text)
         mod.state = MODULE_STATE_COMING  # complete_formation()
@@ -247,6 +259,9 @@ class ModuleLoader:
         self._free(mod)
 
     def _free(self, mod: Module) -> None:
+        for name in mod.spec.exports:
+            if self.exported.get(name) == mod.name:
+                del self.exported[name]
         self.kernel.fs.remove(f"/sys/module/{mod.name}")
         self.kernel.kallsyms.remove_object(mod.name)
         self.modules.pop(mod.name, None)

@@ -99,6 +99,7 @@ def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
         name,
         TargetModule,
         functions=tuple(FunctionSpec(f, seq_puts(f"{name}: {f}: original output")) for f in funcs),
+        exports=tuple(funcs),  # EXPORT_SYMBOL_GPL, as the real-kernel generator writes them
         error_injection=_error_injection(path, data, set(funcs)),
         source=str(path),
     )
