@@ -28,7 +28,7 @@ from klpsim.livepatch.patch import KlpOps
 from klpsim.trace.bpf import KPROBE_TYPES, TRAMP_TYPES, BpfLink
 from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY
 
-__all__ = ["Health", "attachment_health", "entry_for", "redirect_of"]
+__all__ = ["Health", "attachment_health", "entry_for", "effective_target", "redirect_of"]
 
 
 class Health(NamedTuple):
@@ -78,20 +78,55 @@ def entry_for(klp, sym: Symbol) -> Symbol | None:
 
 
 def _helper_reached(klp, sym: Symbol) -> bool:
-    for ops in klp.ops.values():
-        for func in ops.func_stack:
-            if func.new_func is sym:
+    for patch in klp.patches:
+        for obj in patch.obj_list:
+            if any(func.new_func is sym for func in obj.func_list):
                 return False  # a new_func: only entry_for() decides
     return any(p.enabled and p.mod.name == sym.owner.name for p in klp.patches)
 
 
-def _body_runs(klp, sym: Symbol) -> bool:
-    """Does *sym*'s own body still run for some task?"""
-    ops = klp.ops.get(sym)
-    if ops is None or not ops.fops.enabled or not ops.func_stack:
-        return True
-    top = ops.func_stack[0]
-    return top.nop or top.transition or not ops.fops.enabled
+def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
+    """Whose body a call of *sym* runs, read off the call site without making
+    the call (tasks are assumed out of any transition): the last regs->ip
+    writer among the list handlers wins (a livepatch, or an override whose
+    target is just_return_func); then a trampoline may skip the call
+    (nonzero fmod_ret: None) or, without ORIG_STACK, call the original body.
+    fail_function is left out: whether it injects is up to should_fail().
+    *follow*: go on through the call site of the function redirected to
+    (False: where the redirect enters, the new function's entry)."""
+    klp, bpf = system.klp, system.bpf
+    ip = sym
+    for ops in system.ftrace.ops_on(sym):
+        if system.kprobes is not None and ops is system.kprobes.ftrace_ops:
+            for link in bpf.links.values():
+                if (
+                    link.kind == "kprobe"
+                    and link.override is not None
+                    and link.target is sym
+                    and any(kp.armed for kp in link.kprobes)
+                ):
+                    ip = system.error_injection.just_return_func
+        elif ops is bpf.fprobe.ops:
+            for link in bpf.links.values():
+                if (
+                    link.kind == "kprobe_multi"
+                    and link.override is not None
+                    and sym in link.targets
+                ):
+                    ip = system.error_injection.just_return_func
+        elif ops.private is not None and klp.ops.get(sym) is ops.private:
+            live = _live_funcs(ops.private)
+            if live:
+                ip = live[0].new_func
+    tr = bpf.trampolines.get(sym)
+    if tr is not None and tr.fops.enabled and sym.fentry is not None and "CALL_ORIG" in tr.flags:
+        if any(link.ret for link in tr.links["fmod_ret"]):
+            return None
+        if "ORIG_STACK" not in tr.flags:
+            return sym
+    if follow and ip is not sym and ip.fentry is not None:
+        return effective_target(system, ip)  # the new function's own call site
+    return ip
 
 
 def _health(system, link: BpfLink) -> Health:
@@ -103,22 +138,32 @@ def _health(system, link: BpfLink) -> Health:
         return Health(link, "gone", "its kprobe was removed")
     if not bpf.is_armed(link):
         return Health(link, "silent", "not armed (kprobes or ftrace disabled)")
-    reached = []
+    why = ""
     for sym in link.targets:
         entry = entry_for(klp, sym)
-        if entry is not None or _helper_reached(klp, sym):
-            reached.append(sym)
-    if not reached:
-        names = ",".join(s.name for s in link.targets)
-        return Health(link, "silent", f"no call reaches {names}: its patch is not in effect")
-    sym = reached[0]
-    if link.int3:
-        if not _body_runs(klp, sym):
-            ops = klp.ops[sym]
-            new = ops.func_stack[0].new_func
-            return Health(link, "silent", f"calls run {new.owner.name}:{new.name}, not this body")
-        return Health(link, "active", "")
-    return Health(link, "active", _note(system, link, sym))
+        if entry is None:
+            if _helper_reached(klp, sym):
+                return Health(link, "active", "a helper of a patch in effect")
+            why = why or f"no call reaches {sym.name}: its patch is not in effect"
+            continue
+        if link.kind == "fmod_ret":
+            tr = system.bpf.trampolines[sym]
+            first = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None)
+            mine = tr.links["fmod_ret"].index(link)
+            if first is not None and tr.links["fmod_ret"].index(first) < mine:
+                # invoke_bpf_mod_ret(): a nonzero return skips the later ones
+                return Health(link, "silent", f"fmod_ret {first.name} returns {first.ret} first")
+        if entry is sym and not link.int3:
+            return Health(link, "active", _note(system, link, sym))  # an entry hook
+        runs = effective_target(system, entry, follow=link.int3)
+        if runs is sym:
+            return Health(link, "active", "" if link.int3 else _note(system, link, sym))
+        what = "nothing" if runs is None else f"{runs.owner.name}:{runs.name}"
+        if link.int3 and entry is sym:
+            why = why or f"calls run {what}, not this body"
+        else:
+            why = why or f"calls of {entry.name} run {what}, never {sym.name}"
+    return Health(link, "silent", why)
 
 
 def _note(system, link: BpfLink, sym: Symbol) -> str:

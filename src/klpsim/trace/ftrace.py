@@ -11,6 +11,14 @@ Mirrors the parts of kernel/trace/ftrace.c that a livepatch meets:
   several ops runs them in list order (ftrace_ops_list_func), newest first.
   A handler that changes regs->ip redirects the call; the last one to
   write it wins.
+* a DIRECT ops (a BPF trampoline, register_ftrace_direct()) is not a list
+  handler: its trampoline runs after every list handler of the call site
+  (ftrace_regs_caller jumps to it last), at most one per function (-EBUSY).
+  A DIRECT and an IPMODIFY ops may share a function only through the
+  direct ops' ``ops_func`` (6.0, 53cd885bc5c3 "ftrace: Allow IPMODIFY and
+  DIRECT ops on the same function"): ENABLE_SHARE_IPMODIFY_SELF when the
+  direct ops comes second, ENABLE_SHARE_IPMODIFY_PEER when the IPMODIFY
+  ops does, DISABLE_SHARE_IPMODIFY_PEER when the IPMODIFY ops leaves.
 """
 
 from collections.abc import Callable
@@ -27,6 +35,9 @@ __all__ = [
     "FTRACE_OPS_FL_IPMODIFY",
     "FTRACE_OPS_FL_PERMANENT",
     "FTRACE_OPS_FL_DIRECT",
+    "FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF",
+    "FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER",
+    "FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER",
 ]
 
 FTRACE_OPS_FL_ENABLED = 1 << 0
@@ -36,13 +47,18 @@ FTRACE_OPS_FL_IPMODIFY = 1 << 11
 FTRACE_OPS_FL_PERMANENT = 1 << 16
 FTRACE_OPS_FL_DIRECT = 1 << 17
 
+# enum ftrace_ops_cmd
+FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF = 0
+FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER = 1
+FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER = 2
+
 Handler = Callable[..., None]  # func(task, ip: Symbol, ops, regs)
 
 
 class FtraceOps:
     """A ``struct ftrace_ops``: a handler, flags and a filter hash."""
 
-    __slots__ = ("name", "func", "flags", "filter", "private")
+    __slots__ = ("name", "func", "flags", "filter", "private", "ops_func", "direct_call")
 
     def __init__(self, name: str, func: Handler, flags: int = 0):
         self.name = name
@@ -50,6 +66,8 @@ class FtraceOps:
         self.flags = flags
         self.filter: list[Symbol] = []  # empty: every traceable function
         self.private = None
+        self.ops_func: Callable[..., int] | None = None  # ops_func(ops, sym, cmd)
+        self.direct_call: Handler | None = None  # a DIRECT ops' trampoline
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +85,7 @@ class Ftrace:
         self.ops_list: list[FtraceOps] = []  # head first
         self.ftrace_enabled = True
         self._sites: dict[Symbol, list[FtraceOps]] = {}
+        self._modified: set[Symbol] = set()  # FTRACE_FL_MODIFIED, sticky
         kernel.fs.create_file(
             "/proc/sys/kernel/ftrace_enabled",
             0o644,
@@ -107,6 +126,28 @@ class Ftrace:
                 return ops
         return None
 
+    def _direct_owner(self, sym: Symbol) -> FtraceOps | None:
+        for ops in self._sites.get(sym, ()):
+            if ops.flags & FTRACE_OPS_FL_DIRECT:
+                return ops
+        return None
+
+    def _share_with_direct(self, ops: FtraceOps) -> int:
+        """prepare_direct_functions_for_ipmodify(): an IPMODIFY ops arrives
+        where a direct ops is: ask the direct ops to share (…_PEER)."""
+        if not ops.flags & FTRACE_OPS_FL_IPMODIFY or ops.flags & FTRACE_OPS_FL_DIRECT:
+            return 0
+        for sym in ops.filter:
+            direct = self._direct_owner(sym)
+            if direct is None:
+                continue
+            if direct.ops_func is None:
+                return -EBUSY
+            ret = direct.ops_func(direct, sym, FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER)
+            if ret:
+                return ret
+        return 0
+
     def _functions(self, ops: FtraceOps):
         if ops.filter:
             return list(ops.filter)
@@ -127,6 +168,22 @@ class Ftrace:
             for sym in ops.filter:
                 if self._ipmodify_owner(sym):
                     return -EBUSY
+            ret = self._share_with_direct(ops)
+            if ret:
+                return ret
+        if ops.flags & FTRACE_OPS_FL_DIRECT:
+            # register_ftrace_direct(): one direct call per function;
+            # __ftrace_hash_update_ipmodify(): a direct ops meeting an
+            # IPMODIFY one must agree to share (…_SELF) or it is -EBUSY.
+            for sym in ops.filter:
+                if self._direct_owner(sym):
+                    return -EBUSY
+                if self._ipmodify_owner(sym):
+                    if ops.ops_func is None:
+                        return -EBUSY
+                    ret = ops.ops_func(ops, sym, FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF)
+                    if ret:
+                        return ret
         ops.flags |= FTRACE_OPS_FL_ENABLED
         self.ops_list.insert(0, ops)
         for sym in self._functions(ops):
@@ -140,11 +197,19 @@ class Ftrace:
         self.ops_list.remove(ops)
         for sym in self._functions(ops):
             self._rebuild(sym)
+        if ops.flags & FTRACE_OPS_FL_IPMODIFY and not ops.flags & FTRACE_OPS_FL_DIRECT:
+            # cleanup_direct_functions_after_ipmodify(); errors are ignored
+            for sym in ops.filter:
+                direct = self._direct_owner(sym)
+                if direct is not None and direct.ops_func is not None:
+                    direct.ops_func(direct, sym, FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER)
         return 0
 
     def _rebuild(self, sym: Symbol) -> None:
         """Recompute which ops a call site runs, in ftrace_ops_list order."""
         attached = [ops for ops in self.ops_list if not ops.filter or sym in ops.filter]
+        if any(ops.flags & (FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_DIRECT) for ops in attached):
+            self._modified.add(sym)
         if attached:
             self._sites[sym] = attached
         else:
@@ -157,15 +222,34 @@ class Ftrace:
             sym.fentry = None
             return
 
-        def fentry(task, regs: Regs, _sym=sym, _ops=attached) -> None:
-            for ops in tuple(_ops):
+        listed = tuple(ops for ops in attached if not ops.flags & FTRACE_OPS_FL_DIRECT)
+        direct = tuple(ops for ops in attached if ops.flags & FTRACE_OPS_FL_DIRECT)
+
+        def fentry(task, regs: Regs, _sym=sym, _ops=listed, _direct=direct) -> None:
+            for ops in _ops:
                 ops.func(task, _sym, ops, regs)
+            for ops in _direct:  # the trampoline runs after the list handlers
+                ops.direct_call(task, _sym, ops, regs)
 
         sym.fentry = fentry
 
     def ops_on(self, sym: Symbol) -> list[FtraceOps]:
         """The ops a call of *sym* runs, in order."""
         return list(self._sites.get(sym, ()))
+
+    def site_state(self, sym: Symbol) -> str:
+        """``<count>:<flags>`` of *sym*'s record in enabled_functions, as
+        lpc26-livepatch's ftrace_site_state() reads it: R (SAVE_REGS user),
+        I (IPMODIFY), D (DIRECT), M (sticky once I or D was there); ``0:-``
+        when no ops covers it."""
+        attached = self._sites.get(sym, ())
+        if not attached:
+            return "0:-"
+        flags = "R" if any(o.flags & FTRACE_OPS_FL_SAVE_REGS for o in attached) else ""
+        flags += "I" if any(o.flags & FTRACE_OPS_FL_IPMODIFY for o in attached) else ""
+        flags += "D" if any(o.flags & FTRACE_OPS_FL_DIRECT for o in attached) else ""
+        flags += "M" if sym in self._modified else ""
+        return f"{len(attached)}:{flags or 'none'}"
 
     def release_module(self, objname: str) -> None:
         """ftrace_release_mod(): forget a module's call sites."""

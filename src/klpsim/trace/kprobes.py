@@ -94,8 +94,11 @@ class Kprobes:
         self._users[ops] -= 1
         if self._users[ops] == 0:
             self.ftrace.unregister_ftrace_function(ops)
-        self.ftrace.ftrace_set_filter_ip(ops, kp.addr, remove=True)
         kp.armed = False
+        # Probes on one address share an aggregate kprobe, armed once: the
+        # address leaves the filter with the last of them.
+        if not any(p.armed and p.addr is kp.addr and self._ops_for(p) is ops for p in self.probes):
+            self.ftrace.ftrace_set_filter_ip(ops, kp.addr, remove=True)
 
     def register_kprobe(self, kp: Kprobe) -> int:
         sym = None
@@ -112,9 +115,10 @@ class Kprobes:
         if self.enabled:
             ret = self._arm(kp)
             # Since 6.14, 587e8e6d640b, __register_kprobe() no longer returns
-            # the arming error: the probe is registered but never fires.
-            if ret and not self.arm_error_ignored:
-                return ret
+            # the arming error: the probe is taken out of kprobe_table again
+            # (absent from kprobes/list, never fires) and 0 is returned.
+            if ret:
+                return 0 if self.arm_error_ignored else ret
         kp.registered = True
         self.probes.append(kp)
         return 0

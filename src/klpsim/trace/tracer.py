@@ -8,7 +8,7 @@ traced too if the filter names it.
 """
 
 from klpsim.kernel.errno import EINVAL
-from klpsim.trace.ftrace import FTRACE_OPS_FL_SAVE_REGS, FtraceOps
+from klpsim.trace.ftrace import FtraceOps
 
 __all__ = ["FunctionTracer"]
 
@@ -39,7 +39,9 @@ class FunctionTracer:
         self.tracing_on = True
         self.filter: list[str] = []
         self.entries: list[str] = []
-        self.ops = FtraceOps("function_trace_ops", self._handler, FTRACE_OPS_FL_SAVE_REGS)
+        # No SAVE_REGS: with DYNAMIC_FTRACE_WITH_ARGS the function tracer's
+        # site shows no R (lpc26-truth.md, row N: "1:none").
+        self.ops = FtraceOps("function_trace_ops", self._handler)
         fs = kernel.fs
         fs.create_file(
             f"{TRACING}/current_tracer", 0o644, lambda: self.tracer + "\n", self._set_tracer

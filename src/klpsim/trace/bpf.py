@@ -1,0 +1,556 @@
+"""BPF tracing attachments: kprobe (with bpf_override_return), kretprobe,
+kprobe_multi, fentry, fexit and fmod_ret, on the ftrace of one kernel.
+
+Mirrors the attach paths of kernel/trace/bpf_trace.c, kernel/bpf/verifier.c
+and kernel/bpf/trampoline.c, for what decides who may attach and who wins
+a call:
+
+* a ``kprobe`` program is a trace_kprobe: a kprobe without post_handler, so
+  it rides ``kprobe_ftrace_ops`` (SAVE_REGS, no IPMODIFY; trace/kprobes.py)
+  and nothing in ftrace refuses it next to a livepatch.
+  bpf_override_return() writes regs->ip (just_return_func) from inside that
+  ops' handler. Every handler of the call site runs, oldest ftrace_ops last,
+  so the last writer of regs->ip wins: the override beats a livepatch whose
+  ops is newer than kprobe_ftrace_ops and loses to an older one. Reloading
+  either side moves its ops to the head and flips the winner
+  (lpc26-truth.md, rows C, T4, T5, T10, T11);
+* perf_event_attach_bpf_prog(): a program that calls bpf_override_return()
+  attaches only at function entry of a function on the error-injection
+  list, else -EINVAL ("Kprobe override only works if they are on the
+  function entry, and only if they are on the opt-in list"; the helper came
+  in 4.16 with "bpf: add a bpf_override_function helper", the opt-in list
+  with "error-injection: Separate error-injection from kprobe"). The helper
+  exists only with CONFIG_BPF_KPROBE_OVERRIDE: without it the verifier
+  refuses the program ("program of this type cannot use helper
+  bpf_override_return#58", -EINVAL);
+* RFC 2/4 of 2026-04-02 ("trace: Allow kprobes to override livepatched
+  functions", never merged): with CONFIG_KPROBE_OVERRIDE_KLP_FUNC=y
+  perf_event_attach_bpf_prog() also admits any address inside a module with
+  ``mod->klp``, helpers included, not only the replacement functions
+  (Miroslav Benes' objection). kprobe_multi was not touched by the RFC;
+* ``kprobe_multi`` (fprobe): every address must be on the list when the
+  program overrides (addrs_check_error_injection_list(), 6.6, "bpf: Add
+  override check to kprobe multi link attach"; -EINVAL). Entry-only
+  links share ``fprobe_ftrace_ops``, return links ``fprobe_graph_ops``
+  (Menglong Dong's "tracing: fprobe: use ftrace if
+  CONFIG_DYNAMIC_FTRACE_WITH_ARGS"). An override from a kprobe_multi program
+  is another undeclared regs->ip writer; that it behaves like a kprobe's is
+  inferred, not measured (lpc26-truth.md, 2.3);
+* ``fentry``/``fexit``/``fmod_ret`` programs share one BPF trampoline per
+  function, registered as a DIRECT ftrace_ops whose trampoline runs after
+  every list handler (trace/ftrace.py). fmod_ret attaches only to
+  error-injectable or ``security_*`` functions (check_attach_modify_return(),
+  "%s() is not modifiable", -EINVAL). fexit and fmod_ret make the
+  trampoline call the function (BPF_TRAMP_F_CALL_ORIG); next to an IPMODIFY
+  ops (a livepatch) it shares the site through ops_func (00963a2e75a8 "bpf:
+  Support bpf_trampoline on functions with IPMODIFY (e.g. livepatch)") and
+  is regenerated with BPF_TRAMP_F_ORIG_STACK, so it calls whatever the list
+  handlers left in regs->ip (the livepatch's new_func). A nonzero fmod_ret
+  skips that call: fmod_ret wins over a livepatch in both orders. Without
+  ORIG_STACK a CALL_ORIG trampoline calls the original body (orig + 5);
+* fentry/fexit/fmod_ret programs hold a reference on the target's module
+  (Viktor Malik, "bpf: Fix attaching fentry/fexit/fmod_ret/lsm to modules",
+  6.4; before that register_fentry() held it), and kprobe_multi links on
+  the modules they probe (Jiri Olsa, "bpf: Take module reference on
+  kprobe_multi link", 6.4): rmmod is refused while they are attached. A
+  kprobe holds none: on rmmod the probe goes with the module's text.
+
+Observers report the call under the function they are attached to:
+bpf_get_func_ip() of a kprobe, fentry or fexit program on the original
+function is the original, even when a livepatch ran new_func.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+
+from klpsim.kernel.errno import EAGAIN, EINVAL, ENOENT, ESRCH
+from klpsim.kernel.symbols import Symbol
+from klpsim.trace.ftrace import (
+    FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER,
+    FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER,
+    FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF,
+    FTRACE_OPS_FL_DIRECT,
+    FTRACE_OPS_FL_IPMODIFY,
+    FTRACE_OPS_FL_SAVE_REGS,
+    FtraceOps,
+)
+
+__all__ = ["Bpf", "BpfLink", "BpfTrampoline", "AttachError", "LINK_TYPES", "TRAMP_TYPES"]
+
+LINK_TYPES = ("kprobe", "kretprobe", "kprobe_multi", "kretprobe_multi", "fentry", "fexit",
+              "fmod_ret")  # fmt: skip
+TRAMP_TYPES = ("fentry", "fexit", "fmod_ret")
+KPROBE_TYPES = ("kprobe", "kretprobe")
+MULTI_TYPES = ("kprobe_multi", "kretprobe_multi")
+EXIT_TYPES = ("kretprobe", "kretprobe_multi", "fexit")
+SECURITY_PREFIX = "security_"
+BPF_FUNC_override_return = 58
+
+CMD_NAMES = {
+    FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF: "ENABLE_SHARE_IPMODIFY_SELF",
+    FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER: "ENABLE_SHARE_IPMODIFY_PEER",
+    FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER: "DISABLE_SHARE_IPMODIFY_PEER",
+}
+
+
+class AttachError(Exception):
+    """An attach the kernel refuses: ``errno`` (negative) and the log lines
+    the verifier or the attach path gives (may be empty)."""
+
+    def __init__(self, errno: int, log: tuple[str, ...] = ()):
+        super().__init__(errno, log)
+        self.errno = errno
+        self.log = log
+
+
+class BpfLink:
+    """One attached program (a ``struct bpf_link``) and what it saw."""
+
+    def __init__(self, name: str, kind: str, targets: list[Symbol], offset: int = 0,
+                 override: int | None = None, ret: int = 0):  # fmt: skip
+        self.name = name
+        self.kind = kind
+        self.targets = targets
+        self.offset = offset
+        self.override = override
+        """bpf_override_return(ctx, override) from a kprobe/kprobe_multi program."""
+        self.ret = ret
+        """What an fmod_ret program returns (0: let the call through)."""
+        self.hits = 0
+        self.seen: list[str] = []
+        """What the program reported, per hit: ``func`` or ``func ret=N``."""
+        self.kprobes: list = []
+        self.modules: list = []  # module references held
+        self.attached = True
+        self.int3 = False  # a kprobe inside a body (offset), not on ftrace
+
+    @property
+    def target(self) -> Symbol:
+        return self.targets[0]
+
+    def where(self) -> str:
+        """The target as the verbs print it: ``func``, ``mod:func``, ``func+0x10``."""
+        names = []
+        for sym in self.targets:
+            prefix = "" if sym.owner.name == "vmlinux" else f"{sym.owner.name}:"
+            names.append(prefix + sym.name + (f"+{self.offset:#x}" if self.offset else ""))
+        return ",".join(names)
+
+    def __repr__(self) -> str:
+        return f"<bpf_link {self.name} {self.kind} {self.where()}>"
+
+
+class BpfTrampoline:
+    """A ``struct bpf_trampoline``: the fentry/fexit/fmod_ret links of one
+    function behind one direct ftrace_ops."""
+
+    def __init__(self, bpf: "Bpf", sym: Symbol):
+        self.bpf = bpf
+        self.sym = sym
+        self.links: dict[str, list[BpfLink]] = {k: [] for k in TRAMP_TYPES}
+        self.flags: set[str] = set()  # CALL_ORIG, SHARE_IPMODIFY, ORIG_STACK
+        self.commands: list[str] = []  # ops_func commands received, in order
+        self.fops = FtraceOps(
+            f"bpf_trampoline:{sym.name}",
+            lambda *a: None,  # call_direct_funcs(): only selects the trampoline
+            FTRACE_OPS_FL_DIRECT | FTRACE_OPS_FL_SAVE_REGS,
+        )
+        self.fops.filter = [sym]
+        self.fops.private = self
+        self.fops.ops_func = self.ops_func
+        self.fops.direct_call = self.run
+
+    @property
+    def nr_links(self) -> int:
+        return sum(len(v) for v in self.links.values())
+
+    def update(self) -> int:
+        """bpf_trampoline_update(): regenerate, then register or modify."""
+        ftrace = self.bpf.ftrace
+        if not self.nr_links:
+            if self.fops.enabled:
+                ftrace.unregister_ftrace_function(self.fops)
+            self.flags &= {"SHARE_IPMODIFY"}
+            return 0
+        self.flags &= {"SHARE_IPMODIFY"}
+        if self.links["fexit"] or self.links["fmod_ret"]:
+            self.flags.add("CALL_ORIG")
+        while True:
+            if {"SHARE_IPMODIFY", "CALL_ORIG"} <= self.flags:
+                self.flags.add("ORIG_STACK")
+            if self.fops.enabled:
+                # modify_ftrace_direct(): since "ftrace: bpf: Fix IPMODIFY +
+                # DIRECT in modify_ftrace_direct()" (Oct 2025) a trampoline
+                # that starts calling the function next to an IPMODIFY ops
+                # negotiates as on registration.
+                if (
+                    "CALL_ORIG" in self.flags
+                    and "ORIG_STACK" not in self.flags
+                    and ftrace._ipmodify_owner(self.sym)
+                ):
+                    self.ops_func(self.fops, self.sym, FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF)
+                    continue
+                return 0
+            ret = ftrace.register_ftrace_function(self.fops)
+            if ret == -EAGAIN:  # from ops_func: SHARE_IPMODIFY is set, retry
+                continue
+            return ret
+
+    def ops_func(self, ops, sym, cmd: int) -> int:
+        """bpf_tramp_ftrace_ops_func()."""
+        self.commands.append(CMD_NAMES[cmd])
+        if cmd == FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF:
+            if "CALL_ORIG" in self.flags and "ORIG_STACK" not in self.flags:
+                self.flags.add("SHARE_IPMODIFY")
+                return -EAGAIN  # regenerate with ORIG_STACK and retry
+            return 0
+        if cmd == FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER:
+            self.flags.add("SHARE_IPMODIFY")
+            if "CALL_ORIG" in self.flags:
+                self.flags.add("ORIG_STACK")  # bpf_trampoline_update()
+            return 0
+        self.flags.discard("SHARE_IPMODIFY")
+        self.flags.discard("ORIG_STACK")
+        return 0
+
+    def run(self, task, sym: Symbol, ops, regs) -> None:
+        """The trampoline: fentry programs, fmod_ret programs, then the call
+        (left to the caller: regs->ip with ORIG_STACK, else the original
+        body); fexit programs run when the call returns (Bpf._on_return)."""
+        bpf = self.bpf
+        for link in self.links["fentry"]:
+            bpf.fire(link, sym)
+        if "CALL_ORIG" not in self.flags:
+            return  # returns to regs->ip, whatever the list handlers left there
+        bpf.pending[(task.pid, sym)] += 1
+        for link in self.links["fmod_ret"]:
+            bpf.fire(link, sym, f"returned {link.ret}")
+            if link.ret != 0:
+                regs.overridden = True  # the call is skipped
+                regs.ret = link.ret
+                return
+        if "ORIG_STACK" not in self.flags:
+            regs.ip = sym  # call orig_func + MCOUNT_INSN_SIZE: its own body
+
+
+class FprobeOps:
+    """One of the shared fprobe ftrace_ops (fprobe_ftrace_ops for entry-only
+    fprobes, fprobe_graph_ops for fprobes with an exit handler): registered
+    on its first user, filtered per address, unregistered after its last."""
+
+    def __init__(self, bpf: "Bpf", name: str, exit_mode: bool):
+        self.bpf = bpf
+        self.exit_mode = exit_mode
+        self.ops = FtraceOps(name, self._handler)
+        self.users: Counter = Counter()
+
+    def add(self, syms: list[Symbol]) -> int:
+        ftrace = self.bpf.ftrace
+        first = not self.users
+        for sym in syms:
+            if not self.users[sym]:
+                ftrace.ftrace_set_filter_ip(self.ops, sym)
+            self.users[sym] += 1
+        if first:
+            ret = ftrace.register_ftrace_function(self.ops)
+            if ret:
+                self.remove(syms)
+                return ret
+        return 0
+
+    def remove(self, syms: list[Symbol]) -> None:
+        ftrace = self.bpf.ftrace
+        for sym in syms:
+            self.users[sym] -= 1
+            if self.users[sym] <= 0:
+                del self.users[sym]
+        if not self.users and self.ops.enabled:
+            ftrace.unregister_ftrace_function(self.ops)
+        for sym in syms:
+            if sym not in self.users and sym in self.ops.filter:
+                ftrace.ftrace_set_filter_ip(self.ops, sym, remove=True)
+
+    def _handler(self, task, ip: Symbol, ops, regs) -> None:
+        bpf = self.bpf
+        kind = "kretprobe_multi" if self.exit_mode else "kprobe_multi"
+        for link in list(bpf.links.values()):
+            if link.kind != kind or ip not in link.targets:
+                continue
+            if self.exit_mode:
+                bpf.pending[(task.pid, ip)] += 1
+                continue
+            bpf.fire(link, ip)
+            if link.override is not None:
+                bpf.ei.override_function_with_return(task, regs, link.override)
+
+
+class Bpf:
+    """The BPF tracing links of one kernel."""
+
+    def __init__(self, kernel, ftrace, kprobes, error_injection):
+        self.kernel = kernel
+        self.ftrace = ftrace
+        self.kprobes = kprobes
+        self.ei = error_injection
+        self.links: dict[str, BpfLink] = {}
+        self.trampolines: dict[Symbol, BpfTrampoline] = {}
+        self.fprobe = FprobeOps(self, "fprobe_ftrace_ops", exit_mode=False)
+        self.fprobe_graph = FprobeOps(self, "fprobe_graph_ops", exit_mode=True)
+        self.pending: Counter = Counter()  # (pid, func) -> return hooks armed at entry
+        self.recorder: list[str] | None = None  # what fired during a traced call
+        self._seq = 0
+        kernel.call_observers.append(self._on_return)
+        kernel.exports["bpf"] = self
+
+    def has(self, option: str) -> bool:
+        return self.kernel.has_config(option)
+
+    # -- attach ------------------------------------------------------------------
+
+    def lookup(self, objname: str | None, name: str) -> Symbol | None:
+        """The function a program names: ``mod:func`` in that module (module
+        BTF), a bare name in vmlinux first, then in load order."""
+        if objname:
+            obj = self.kernel.kallsyms.objects.get(objname)
+            return obj.lookup(name) if obj else None
+        return self.kernel.kallsyms.lookup_name(name)
+
+    def next_name(self) -> str:
+        self._seq += 1
+        while f"bpf{self._seq}" in self.links:
+            self._seq += 1
+        return f"bpf{self._seq}"
+
+    def attach(self, kind: str, funcs: list[tuple[str | None, str]], offset: int = 0,
+               override: int | None = None, ret: int = 0, name: str | None = None) -> BpfLink:  # fmt: skip
+        """Load and attach one program; raises AttachError with the errno."""
+        if kind not in LINK_TYPES:
+            raise AttachError(-EINVAL)
+        if override is not None:
+            self._check_override_helper()
+        syms = []
+        for objname, fname in funcs:
+            sym = self.lookup(objname, fname)
+            if sym is None:
+                # libbpf cannot find the BTF id / the kprobe has no symbol
+                raise AttachError(-ESRCH if kind in TRAMP_TYPES else -ENOENT)
+            syms.append(sym)
+        link = BpfLink(name or "", kind, syms, offset, override, ret)
+        if kind in KPROBE_TYPES:
+            self._attach_kprobe(link)
+        elif kind in MULTI_TYPES:
+            self._attach_multi(link)
+        else:
+            self._attach_tracing(link)
+        link.name = link.name or self.next_name()  # a link id only on success
+        self.links[link.name] = link
+        return link
+
+    def _check_override_helper(self) -> None:
+        if not self.has("BPF_KPROBE_OVERRIDE"):
+            # kprobe_prog_func_proto() has no BPF_FUNC_override_return
+            raise AttachError(
+                -EINVAL,
+                (
+                    "program of this type cannot use helper "
+                    f"bpf_override_return#{BPF_FUNC_override_return}",
+                ),
+            )
+
+    def override_allowed(self, sym: Symbol) -> bool:
+        """perf_event_attach_bpf_prog(): on the opt-in list, or (RFC 2/4) in a
+        livepatch module: trace_kprobe_klp_func_overridable() checks only
+        ``mod->klp``, so a livepatch's helpers qualify as well as its new_funcs."""
+        if self.ei.within_error_injection_list(sym):
+            return True
+        if self.has("KPROBE_OVERRIDE_KLP_FUNC") and self.has("LIVEPATCH"):
+            mod = self.kernel.modules.find_module(sym.owner.name)
+            return bool(mod is not None and mod.klp)
+        return False
+
+    def _attach_kprobe(self, link: BpfLink) -> None:
+        sym = link.target
+        if link.offset >= sym.size:
+            raise AttachError(-EINVAL)
+        if link.override is not None and (link.offset or not self.override_allowed(sym)):
+            # "Kprobe override only works if they are on the function entry,
+            # and only if they are on the opt-in list."
+            raise AttachError(-EINVAL)
+        if link.offset:
+            if link.kind == "kretprobe":
+                raise AttachError(-EINVAL)  # return probes only at entry
+            link.int3 = True  # a breakpoint in the body: fires when the body runs
+            return
+        if self.kprobes is None:
+            raise AttachError(-ENOENT)  # no kprobe PMU without CONFIG_KPROBES
+        kp = self.kprobes.new_kprobe(
+            sym.name,
+            pre_handler=lambda kp, regs, task, _l=link: self._kprobe_pre(_l, kp, regs, task),
+            owner="bpf",
+            module=None if sym.owner.name == "vmlinux" else sym.owner.name,
+        )
+        ret = self.kprobes.register_kprobe(kp)
+        if ret:
+            raise AttachError(ret)
+        link.kprobes.append(kp)
+
+    def _kprobe_pre(self, link: BpfLink, kp, regs, task) -> int:
+        """kprobe_dispatcher() -> kprobe_perf_func() -> trace_call_bpf()."""
+        if not link.attached:
+            return 0
+        orig_ip = regs.ip
+        if link.kind == "kretprobe":
+            self.pending[(task.pid, kp.addr)] += 1  # pre_handler_kretprobe()
+            return 0
+        self.fire(link, kp.addr)
+        if link.override is not None:
+            self.ei.override_function_with_return(task, regs, link.override)
+        # "We need to check and see if we modified the pc of the pt_regs, and
+        # if so return 1 so that we don't do the single stepping."
+        return 1 if regs.ip is not orig_ip else 0
+
+    def _attach_multi(self, link: BpfLink) -> None:
+        if link.override is not None and not all(
+            self.ei.within_error_injection_list(s) for s in link.targets
+        ):
+            raise AttachError(-EINVAL)  # addrs_check_error_injection_list()
+        for sym in link.targets:
+            if not sym.ftrace_loc:
+                raise AttachError(-EINVAL)
+        self._module_get(link, *link.targets)
+        fp = self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe
+        ret = fp.add(link.targets)
+        if ret:
+            self._module_put(link)
+            raise AttachError(ret)
+
+    def _attach_tracing(self, link: BpfLink) -> None:
+        sym = link.target
+        if link.kind == "fmod_ret" and not self.modify_return_allowed(sym):
+            raise AttachError(-EINVAL, (f"{sym.name}() is not modifiable",))
+        if not sym.ftrace_loc:
+            raise AttachError(-EINVAL)  # no __fentry__ call to patch
+        tr = self.trampolines.get(sym)
+        if tr is None:
+            tr = self.trampolines[sym] = BpfTrampoline(self, sym)
+        self._module_get(link, sym)
+        tr.links[link.kind].append(link)
+        ret = tr.update()
+        if ret:
+            tr.links[link.kind].remove(link)
+            tr.update()
+            self._module_put(link)
+            raise AttachError(ret)
+
+    def modify_return_allowed(self, sym: Symbol) -> bool:
+        """check_attach_modify_return(): error-injectable, or an LSM hook."""
+        return self.ei.within_error_injection_list(sym) or sym.name.startswith(SECURITY_PREFIX)
+
+    def _module_get(self, link: BpfLink, *syms: Symbol) -> None:
+        for sym in syms:
+            mod = self.kernel.modules.find_module(sym.owner.name)
+            if mod is not None and mod not in link.modules and mod.try_module_get():
+                link.modules.append(mod)
+
+    def _module_put(self, link: BpfLink) -> None:
+        for mod in link.modules:
+            mod.module_put()
+        link.modules.clear()
+
+    # -- detach ---------------------------------------------------------------------
+
+    def detach(self, link: BpfLink) -> None:
+        """Close the link: the program stops firing, references are dropped."""
+        if not link.attached:
+            return
+        link.attached = False
+        self.links.pop(link.name, None)
+        if link.kind in KPROBE_TYPES:
+            for kp in link.kprobes:
+                if self.kprobes is not None:
+                    self.kprobes.unregister_kprobe(kp)
+        elif link.kind in MULTI_TYPES:
+            fp = self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe
+            fp.remove(link.targets)
+        else:
+            tr = self.trampolines[link.target]
+            tr.links[link.kind].remove(link)
+            tr.update()
+            if not tr.nr_links:
+                del self.trampolines[link.target]
+        self._module_put(link)
+
+    # -- running ----------------------------------------------------------------------
+
+    def fire(self, link: BpfLink, sym: Symbol, what: str = "") -> None:
+        """A program ran; it attributes the call to *sym* (bpf_get_func_ip())."""
+        link.hits += 1
+        link.seen.append(sym.name + (f" {what}" if what else ""))
+        if self.recorder is not None:
+            detail = what
+            if link.override is not None and link.kind in ("kprobe", "kprobe_multi"):
+                detail = f"bpf_override_return({link.override})"
+            self.recorder.append(
+                f"{link.kind} {link.name} on {sym.name}" + (f": {detail}" if detail else "")
+            )
+
+    def _on_return(self, task, sym: Symbol, target: Symbol | None, result) -> None:
+        """The call of *sym* returned: breakpoints in the body that ran, then
+        the return hooks armed at entry (rethook, fgraph, trampoline)."""
+        if target is not None:
+            for link in list(self.links.values()):
+                if link.int3 and link.target is target:
+                    self.fire(link, target)
+        # A redirected call returns from the new function first (its own
+        # hooks, armed when the redirect entered it), then from the original.
+        for func in (target, sym) if target is not None and target is not sym else (sym,):
+            key = (task.pid, func)
+            if not self.pending.get(key):
+                continue
+            self.pending[key] -= 1
+            if not self.pending[key]:
+                del self.pending[key]
+            # The trampoline's fexit programs run when its call returns, before
+            # the return reaches a hijacked return address (rethook, fgraph).
+            exits = [lk for lk in self.links.values() if func in lk.targets and not lk.int3]
+            for link in [lk for lk in exits if lk.kind == "fexit"] + [
+                lk for lk in exits if lk.kind in EXIT_TYPES and lk.kind != "fexit"
+            ]:
+                self.fire(link, func, f"saw return {result}")
+
+    def trace_call(self, fn: Callable[[], object]) -> tuple[object, list[str]]:
+        """Run *fn* and collect what BPF programs fired, in order."""
+        saved, self.recorder = self.recorder, []
+        try:
+            result = fn()
+            return result, self.recorder
+        finally:
+            self.recorder = saved
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def ipmodify_sharing(self, sym: Symbol) -> list[str]:
+        tr = self.trampolines.get(sym)
+        return list(tr.commands) if tr else []
+
+    def is_armed(self, link: BpfLink) -> bool:
+        """Would an entry to the target reach the program's hook at all?"""
+        if not link.attached:
+            return False
+        if link.int3:
+            return True
+        if link.kind in KPROBE_TYPES:
+            return any(kp.armed for kp in link.kprobes)
+        ops = (
+            self.trampolines[link.target].fops
+            if link.kind in TRAMP_TYPES
+            else (self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe).ops
+        )
+        return ops.enabled and all(s.fentry is not None for s in link.targets)
+
+
+def ipmodify_ops_on(ftrace, sym: Symbol) -> FtraceOps | None:
+    for ops in ftrace.ops_on(sym):
+        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
+            return ops
+    return None

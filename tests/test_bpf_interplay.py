@@ -1,0 +1,188 @@
+"""Who wins a call when BPF programs, kprobes and a livepatch share a
+function, and what happens to attachments across patch life cycles; on 7.1
+and replace-set. Section numbers refer to lpc26-truth.md."""
+
+import pytest
+
+from _harness import ROOT
+from klpsim.kernel.errno import EBUSY, EPERM
+from klpsim.tools.attachments import attachment_health
+from sim import Sim
+
+MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
+PROFILES = ["7.1", "replace-set"]
+F = "__x64_sys_getppid"
+
+
+def sim(profile, **kw) -> Sim:
+    return Sim(profile, module_dirs=MODULES, **kw)
+
+
+def call(s, name=F):
+    """(what ran, return value, programs that fired)."""
+    sym = s.kernel.kallsyms.lookup_name(name)
+    (target, ret), events = s.system.bpf.trace_call(
+        lambda: s.kernel.invoke(s.kernel.sched.current, sym, [])
+    )
+    return (None if target is None else target.name), ret, events
+
+
+def attach(s, kind, func=F, **kw):
+    objname, _, name = func.rpartition(":")
+    return s.system.bpf.attach(kind, [(objname or None, name)], **kw)
+
+
+def health(s):
+    return {h.link.name: h.state for h in attachment_health(s.system)}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_override_coexists_silently_and_order_decides(profile):
+    """Row C, T4/T5/T11: no refusal either way; the older ops wins."""
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    link = attach(s, "kprobe", override=-EPERM, name="ovr")  # newer than klp's ops
+    ran, ret, events = call(s)
+    assert (ran, ret) == ("lp_getppid_getppid", 0)
+    assert events == ["kprobe ovr on __x64_sys_getppid: bpf_override_return(-1)"]
+    assert s.system.ftrace.site_state(link.target) == "2:RIM"
+    # T11a: reloading the livepatch puts its ops at the head
+    s.sh("disable_lp lp_getppid\nunload_lp lp_getppid\nload_lp lp_getppid")
+    assert call(s)[:2] == ("just_return_func", -EPERM)
+    assert s.system.ftrace.site_state(link.target) == "2:RIM"  # byte-identical
+    # T11b: re-attaching the program (last kprobe user) flips it back
+    s.system.bpf.detach(link)
+    attach(s, "kprobe", override=-EPERM, name="ovr")
+    assert call(s)[:2] == ("lp_getppid_getppid", 0)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_unrelated_kprobe_keeps_the_shared_ops_old(profile):
+    """T10, T10': per ftrace_ops, not per consumer."""
+    s = sim(profile)
+    unrelated = attach(s, "kprobe", "version_proc_show")
+    s.sh("load_lp lp_getppid")
+    attach(s, "kprobe", override=-EPERM)
+    assert call(s)[1] == -EPERM
+    s.system.bpf.detach(unrelated)
+    assert call(s)[1] == -EPERM
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("first", ["fmod_ret", "livepatch"])
+def test_fmod_ret_wins_in_both_orders(profile, first):
+    """Row D, T8/T9, with the ops_func command each order negotiates."""
+    s = sim(profile)
+    if first == "livepatch":
+        s.sh("load_lp lp_getppid")
+    deny = attach(s, "fmod_ret", ret=-EPERM)
+    if first == "fmod_ret":
+        s.sh("load_lp lp_getppid")
+    assert call(s)[:2] == (None, -EPERM)
+    tr = s.system.bpf.trampolines[deny.target]
+    # fmod_ret first: klp's registration asks the trampoline (…_PEER); klp
+    # first: the trampoline's registration gets -EAGAIN, is regenerated with
+    # ORIG_STACK and registers again, asking once more (…_SELF twice).
+    want = ["PEER"] if first == "fmod_ret" else ["SELF", "SELF"]
+    assert tr.commands == [f"ENABLE_SHARE_IPMODIFY_{w}" for w in want]
+    assert {"CALL_ORIG", "SHARE_IPMODIFY", "ORIG_STACK"} <= tr.flags
+    assert s.system.ftrace.site_state(deny.target) == "2:RIDM"
+    # a pass-through fmod_ret lets the call reach new_func (T9)
+    s.system.bpf.detach(deny)
+    attach(s, "fmod_ret", ret=0)
+    assert call(s)[:2] == ("lp_getppid_getppid", 0)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_livepatch_leaving_stops_sharing(profile):
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    fexit = attach(s, "fexit")
+    s.sh("disable_lp lp_getppid\nunload_lp lp_getppid")
+    tr = s.system.bpf.trampolines[fexit.target]
+    assert tr.commands[-1] == "DISABLE_SHARE_IPMODIFY_PEER"
+    assert "ORIG_STACK" not in tr.flags
+    assert call(s)[:2] == (F, 0)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_observers_report_the_original(profile):
+    """Rows F, K, M: fire once each, attribute the call to the original;
+    fexit and kretprobe see new_func's return value."""
+    s = sim(profile)
+    s.sh("load_lp test_klp_livepatch")
+    links = [attach(s, k, "cmdline_proc_show") for k in ("fentry", "fexit", "kprobe",
+                                                          "kretprobe")]  # fmt: skip
+    ran, ret, events = call(s, "cmdline_proc_show")
+    assert ran == "livepatch_cmdline_proc_show"
+    assert all(link.hits == 1 for link in links)
+    assert all(link.seen[0].startswith("cmdline_proc_show") for link in links)
+    assert "fexit bpf2 on cmdline_proc_show: saw return 0" in events
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_breakpoint_in_a_patched_body_goes_quiet(profile):
+    s = sim(profile)
+    body = attach(s, "kprobe", "cmdline_proc_show", offset=0x10)
+    call(s, "cmdline_proc_show")
+    s.sh("load_lp test_klp_livepatch")
+    call(s, "cmdline_proc_show")
+    assert body.hits == 1
+    assert health(s)[body.name] == "silent"
+
+
+@pytest.mark.parametrize(("profile", "fixed"), [("7.1", False), ("replace-set", False),
+                                                 ("6.12", True)])  # fmt: skip
+def test_ipmodify_kprobe_after_livepatch(profile, fixed):
+    """Row E, livepatch first: -EBUSY where __register_kprobe() returns the
+    arming error (6.12, before 587e8e6d640b); 0 and a silently absent probe
+    on 7.1 and replace-set."""
+    s = sim(profile)
+    s.sh("load_lp test_klp_livepatch")
+    kprobes = s.system.kprobes
+    kp = kprobes.new_kprobe("cmdline_proc_show", pre_handler=lambda *a: 0,
+                            post_handler=lambda *a: None)  # fmt: skip
+    ret = kprobes.register_kprobe(kp)
+    assert ret == (-EBUSY if fixed else 0)
+    assert s.read("/sys/kernel/debug/kprobes/list") == ""
+    call(s, "cmdline_proc_show")
+    assert kp.hits == 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_ipmodify_kprobe_before_livepatch(profile):
+    s = sim(profile)
+    s.sh("load_mod test_klp_kprobe has_post_handler=true\nload_failing_mod test_klp_livepatch")
+    assert call(s, "cmdline_proc_show")[0] == "cmdline_proc_show"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_probe_on_new_func_silent_after_replace_then_gone(profile):
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    newfunc = attach(s, "kprobe", "lp_getppid:lp_getppid_getppid", name="newfunc")
+    orig = attach(s, "kprobe", name="orig")
+    assert health(s) == {"newfunc": "active", "orig": "active"}
+    s.sh("load_lp lp_getppid_v2")  # set 0 / replace=1: replaces lp_getppid
+    assert health(s) == {"newfunc": "silent", "orig": "active"}
+    call(s)
+    assert (newfunc.hits, orig.hits) == (0, 1)
+    s.sh("unload_lp lp_getppid")
+    assert health(s) == {"newfunc": "gone", "orig": "active"}
+
+
+def test_hook_patch_survives_updates_only_in_its_own_set():
+    """The shipped example, in short: replace-set keeps the hook; 7.1's
+    first atomic replace silences it."""
+    example = ROOT / "examples"
+    for profile, want in (("replace-set", ["active"] * 3), ("7.1", ["silent"] * 3)):
+        s = Sim(profile, module_dirs=[example / "test_modules"])
+        s.sh("load_mod bonding\nload_lp lp_bond_hook")
+        attach(s, "kprobe", "lp_bond_hook:bond_get_slave_hook", override=2, name="hook")
+        got = []
+        for v in (1, 2, 3):
+            s.sh(f"load_lp lp_fix_v{v}")
+            got.append(health(s)["hook"])
+            ran, ret, _ = call(s, "bond_xmit_3ad_xor_slave_get")
+            assert ret == (2 if profile == "replace-set" else 0)
+        assert got == want
