@@ -213,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only generate the scenarios into --out, run nothing"
     )
     fz.set_defaults(func=_cmd_fuzz)
+    sub.add_parser(
+        "truth-table",
+        add_help=False,
+        help="livepatch x ftrace users, both attach orders: docs/truth-table.md",
+    )
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p
@@ -220,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["truth-table"]:
+        from klpsim.tools.truthtable import main as truth_main
+
+        return truth_main(argv[1:])
     if argv[:1] == ["vm"]:  # the real-kernel tier parses its own options
         from klpsim.real.vm.cli import main as vm_main
 

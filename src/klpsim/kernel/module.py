@@ -107,6 +107,7 @@ class Module:
         self.name = spec.name
         self.state = MODULE_STATE_UNFORMED
         self.refcnt = 0
+        self.holders: dict[str, int] = {}
         self.klp = spec.livepatch
         self.klp_alive = False
         self.params: dict[str, Any] = {p.name: p.default for p in spec.params}
@@ -116,14 +117,17 @@ class Module:
         self.code: ModuleCode = spec.code(self)
         self.private: dict[str, Any] = {}
 
-    def try_module_get(self) -> bool:
+    def try_module_get(self, holder: str = "") -> bool:
+        """Take a reference; *holder* only labels it, for the model's checks."""
         if self.state == MODULE_STATE_GOING:
             return False
         self.refcnt += 1
+        self.holders[holder] = self.holders.get(holder, 0) + 1
         return True
 
-    def module_put(self) -> None:
+    def module_put(self, holder: str = "") -> None:
         self.refcnt -= 1
+        self.holders[holder] = self.holders.get(holder, 0) - 1
 
     @property
     def state_name(self) -> str:
@@ -207,8 +211,9 @@ class ModuleLoader:
         for name in spec.exports:
             owner = self.exported.get(name)
             if owner is not None:
-                self.kernel.log.printk(KERN_ERR, f"{mod.name}: exports duplicate symbol {name} "
-                                       f"(owned by {owner})")
+                self.kernel.log.printk(
+                    KERN_ERR, f"{mod.name}: exports duplicate symbol {name} (owned by {owner})"
+                )
                 return -ENOEXEC
         for name in spec.exports:
             self.exported[name] = mod.name

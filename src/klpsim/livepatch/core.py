@@ -442,7 +442,7 @@ def klp_free_patch_finish(klp, patch: KlpPatch) -> None:
         klp.kernel.fs.remove(patch.kobj)
         patch.kobj = None
     if not patch.forced:
-        patch.mod.module_put()
+        patch.mod.module_put("livepatch")
     patch.freed = True
 
 
@@ -531,7 +531,7 @@ def klp_enable_patch(klp, patch: KlpPatch) -> int:
     if not klp_is_patch_compatible(klp, patch):
         klp.msg("incompatible", patch.name)
         return -EINVAL
-    if not patch.mod.try_module_get():
+    if not patch.mod.try_module_get("livepatch"):
         return -ENODEV
     klp.all_patches.append(patch)
     klp_init_patch_early(patch)

@@ -8,6 +8,8 @@ task runs may change only when that task switches.
 
 from typing import NamedTuple
 
+from klpsim.kernel.symbols import Regs
+from klpsim.livepatch import patch as patch_mod
 from klpsim.livepatch.patch import klp_func_for_task
 from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED
 
@@ -115,8 +117,8 @@ def tasks_run_the_right_code(klp) -> list[Violation]:
                         (old_func.name,),
                     )
                 )
-            got, _ = kernel.resolve(task, old_func)
-            if got is not None and got is not want and not _redirected_by_others(klp, old_func):
+            got = klp_redirect(klp, task, old_func)
+            if got is not want:
                 out.append(
                     Violation(
                         "task-runs-stack-entry",
@@ -129,9 +131,40 @@ def tasks_run_the_right_code(klp) -> list[Violation]:
     return out
 
 
-def _redirected_by_others(klp, old_func) -> bool:
-    """Another IP-modifying ftrace user (a kprobe override) may win the call."""
-    return any(ops.name.startswith(("kprobe", "bpf")) for ops in klp.ftrace.ops_on(old_func))
+def klp_redirect(klp, task, old_func):
+    """Where livepatch sends *task*'s call of *old_func*: the ftrace handler
+    itself, run alone, so that checking has no side effects on other ftrace
+    users (tracers, probes, BPF programs)."""
+    ops = klp.ops.get(old_func)
+    if ops is None:
+        return old_func
+    regs = Regs(old_func, ())
+    patch_mod.klp_ftrace_handler(task, old_func, ops.fops, regs)
+    return regs.ip
+
+
+def ftrace_plumbing(klp) -> list[Violation]:
+    """Every klp_ops is registered with ftrace on its function, and the call
+    site is armed while ftrace is enabled."""
+    out = []
+    for old_func, ops in klp.ops.items():
+        if ops.fops not in klp.ftrace.ops_on(old_func):
+            out.append(
+                Violation(
+                    "ftrace-plumbing",
+                    f"klp_ops of {old_func.name} is not registered on its function",
+                    (old_func.name,),
+                )
+            )
+        elif klp.ftrace.ftrace_enabled and old_func.fentry is None:
+            out.append(
+                Violation(
+                    "ftrace-plumbing",
+                    f"the call site of {old_func.name} is not armed",
+                    (old_func.name,),
+                )
+            )
+    return out
 
 
 def _sample_tasks(kernel):
@@ -154,9 +187,13 @@ def module_refcounts(klp) -> list[Violation]:
         if patch.kobj is None and not patch.freed:
             continue  # failed enable in progress, or not yet enabled
         want = 0 if patch.freed and not patch.forced else 1
-        if mod.refcnt != want:
+        have = mod.holders.get("livepatch", 0)  # BPF links may hold more
+        if have != want:
             out.append(
-                Violation("module-refcount", f"{mod.name} refcnt {mod.refcnt}, expected {want}")
+                Violation(
+                    "module-refcount",
+                    f"{mod.name} holds {have} livepatch reference(s), expected {want}",
+                )
             )
     return out
 
@@ -220,6 +257,7 @@ def disjoint_sets(klp) -> list[Violation]:
 
 CHECKS = (
     single_transition,
+    ftrace_plumbing,
     func_stack_order,
     tasks_run_the_right_code,
     module_refcounts,
@@ -261,7 +299,7 @@ class ViewTracker:
             for f in self.funcs:
                 if f.owner.name not in kernel.kallsyms.objects:
                     continue  # its module is gone
-                got, _ = kernel.resolve(task, f)
+                got = klp_redirect(self.klp, task, f)
                 views[(task.pid, task.comm, f)] = (got, task.patch_state)
         return views
 

@@ -14,9 +14,9 @@ kernel function. Scripts that use them run only in klpsim.
     The task returns from the functions ``sleep_task`` entered.
 ``kill PID``
     The task exits.
-``call FUNC [PID]``
-    Call a vmlinux or module function from a task (the shell by default)
-    and print what ran and what it returned.
+
+``call``, ``bpf_attach``, ``bpf_detach`` and ``bpf_attachments`` are in
+bpfverbs.py.
 """
 
 from klpsim.kernel.tasks import Task
@@ -88,18 +88,9 @@ def kill(rt, pid: str) -> None:
     rt.kernel.exit_task(task)
 
 
-def call(rt, func: str, pid: str | None = None) -> None:
-    task = _task(rt, pid) if pid else rt.kernel.sched.current
-    sym = _function(rt, func)
-    target, result = rt.kernel.invoke(task, sym, [])
-    ran = "(overridden)" if target is None else f"{target.owner.name}:{target.name}"
-    rt.stdout(f"{func} from {task.comm}:{task.pid} ran {ran}, returned {result}\n")
-
-
 SIM_VERBS = {
     "spawn_task": spawn_task,
     "sleep_task": sleep_task,
     "wake_task": wake_task,
     "kill": kill,
-    "call": call,
 }
