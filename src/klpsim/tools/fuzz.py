@@ -16,6 +16,7 @@ The seed makes it reproducible.
 """
 
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ SHOW = {
     "loadavg_proc_show": "/proc/loadavg",
     "uptime_proc_show": "/proc/uptime",
 }
-TARGET_FUNCS = ("f1", "f2")
+PREFIX = "test_klp_fz"  # check_result keeps lines naming test_klp modules
 
 
 @dataclass
@@ -44,24 +45,23 @@ class Scenario:
         return "\n".join(self.lines) + "\n"
 
 
-class _Builder:
-    """Grows one scenario, checking each step on a fresh model run."""
+def module_pool(seed: int, livepatches: int = 16) -> dict[str, str]:
+    """The modules every scenario of a seed draws from: name -> TOML.
 
-    def __init__(self, rng: random.Random, kernel: str, prefix: str):
-        self.rng = rng
-        self.kernel = kernel
-        self.prefix = prefix
-        self.sc = Scenario(prefix, [f"start_test '{prefix}'"])
-        self.targets = [f"{prefix}_tgt{i}" for i in (1, 2)]
-        for t in self.targets:
-            self.sc.modules[t] = f"functions = {list(TARGET_FUNCS)!r}\n".replace("'", '"')
-        self.n = 0
-        self.system = None
-
-    def livepatch(self) -> str:
-        self.n += 1
-        name = f"{self.prefix}_lp{self.n}"
-        rng = self.rng
+    One pool per seed keeps the real kernel's build to one short kbuild run.
+    Target modules export their functions; the third one exports a name the
+    first one does too, so loading both fails (-ENOEXEC), as on a real kernel.
+    """
+    rng = random.Random(f"{seed}:pool")
+    targets = {
+        f"{PREFIX}_tgt_a": ("a1", "a2"),
+        f"{PREFIX}_tgt_b": ("b1", "b2"),
+        f"{PREFIX}_tgt_c": ("a1", "c1"),
+    }
+    pool = {
+        name: f"functions = {list(funcs)!r}\n".replace("'", '"') for name, funcs in targets.items()
+    }
+    for i in range(1, livepatches + 1):
         lines = ["livepatch = true", f"replace = {str(rng.random() < 0.35).lower()}"]
         funcs = rng.sample(sorted(SHOW), rng.randint(0, 2))
         if funcs or rng.random() < 0.5:
@@ -69,21 +69,30 @@ class _Builder:
             lines += [f'  {{ old_name = "{f}" }},' for f in funcs]
             lines.append("]")
         if rng.random() < 0.5:
-            target = rng.choice(self.targets)
+            target = rng.choice(sorted(targets))
             lines.append(f'[[objects]]\nname = "{target}"\nfuncs = [')
-            lines += [f'  {{ old_name = "{f}" }},' for f in rng.sample(TARGET_FUNCS, 1)]
+            lines.append(f'  {{ old_name = "{rng.choice(targets[target])}" }},')
             lines.append("]")
         if rng.random() < 0.4:
             lines.append(f"[[states]]\nid = {rng.randint(1, 2)}\nversion = {rng.randint(1, 3)}")
-        self.sc.modules[name] = "\n".join(lines) + "\n"
-        return name
+        pool[f"{PREFIX}_lp{i}"] = "\n".join(lines) + "\n"
+    return pool
 
-    def run(self, lines: list[str]):
-        from klpsim.livepatch.system import boot  # noqa: F401  (model_log boots)
 
-        status, log = model_log(
-            "\n".join(lines) + "\n", Path(f"{self.prefix}.sh"), self.kernel, [], self.sc.modules
-        )
+class _Builder:
+    """Grows one scenario, checking each step on a fresh model run."""
+
+    def __init__(self, rng: random.Random, kernel: str, name: str, pool: dict[str, str]):
+        self.rng = rng
+        self.kernel = kernel
+        self.name = name
+        self.sc = Scenario(name, [f"start_test '{name}'"], pool)
+        self.targets = sorted(n for n, text in pool.items() if text.startswith("functions"))
+        self.livepatches = sorted(n for n in pool if n not in self.targets)
+
+    def run(self, lines: list[str]) -> int:
+        text = "\n".join(lines) + "\n"
+        status, _ = model_log(text, Path(f"{self.name}.sh"), self.kernel, [], self.sc.modules)
         return status
 
     def try_step(self, *candidates: str) -> bool:
@@ -105,21 +114,20 @@ class _Builder:
         system = boot(self.kernel)
         resolver = ModuleResolver(system.profile, [], None)
         resolver.texts.update(self.sc.modules)
-        rt = Runner(system, resolver, self.prefix, io.StringIO(), io.StringIO(), transcript=False)
-        rt.run(parse_script(self.sc.text, self.prefix))
+        rt = Runner(system, resolver, self.name, io.StringIO(), io.StringIO(), transcript=False)
+        rt.run(parse_script(self.sc.text, self.name))
         return system
 
     def step(self) -> None:
         rng = self.rng
-        system = self.state()
-        kernel = system.kernel
+        kernel = self.state().kernel
         patches = kernel.fs.listdir("/sys/kernel/livepatch")
         mods = kernel.modules.modules
-        loaded_lps = [m for m in mods if mods[m].klp]
-        free_lps = [m for m in loaded_lps if not mods[m].refcnt]
+        unloaded = [n for n in self.livepatches if n not in mods]
+        free_lps = [m for m in mods if mods[m].klp and not mods[m].refcnt]
         op = rng.choice(["load", "load", "load", "disable", "unload", "target", "grep", "grep"])
-        if op == "load":
-            name = self.livepatch()
+        if op == "load" and unloaded:
+            name = rng.choice(unloaded)
             self.try_step(f"load_lp {name}", f"load_failing_mod {name}")
         elif op == "disable" and patches:
             self.try_step(f"disable_lp {rng.choice(patches)}")
@@ -127,36 +135,41 @@ class _Builder:
             self.try_step(f"unload_lp {rng.choice(free_lps)}")
         elif op == "target":
             t = rng.choice(self.targets)
-            self.try_step(f"unload_mod {t}" if t in mods else f"load_mod {t}")
+            self.try_step(
+                f"unload_mod {t}" if t in mods else f"load_mod {t}", f"load_failing_mod {t}"
+            )
         elif op == "grep":
             func = rng.choice(sorted(SHOW))
             self.sc.lines.append(f"grep 'live patched' {SHOW[func]} > /dev/kmsg")
             for t in self.targets:
                 if t in mods:
-                    self.sc.lines.append(f"grep . /proc/{t}/{rng.choice(TARGET_FUNCS)} > /dev/kmsg")
+                    for f in sorted(s.name for s in mods[t].text.symbols):
+                        self.sc.lines.append(f"grep . /proc/{t}/{f} > /dev/kmsg")
 
     def cleanup(self) -> None:
         """Leave the guest as it was: disable and unload everything."""
-        system = self.state()
-        kernel = system.kernel
+        kernel = self.state().kernel
         for name in reversed(kernel.fs.listdir("/sys/kernel/livepatch")):
             self.try_step(f"disable_lp {name}")
         for name in sorted(kernel.modules.modules):
-            if name.startswith(self.prefix):
+            if name.startswith(PREFIX):
                 self.try_step(f"unload_mod {name}")
 
 
 def generate(
     kernel: str, seed: int, count: int, steps: tuple[int, int] = (5, 10)
 ) -> list[Scenario]:
-    """*count* scenarios; the same seed gives the same scenarios."""
+    """*count* scenarios from one pool; the same seed gives the same scenarios."""
+    pool = module_pool(seed)
     out = []
     for i in range(count):
         rng = random.Random(f"{seed}:{i}")
-        b = _Builder(rng, kernel, f"test_klp_fz{i}")
+        b = _Builder(rng, kernel, f"fuzz_{seed}_{i}", pool)
         for _ in range(rng.randint(*steps)):
             b.step()
         b.cleanup()
+        # Each scenario keeps only the modules it uses.
+        b.sc.modules = {n: t for n, t in pool.items() if n in b.sc.text}
         out.append(b.sc)
     return out
 
@@ -182,6 +195,7 @@ def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log) -> int:
     paths = [write_scenario(sc, work) for sc in scenarios]
     rk = prepare(kernel, log=log)
     results = rk.run_many(paths, [str(work / "test_modules")])
+    shutil.rmtree(work, ignore_errors=True)
     mismatches = 0
     for sc, path, res in zip(scenarios, paths, results, strict=True):
         _, model = model_log(sc.text, path, kernel, [], sc.modules)
