@@ -1,0 +1,87 @@
+"""The simulated kernel's own pieces: dynamic debug, module parameters,
+sysfs permissions, procfs and kallsyms."""
+
+from sim import Sim
+
+from klpsim.kernel.fs import mode_string
+from klpsim.kernel.params import ParamSpec, kstrtobool
+
+
+def test_dynamic_debug_control_enables_the_per_task_messages():
+    sim = Sim()
+    pid = int(sim.sh("spawn_task reader"))
+    sim.write("/sys/kernel/debug/dynamic_debug/control", "func klp_try_switch_task +p\n")
+    sim.sh(f"sleep_task {pid} cmdline_proc_show\nload_lp_nowait test_klp_livepatch")
+    lines = sim.klp_lines()
+    assert (
+        f"livepatch: klp_try_switch_task: reader:{pid} is sleeping on function "
+        "cmdline_proc_show" in lines
+    )
+    assert "livepatch: klp_try_switch_task: swapper/1:0 is running" in lines
+    sim.write("/sys/kernel/debug/dynamic_debug/control", "file kernel/livepatch/* -p\n")
+    mark = len(sim.klp_lines())
+    sim.tick(2)
+    assert sim.klp_lines()[mark:] == []  # the retries still fail, now silently
+
+
+def test_kstrtobool_and_module_parameter_parsing():
+    assert [kstrtobool(s) for s in ("1", "y", "Yes", "true", "on")] == [True] * 5
+    assert [kstrtobool(s) for s in ("0", "n", "F", "off")] == [False] * 4
+    assert kstrtobool("") == -22 and kstrtobool("x") == -22 and kstrtobool("o") == -22
+    p = ParamSpec("klp_pids", "int_array", 0, [])
+    assert p.parse("1,2,3") == (0, [1, 2, 3])
+    assert p.parse("1,x")[0] == -22
+    b = ParamSpec("has_post_handler", "bool", 0o444, True)
+    assert b.parse("false") == (0, False) and b.format(True) == "Y"
+    i = ParamSpec("pre_patch_ret", "int", 0o644, 0)
+    assert i.parse("-19\n") == (0, -19) and i.parse("0x10") == (0, 16)
+
+
+def test_bad_module_parameter_refuses_the_load():
+    sim = Sim()
+    status, _, err = sim.rt.shell(
+        ["insmod", "test_modules/test_klp_callbacks_demo.ko", "pre_patch_ret=abc"]
+    )
+    assert status == 1 and err.endswith("Invalid parameters\n")
+    assert (
+        "test_klp_callbacks_demo: `abc' invalid for parameter `pre_patch_ret'"
+        in sim.kernel.log.dmesg()
+    )
+    sim.sh("load_mod test_klp_callbacks_mod bogus=1")
+    assert "test_klp_callbacks_mod: unknown parameter 'bogus' ignored" in sim.kernel.log.dmesg()
+
+
+def test_sysfs_permissions_hold_for_root():
+    sim = Sim()
+    sim.sh("load_lp test_klp_livepatch")
+    base = "/sys/kernel/livepatch/test_klp_livepatch"
+    assert sim.write(f"{base}/transition", "1\n") == -13  # EACCES
+    assert sim.kernel.fs.read(f"{base}/force") == -13
+    assert mode_string(sim.kernel.fs.lookup(base).mode) == "drwxr-xr-x"
+    status, _, err = sim.rt.shell(["cat", f"{base}/force"])
+    assert (status, err) == (1, f"cat: {base}/force: Permission denied\n")
+
+
+def test_proc_kallsyms_lists_module_functions_and_kprobe_ftrace_ops():
+    sim = Sim()
+    sim.sh("load_lp test_klp_livepatch")
+    text = sim.read("/proc/kallsyms")
+    assert " t livepatch_cmdline_proc_show\t[test_klp_livepatch]" in text
+    assert text.count(" t cmdline_proc_show\n") == 1
+    assert " d kprobe_ftrace_ops" in text
+    assert text.count(" t init_once\n") == 2  # a duplicated static: sympos 1 and 2
+
+
+def test_sympos_zero_and_one_are_the_same_only_since_6_19():
+    # klp_find_func(), 139560e8b973: nops of an atomic replace match a
+    # function given with sympos 0 to the same function given with sympos 1.
+    from klpsim.livepatch.core import klp_find_func
+    from klpsim.livepatch.structs import KlpFunc, KlpObject
+
+    obj = KlpObject(None, [])
+    obj.func_list = [KlpFunc("cmdline_proc_show", None, 1)]
+    for profile, same in (("7.1", True), ("6.12", True), ("6.1", False)):
+        klp = Sim(profile).klp
+        assert (
+            klp_find_func(klp, obj, KlpFunc("cmdline_proc_show", None, 0)) is not None
+        ) == same, profile
