@@ -9,11 +9,11 @@ model's profile of that kernel and must give the same filtered log.
 import re
 
 import pytest
-from test_selftests import after_last_canary
 
 from _harness import ROOT, SELFTESTS, klpsim
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.scenario.parser import parse_script
+from test_selftests import after_last_canary
 
 DATA = ROOT / "tests" / "data" / "real"
 OVERRIDES = ROOT / "tests" / "real_kernel_cases"

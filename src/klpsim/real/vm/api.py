@@ -12,12 +12,14 @@ modgen.py (TOML definitions), initramfs.py and vm.py.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 
 from .build import build_getpid_helper, build_modules, build_test_modules
-from .debian import KernelTree, cache_root, prepare_kernel
+from .debian import KernelTree, cache_lock, cache_root, prepare_kernel
 from .errors import VMError
 from .initramfs import build_initramfs
 from .modgen import TAINT_MODULE, generate_module, load_definition
@@ -62,15 +64,22 @@ class RealKernel:
         self.series = series
         self.log = log
         self.tree: KernelTree = prepare_kernel(series, log=log)
-        self.test_modules = build_test_modules(self.tree)
-        support = build_modules(
-            self.tree,
-            {"klpsim_taint": TAINT_MODULE},
-            cache_root() / "build" / self.tree.kver / "support",
-        )
+        with cache_lock():
+            self.test_modules = build_test_modules(self.tree)
+            support = build_modules(
+                self.tree,
+                {"klpsim_taint": TAINT_MODULE},
+                cache_root() / "build" / self.tree.kver / "support",
+            )
+            self.getpid = build_getpid_helper(self.tree)
         self.taint_module = support["klpsim_taint"]
-        self.getpid = build_getpid_helper(self.tree)
-        self.workdir = cache_root() / "run" / self.tree.kver
+        # One directory per process: initramfs, console log, QEMU's stderr.
+        base = cache_root() / "run" / self.tree.kver
+        base.mkdir(parents=True, exist_ok=True)
+        for old in base.iterdir():  # directories of processes that are gone
+            if old.is_dir() and old.name.isdigit() and not Path(f"/proc/{old.name}").exists():
+                shutil.rmtree(old, ignore_errors=True)
+        self.workdir = base / str(os.getpid())
         self._symbols: set[str] | None = None
         self._loaded: dict[int, dict[str, str]] = {}  # id(vm) -> name -> digest
 
@@ -78,9 +87,21 @@ class RealKernel:
     def kver(self) -> str:
         return self.tree.kver
 
-    def vmlinux_symbols(self) -> dict[str, int] | None:
+    def vmlinux_symbols(self) -> dict[str, int]:
+        """vmlinux text symbols (name -> count) of this kernel.
+
+        Debian's System.map is a stub, so the list is the guest's
+        /proc/kallsyms, saved by the first boot; when no boot has saved it
+        yet, one short boot does.
+        """
         if self._symbols is None:
             self._symbols = self.tree.vmlinux_symbols()
+        if self._symbols is None:
+            self.log(f"{self.series}: reading the kernel's symbol table (one boot)")
+            self.boot().close()
+            self._symbols = self.tree.vmlinux_symbols()
+            if self._symbols is None:
+                raise VMError(f"could not read the symbol table of {self.kver}")
         return self._symbols
 
     # ------------------------------------------------------------ the guest
@@ -120,36 +141,68 @@ class RealKernel:
 
     # -------------------------------------------------------------- modules
 
-    def resolve_module(self, name: str, search: list[Path]) -> tuple[str, bytes] | None:
-        """Find ``name`` in ``search`` (TOML or .ko); None for kernel test modules.
+    def find_module(self, name: str, search: list[Path]) -> Path | None:
+        """``name``'s definition (``.toml``) or prebuilt ``.ko`` in ``search``.
 
-        Returns (kind, .ko bytes).  A TOML definition is generated, checked
-        against System.map and built here.
+        None when ``name`` is one of the kernel's own test modules (already in
+        the guest); a name found nowhere is refused.
         """
         for d in search:
-            toml = d / f"{name}.toml"
-            if toml.exists():
-                mod = load_definition(toml)
-                src = generate_module(mod, self.vmlinux_symbols(), self.kver)
-                out = cache_root() / "build" / self.kver / "gen" / name
-                ko = build_modules(self.tree, {name: src}, out)[name]
-                return "toml", ko.read_bytes()
-            ko = d / f"{name}.ko"
-            if ko.exists():
-                return "ko", ko.read_bytes()
+            for path in (d / f"{name}.toml", d / f"{name}.ko"):
+                if path.exists():
+                    return path
         if name in self.test_modules:
             return None
         where = ", ".join(str(d) for d in search) or "no module directories"
         raise VMError(f"unknown module {name!r}: not a kernel test module, not in {where}")
 
+    def build_definitions(self, tomls: list[Path]) -> dict[str, Path]:
+        """Generate and build TOML module definitions; name -> cached .ko.
+
+        Every definition is checked first (format, and vmlinux functions
+        against this kernel's symbol table); the ones not built before are
+        then built together in one kbuild run.  The cache is keyed by the
+        generated C text, so an edited definition is rebuilt.
+        """
+        gen = cache_root() / "build" / self.kver / "gen"
+        out: dict[str, Path] = {}
+        todo: dict[str, str] = {}
+        for toml in tomls:
+            mod = load_definition(toml)
+            src = generate_module(mod, self.vmlinux_symbols(), self.kver)
+            key = hashlib.sha256(src.encode()).hexdigest()[:20]
+            ko = gen / key / f"{mod.name}.ko"
+            out[mod.name] = ko
+            if not ko.exists():
+                todo[mod.name] = src
+        if todo:
+            with cache_lock():
+                self._build_batch(todo, out, gen)
+        return out
+
+    def _build_batch(self, todo: dict[str, str], out: dict[str, Path], gen: Path) -> None:
+        todo = {n: src for n, src in todo.items() if not out[n].exists()}
+        if todo:
+            batch = gen / (
+                "batch-" + hashlib.sha256(repr(sorted(todo.items())).encode()).hexdigest()[:12]
+            )
+            built = build_modules(self.tree, todo, batch)
+            for name, ko in built.items():
+                out[name].parent.mkdir(parents=True, exist_ok=True)
+                tmp = out[name].with_suffix(".tmp")
+                tmp.write_bytes(ko.read_bytes())
+                tmp.replace(out[name])
+            shutil.rmtree(batch, ignore_errors=True)
+
     def install_modules(self, vm: VM, names: list[str], search: list[Path]) -> None:
+        """Build (once) and copy into the guest the modules ``names`` need."""
+        found = {n: p for n in names if (p := self.find_module(n, search)) is not None}
+        tomls = [p for p in found.values() if p.suffix == ".toml"]
+        built = self.build_definitions(tomls) if tomls else {}
         loaded = self._loaded.setdefault(id(vm), {})
         changed = False
-        for name in names:
-            found = self.resolve_module(name, search)
-            if found is None:
-                continue
-            data = found[1]
+        for name, path in found.items():
+            data = (built[name] if path.suffix == ".toml" else path).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if loaded.get(name) == digest:
                 continue
@@ -184,13 +237,28 @@ class RealKernel:
         if path is not None and (path.parent / "test_modules").is_dir():
             search.append(path.parent / "test_modules")
         self.install_modules(vm, module_names_in(text), search)
-        if vm.boots and id(vm) not in self._loaded:
-            self._loaded[id(vm)] = {}
-        boots = vm.boots
-        res = vm.run_guest_script(text, "/klp/run-scenario.sh", timeout=timeout)
-        if vm.boots != boots:
-            self._loaded[id(vm)] = {}
-        return res
+        # A reboot (on_boot) forgets which modules the guest holds.
+        return vm.run_guest_script(text, "/klp/run-scenario.sh", timeout=timeout)
+
+    def prebuild(self, modules_dirs: list[str | Path]) -> dict[str, Path]:
+        """Build every ``*.toml`` in ``modules_dirs`` in one kbuild run (cached)."""
+        tomls = sorted(p for d in modules_dirs for p in Path(d).glob("*.toml"))
+        return self.build_definitions(tomls) if tomls else {}
+
+    def run_many(
+        self,
+        scripts: list[str | Path],
+        modules_dirs: list[str | Path] = (),
+        timeout: float = 900.0,
+    ) -> list[VMResult]:
+        """Boot once and run ``scripts`` (paths or texts) one after another.
+
+        All TOML definitions in ``modules_dirs`` are built first, in one
+        kbuild run, which is what a fuzzer with a pool of modules wants.
+        """
+        self.prebuild(modules_dirs)
+        with self.boot() as vm:
+            return [self.run_script(vm, s, modules_dirs, timeout=timeout) for s in scripts]
 
     def run_selftests(self, vm: VM, names: list[str] | None = None) -> list[SelftestResult]:
         out = []

@@ -38,23 +38,37 @@ def _fail(message: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klpsim vm", description="Run scenario scripts on a real Debian kernel.")
     p.add_argument("--kernel", default="6.12", choices=["6.1", "6.12"], help="default: 6.12")
-    p.add_argument("--modules", action="append", default=[], metavar="DIR",
-                   help="directory of TOML module definitions (or .ko files)")
-    p.add_argument("--selftests", action="store_true",
-                   help="run the kernel's own tools/testing/selftests/livepatch/test-*.sh")
-    p.add_argument("--save-logs", metavar="DIR",
-                   help="with --selftests: write DIR/<kernel>/test-*.{dmesg,filtered,out}")
-    p.add_argument("--filtered", action="store_true",
-                   help="print only the lines check_result compares")
-    p.add_argument("--prepare", action="store_true",
-                   help="only download and build; do not boot")
+    p.add_argument(
+        "--modules",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of TOML module definitions (or .ko files)",
+    )
+    p.add_argument(
+        "--selftests",
+        action="store_true",
+        help="run the kernel's own tools/testing/selftests/livepatch/test-*.sh",
+    )
+    p.add_argument(
+        "--save-logs",
+        metavar="DIR",
+        help="with --selftests: write DIR/<kernel>/test-*.{dmesg,filtered,out}",
+    )
+    p.add_argument(
+        "--filtered", action="store_true", help="print only the lines check_result compares"
+    )
+    p.add_argument("--prepare", action="store_true", help="only download and build; do not boot")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("scripts", nargs="*", metavar="SCRIPT")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # --help (0) or a bad option (2, already reported)
+        return e.code if isinstance(e.code, int) else 2
     # Heavy imports only now, so that "klpsim --help" stays light.
     from .api import prepare
     from .errors import VMError
@@ -86,26 +100,38 @@ def main(argv: list[str] | None = None) -> int:
                 npass = sum(len(r.passed) for r in results)
                 nfail = sum(len(r.failed) for r in results)
                 bad = [r.name for r in results if not r.ok]
-                print(f"{args.kernel} ({rk.kver}): {npass} passed, {nfail} failed"
-                      + (f"; scripts failing: {' '.join(bad)}" if bad else ""))
+                print(
+                    f"{args.kernel} ({rk.kver}): {npass} passed, {nfail} failed"
+                    + (f"; scripts failing: {' '.join(bad)}" if bad else "")
+                )
                 if args.save_logs:
-                    save_logs(results, Path(args.save_logs) / args.kernel,
-                              f"{args.kernel}: {rk.kver}")
+                    save_logs(
+                        results, Path(args.save_logs) / args.kernel, f"{args.kernel}: {rk.kver}"
+                    )
                 status = 1 if bad else 0
             else:
                 many = len(args.scripts) > 1
                 for s in args.scripts:
-                    res = rk.run_script(vm, Path(s), args.modules)
+                    try:
+                        res = rk.run_script(vm, Path(s), args.modules)
+                    except VMError as e:
+                        if vm.proc is None:
+                            raise
+                        print(f"klpsim vm: {e}", file=sys.stderr)
+                        status = 2
+                        continue
                     lines = check_result_view(res.log_lines) if args.filtered else res.log_lines
                     if many:
                         print(f"==> {s} <==")
                     sys.stdout.write("".join(line + "\n" for line in lines))
                     sys.stdout.flush()
                     sys.stderr.write(res.stdout)
-                    log(f"{s}: exit {res.exit_status} ({res.seconds:.1f} s)"
-                        + (", guest rebooted" if res.rebooted else ""))
+                    log(
+                        f"{s}: exit {res.exit_status} ({res.seconds:.1f} s)"
+                        + (", guest rebooted" if res.rebooted else "")
+                    )
                     if res.exit_status != 0:
-                        status = 1
+                        status = max(status, 1)
         log(f"total {time.monotonic() - t0:.1f} s")
         return status
     except VMError as e:

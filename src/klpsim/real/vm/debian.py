@@ -19,6 +19,8 @@ configuration is left alone).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -31,6 +33,7 @@ __all__ = [
     "SERIES",
     "KernelPackages",
     "KernelTree",
+    "cache_lock",
     "cache_root",
     "prepare_kernel",
     "resolve_packages",
@@ -53,6 +56,17 @@ def cache_root() -> Path:
     root = Path(base) / "klpsim"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def cache_lock(name: str = "lock"):
+    """Serialise cache writers (downloads, builds) across processes."""
+    with open(cache_root() / f".{name}", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict | None = None) -> str:
@@ -351,6 +365,11 @@ def prepare_kernel(series: str, log=print) -> KernelTree:
     with the same Debian ABI does no network access beyond ``apt-cache``.
     """
     pkgs = resolve_packages(series)
+    with cache_lock():
+        return _prepare(pkgs, series, log)
+
+
+def _prepare(pkgs: KernelPackages, series: str, log) -> KernelTree:
     root = cache_root() / "kernels" / pkgs.kver
     debs = cache_root() / "debs" / pkgs.kver
     boot = root / "boot"

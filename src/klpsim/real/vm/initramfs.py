@@ -85,7 +85,7 @@ class _Cpio:
     """A minimal newc (``070701``) archive writer."""
 
     def __init__(self, path: Path):
-        self.f = open(path, "wb")
+        self.f = open(path, "wb")  # noqa: SIM115 - closed by close()
         self.ino = 1
         self.seen: set[str] = set()
 

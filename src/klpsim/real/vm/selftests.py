@@ -18,6 +18,7 @@ __all__ = [
     "SelftestResult",
     "check_result_view",
     "count_results",
+    "functions_sh_filter",
     "list_selftests",
     "run_selftest",
     "save_logs",
@@ -70,6 +71,11 @@ def check_result_view(log_lines: list[str]) -> list[str]:
         ):
             out.append(line)
     return out
+
+
+def functions_sh_filter(log_lines: list[str]) -> list[str]:
+    """Exactly the filter of functions.sh's ``check_result`` (no separators)."""
+    return [ln for ln in check_result_view(log_lines) if not ln.startswith("===== TEST: ")]
 
 
 def run_selftest(vm, name: str, timeout: float = 900.0) -> SelftestResult:

@@ -14,6 +14,7 @@ clear the ring buffer); when that fails, the guest is rebooted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -123,13 +124,10 @@ class VM:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = qemu_command(self.tree, self.initrd, self.console_log, self.memory)
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(self.workdir / "qemu.stderr", "wb"),
-            bufsize=0,
-        )
+        with open(self.workdir / "qemu.stderr", "wb") as err:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0
+            )
         self._buf.clear()
         deadline = time.monotonic() + self.boot_timeout
         while True:
@@ -155,10 +153,8 @@ class VM:
                 p.kill()
                 p.wait()
         for f in (p.stdin, p.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
