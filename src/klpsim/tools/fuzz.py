@@ -194,19 +194,23 @@ def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log) -> int:
     work = out_dir / f".work-{kernel}-{seed}"
     paths = [write_scenario(sc, work) for sc in scenarios]
     rk = prepare(kernel, log=log)
-    results = rk.run_many(paths, [str(work / "test_modules")])
-    shutil.rmtree(work, ignore_errors=True)
+    modules = [str(work / "test_modules")]
+    rk.prebuild(modules)  # one kbuild run for the whole pool
     mismatches = 0
-    for sc, path, res in zip(scenarios, paths, results, strict=True):
-        _, model = model_log(sc.text, path, kernel, [], sc.modules)
-        d = compare(sc.name, comparable(model, False), comparable(res.log_lines, True))
-        if d:
-            mismatches += 1
-            dest = write_scenario(
-                sc,
-                out_dir / kernel,
-                f"klpsim fuzz --kernel {kernel} --seed {seed}: this scenario's logs differ.\n",
-            )
-            out.write(f"--- {dest}\n{d}")
+    with rk.boot() as vm:
+        for i, (sc, path) in enumerate(zip(scenarios, paths, strict=True), 1):
+            res = rk.run_script(vm, path, modules)
+            _, model = model_log(sc.text, path, kernel, [], sc.modules)
+            d = compare(sc.name, comparable(model, False), comparable(res.log_lines, True))
+            log(f"fuzz: [{i}/{count}] {sc.name}: {'DIFFERS' if d else 'same'}")
+            if d:
+                mismatches += 1
+                dest = write_scenario(
+                    sc,
+                    out_dir / kernel,
+                    f"klpsim fuzz --kernel {kernel} --seed {seed}: this scenario's logs differ.\n",
+                )
+                out.write(f"--- {dest}\n{d}")
+    shutil.rmtree(work, ignore_errors=True)
     log(f"fuzz: {count - mismatches}/{count} scenarios agree (seed {seed})")
     return 1 if mismatches else 0
