@@ -85,3 +85,68 @@ def test_sympos_zero_and_one_are_the_same_only_since_6_19():
         assert (
             klp_find_func(klp, obj, KlpFunc("cmdline_proc_show", None, 0)) is not None
         ) == same, profile
+
+
+def test_kstrtox_follows_the_kernel():
+    from klpsim.kernel.params import kstrtoint, kstrtoull
+
+    assert kstrtoull("010") == 8 and kstrtoull("0x1f\n") == 31 and kstrtoull("+5") == 5
+    assert [kstrtoull(s) for s in ("0b11", "1_000", " 5", "", "0x", "08")] == [-22] * 6
+    assert kstrtoint("-19") == (0, -19)
+    assert kstrtoint("-1", 0, 2**32 - 1) == (-22, 0)  # kstrtouint() takes no sign
+    assert kstrtoint("4294967296", 0, 2**32 - 1) == (-34, 0)
+
+
+def test_enabled_and_disabled_are_booleans_since_6_16():
+    # ae5b3500856f: kstrtobool() reads e/E and d/D.
+    for profile, status in (("7.1", 9), ("6.12", -22)):
+        sim = Sim(profile)
+        sim.sh("load_lp test_klp_livepatch")
+        assert (
+            sim.write("/sys/kernel/livepatch/test_klp_livepatch/enabled", "disabled\n") == status
+        ), profile
+
+
+def test_parse_args_reports_every_bad_parameter_and_returns_the_last_error():
+    sim = Sim()
+    status, _, err = sim.rt.shell(
+        [
+            "insmod",
+            "test_modules/test_klp_callbacks_busy.ko",
+            "block_transition=maybe",
+            "block-transition=x",
+            "async_probe",
+            "dyndbg=+p",
+            "no-such=1",
+        ]
+    )
+    log = sim.kernel.log.dmesg()
+    assert "test_klp_callbacks_busy: `maybe' invalid for parameter `block_transition'" in log
+    assert "test_klp_callbacks_busy: `x' invalid for parameter `block-transition'" in log
+    assert "test_klp_callbacks_busy: unknown parameter 'no-such' ignored" in log
+    assert not any("async_probe" in line or "dyndbg" in line for line in log)
+    assert status == 1 and err.endswith("Invalid parameters\n")
+
+
+def test_shadow_error_paths_log_and_return_null():
+    sim = Sim()
+    shadow = sim.klp.shadow
+    obj = object()
+    assert shadow.alloc(obj, 7, 8) is not None
+    assert shadow.alloc(obj, 7, 8) is None
+    log = sim.kernel.log.dmesg()
+    assert log[-4] == "------------[ cut here ]------------"
+    assert log[-3] == f"Duplicate shadow variable <{sim.klp.kernel_ptr(obj)}, 7>"
+    assert shadow.get_or_alloc(object(), 9, 8, ctor=lambda o, d, c: -12) is None
+    assert sim.kernel.log.dmesg()[-1].startswith("livepatch: Failed to construct shadow variable <")
+    assert sim.kernel.log.dmesg()[-1].endswith(", 9> (-12)")
+
+
+def test_cpu_bound_kthread_never_switches_itself_before_6_4():
+    sim = Sim("6.1")
+    sim.sh(
+        "spawn_task crunch --kthread --busy version_proc_show\nload_lp_nowait test_klp_livepatch"
+    )
+    sim.tick(16)
+    assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition") == "1"
+    assert "livepatch: signaling remaining tasks" in sim.klp_lines()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from klpsim.kernel.clock import Clock
 from klpsim.kernel.fs import VFS
 from klpsim.kernel.module import ModuleLoader
+from klpsim.kernel.params import kstrtobool
 from klpsim.kernel.printk import Printk
 from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
 from klpsim.kernel.tasks import Scheduler, Task
@@ -30,6 +31,8 @@ class KernelConfig:
     config: frozenset[str] = frozenset()
     """CONFIG_ options that are set (without the CONFIG_ prefix)."""
     cmdline: str = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro console=ttyS0"
+    kstrtobool_enable_disable: bool = True
+    """kstrtobool() takes e/E and d/D (since 6.16)."""
     extra_funcs: int = 0
     """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
     kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(
@@ -73,8 +76,21 @@ class Kernel:
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
         self.call_observers: list = []
-        self.data_symbols: list[str] = []  # vmlinux data shown in /proc/kallsyms
+        self.data_symbols: list[str] = []
+        self._pointers: dict[int, tuple[object, str]] = {}  # vmlinux data shown in /proc/kallsyms
         self._boot()
+
+    def kstrtobool(self, s: str) -> bool | int:
+        return kstrtobool(s, self.config.kstrtobool_enable_disable)
+
+    def hashed_ptr(self, obj) -> str:
+        """``%p``: a per-boot hashed value, the same for one object each time."""
+        entry = self._pointers.get(id(obj))
+        if entry is None:
+            n = len(self._pointers) + 1
+            value = (n * 0x9E3779B97F4A7C15) & 0xFFFFFFFF  # kernel %p hashes to 32 bits
+            entry = self._pointers[id(obj)] = (obj, f"{value:016x}")
+        return entry[1]
 
     def has_config(self, option: str) -> bool:
         return option in self.config.config

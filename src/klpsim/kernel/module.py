@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT, ENOEXEC
+from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT, ENOEXEC, ENOSPC
 from klpsim.kernel.params import ParamSpec
 from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING
 
@@ -150,6 +150,7 @@ class ModuleLoader:
         self.modules: dict[str, Module] = {}
         self.prepare_coming: list[Hook] = []  # called directly, in order
         self.after_going: list[Callable[[Module], None]] = []
+        self.release: list[Callable[[Module], None]] = []  # ftrace_release_mod(), on any free
         self.notifier: list[Callable[[Module, int], int]] = []  # module_notify_list
         self.tainted: set[str] = set()
         self.exported: dict[str, str] = {}  # symbol -> owning module
@@ -181,23 +182,44 @@ class ModuleLoader:
         return 0
 
     def _parse_args(self, mod: Module, args: list[str]) -> int:
+        """parse_args(): every argument is tried; the last error is returned.
+
+        Names match with ``-`` and ``_`` equal (parameq()) but are printed
+        as typed. Unknown ones go to unknown_module_param_cb(), which takes
+        ``async_probe`` and ``dyndbg`` silently.
+        """
         log = self.kernel.log
         specs = {p.name: p for p in mod.spec.params}
-        for arg in args:
+        ed = self.kernel.config.kstrtobool_enable_disable
+        err = 0
+        for i, arg in enumerate(args):
+            if arg == "--":
+                if args[i + 1 :]:
+                    log.printk(
+                        KERN_WARNING,
+                        f"{mod.name}: parameters '{' '.join(args[i + 1 :])}' after `--' ignored",
+                    )
+                break
             name, eq, val = arg.partition("=")
-            name = name.replace("-", "_")
-            spec = specs.get(name)
+            spec = specs.get(name.replace("-", "_"))
             if spec is None:
-                log.printk(KERN_WARNING, f"{mod.name}: unknown parameter '{name}' ignored")
+                if name.replace("-", "_") == "dyndbg":
+                    log.dyndbg.control(f"module {mod.name} {val or '+p'}")
+                elif name.replace("-", "_") != "async_probe":
+                    log.printk(KERN_WARNING, f"{mod.name}: unknown parameter '{name}' ignored")
                 continue
             if not eq and spec.type == "bool":
                 val = "1"
-            err, value = spec.parse(val)
-            if err:
+            ret, value = spec.parse(val, ed)
+            if ret == -ENOSPC:
+                log.printk(KERN_ERR, f"{mod.name}: `{val}' too large for parameter `{name}'")
+            elif ret:
                 log.printk(KERN_ERR, f"{mod.name}: `{val}' invalid for parameter `{name}'")
-                return err
-            mod.params[name] = value
-        return 0
+            if ret:
+                err = ret
+                continue
+            mod.params[spec.name] = value
+        return err
 
     def load_module(self, spec: ModuleSpec, args: list[str]) -> int:
         """init_module(2): 0 or a negative errno."""
@@ -247,10 +269,10 @@ class ModuleLoader:
             return -ENOENT
         if mod.state != MODULE_STATE_LIVE:
             return -EBUSY
-        if mod.refcnt:
-            return -EAGAIN
         if not mod.code.has_exit:
-            return -EBUSY
+            return -EBUSY  # an init but no exit: only a forced unload
+        if mod.refcnt:
+            return -EAGAIN  # try_stop_module(): -EWOULDBLOCK
         mod.state = MODULE_STATE_GOING
         mod.code.exit()
         self._going(mod)
@@ -264,6 +286,8 @@ class ModuleLoader:
         self._free(mod)
 
     def _free(self, mod: Module) -> None:
+        for hook in self.release:
+            hook(mod)
         for name in mod.spec.exports:
             if self.exported.get(name) == mod.name:
                 del self.exported[name]
@@ -310,8 +334,10 @@ class ModuleLoader:
 
     @staticmethod
     def _param_store(mod: Module, spec: ParamSpec):
+        kernel_ed = mod.kernel.config.kstrtobool_enable_disable
+
         def store(text: str) -> int:
-            err, value = spec.parse(text)
+            err, value = spec.parse(text, kernel_ed)
             if err:
                 return err
             mod.params[spec.name] = value

@@ -3,19 +3,23 @@
 from dataclasses import dataclass
 from typing import Any
 
-from klpsim.kernel.errno import EINVAL, ERANGE
+from klpsim.kernel.errno import EINVAL, ENOSPC, ERANGE
 
-__all__ = ["kstrtobool", "kstrtoint", "ParamSpec", "PARAM_TYPES"]
+__all__ = ["kstrtobool", "kstrtoull", "kstrtoint", "ParamSpec", "PARAM_TYPES"]
 
 
-def kstrtobool(s: str) -> bool | int:
-    """kstrtobool(): the first character decides; ``on``/``off`` too."""
+def kstrtobool(s: str, enable_disable: bool = True) -> bool | int:
+    """kstrtobool(): the first character decides; ``on``/``off`` too.
+
+    ``e``/``E`` (true) and ``d``/``D`` (false) since 6.16, ae5b3500856f
+    ("kstrtox: add support for enabled and disabled in kstrtobool()").
+    """
     if not s:
         return -EINVAL
     c = s[0]
-    if c in "yYtT1":
+    if c in "yYtT1" or (enable_disable and c in "eE"):
         return True
-    if c in "nNfF0":
+    if c in "nNfF0" or (enable_disable and c in "dD"):
         return False
     if c in "oO" and len(s) > 1:
         if s[1] in "nN":
@@ -25,30 +29,50 @@ def kstrtobool(s: str) -> bool | int:
     return -EINVAL
 
 
-def kstrtoint(s: str, lo: int = -(2**31), hi: int = 2**31 - 1) -> int | None:
-    """kstrtoint(s, 0): base prefix allowed, one trailing newline allowed."""
+def kstrtoull(s: str, base: int = 0) -> int:
+    """_kstrtoull(): a non-negative value, or -EINVAL/-ERANGE.
+
+    Base 0 reads ``0x`` as hex and a leading ``0`` as octal; one trailing
+    newline is allowed, nothing else (no spaces, no ``_``, no ``0b``).
+    """
+    if s.startswith("+"):
+        s = s[1:]
     if s.endswith("\n"):
         s = s[:-1]
-    try:
-        value = int(s, 0)
-    except ValueError:
-        return None
-    return value if lo <= value <= hi else None
+    if base == 0:
+        if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
+            base, s = 16, s[2:]
+        elif s.startswith("0"):
+            base = 8
+        else:
+            base = 10
+    digits = "0123456789abcdef"[:base]
+    if not s or any(ch.lower() not in digits for ch in s):
+        return -EINVAL
+    value = int(s, base)
+    return value if value < 2**64 else -ERANGE
 
 
-def _parse_int(s: str, lo: int, hi: int) -> tuple[int, Any]:
-    value = kstrtoint(s, lo, hi)
-    if value is None:
-        return (-ERANGE if _is_number(s) else -EINVAL), None
+def kstrtoint(s: str, lo: int = -(2**31), hi: int = 2**31 - 1) -> tuple[int, int]:
+    """kstrtoll()/kstrtoint(s, 0) within [lo, hi]: (0, value) or (-errno, 0).
+
+    Only a signed target takes a ``-``; kstrtouint() refuses it (-EINVAL).
+    """
+    negative = s.startswith("-")
+    if negative and lo >= 0:
+        return -EINVAL, 0
+    value = kstrtoull(s[1:] if negative else s)
+    if value < 0:
+        return value, 0
+    value = -value if negative else value
+    if not lo <= value <= hi:
+        return -ERANGE, 0
     return 0, value
 
 
-def _is_number(s: str) -> bool:
-    try:
-        int(s.strip(), 0)
-    except ValueError:
-        return False
-    return True
+def _parse_int(s: str, lo: int, hi: int) -> tuple[int, Any]:
+    err, value = kstrtoint(s, lo, hi)
+    return (err, None) if err else (0, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +84,10 @@ class ParamSpec:
     perm: int
     default: Any
 
-    def parse(self, text: str) -> tuple[int, Any]:
+    def parse(self, text: str, enable_disable: bool = True) -> tuple[int, Any]:
         """Parse a value as param_set_<type>() does: (0, value) or (-errno, None)."""
         if self.type == "bool":
-            value = kstrtobool(text.rstrip("\n") if text else text)
+            value = kstrtobool(text, enable_disable)
             return (
                 (value, None)
                 if isinstance(value, int) and not isinstance(value, bool)
@@ -74,7 +98,9 @@ class ParamSpec:
         if self.type == "uint":
             return _parse_int(text, 0, 2**32 - 1)
         if self.type == "charp":
-            return 0, text.rstrip("\n")
+            if len(text) >= 1024:
+                return -ENOSPC, None
+            return 0, text  # param_set_charp() keeps a written newline
         if self.type == "int_array":
             values = []
             for part in text.rstrip("\n").split(","):

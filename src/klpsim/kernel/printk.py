@@ -56,7 +56,11 @@ class DynamicDebug:
     def control(self, query: str) -> int:
         """Apply one control line, e.g. ``file kernel/livepatch/* +p``."""
         words = query.split()
-        if len(words) != 3 or words[0] not in ("file", "func") or words[2][:1] not in "+-=":
+        if (
+            len(words) != 3
+            or words[0] not in ("file", "func", "module")
+            or words[2][:1] not in "+-="
+        ):
             return -22
         if "p" not in words[2][1:]:
             return -22
@@ -64,17 +68,17 @@ class DynamicDebug:
         self._cache.clear()
         return 0
 
-    def enabled(self, file: str, func: str) -> bool:
-        key = (file, func)
+    def enabled(self, file: str, func: str, module: str = "") -> bool:
+        key = (file, func, module)
         on = self._cache.get(key)
         if on is None:
-            on = self._cache[key] = self._evaluate(file, func)
+            on = self._cache[key] = self._evaluate(file, func, module)
         return on
 
-    def _evaluate(self, file: str, func: str) -> bool:
+    def _evaluate(self, file: str, func: str, module: str) -> bool:
         on = False
         for key, pattern, value in self.rules:
-            subject = file if key == "file" else func
+            subject = {"file": file, "func": func, "module": module}[key]
             if fnmatchcase(subject, pattern):
                 on = value
         return on

@@ -8,7 +8,6 @@ every other function takes it as its first argument.
 from klpsim.kernel.clock import DelayedWork
 from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
 from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
-from klpsim.kernel.params import kstrtobool
 from klpsim.livepatch import transition
 from klpsim.livepatch.patch import (
     klp_patch_object,
@@ -64,9 +63,11 @@ class Klp:
         sched = kernel.sched
         sched.exit_to_user_mode.append(lambda t: transition.klp_update_patch_state(self, t))
         sched.idle_hooks.append(lambda t: transition.klp_update_patch_state(self, t))
-        sched.schedule_hooks.append(lambda t: transition.klp_sched_try_switch(self, t))
         sched.fork_hooks.append(lambda p, c: transition.klp_copy_process(self, p, c))
-        if self.profile.klp_cond_resched:
+        switch = self.profile.sched_switch
+        if switch == "schedule":
+            sched.schedule_hooks.append(lambda t: transition.klp_sched_try_switch(self, t))
+        elif switch == "cond_resched":
             sched.cond_resched_hooks.append(lambda t: transition.klp_cond_resched(self, t))
         from klpsim.livepatch import shadow, state
 
@@ -91,6 +92,10 @@ class Klp:
         if site is not None and not log.dyndbg.enabled(*site):
             return
         log.printk(level, KLP_PREFIX + (fmt % args))
+
+    def kernel_ptr(self, obj) -> str:
+        """%p of *obj*: a hashed pointer, stable for the object's life."""
+        return self.kernel.hashed_ptr(obj)
 
     def event(self, name: str) -> None:
         """Tell observers where the model is (``start:after``, ``complete:before``...)."""
@@ -201,7 +206,7 @@ def klp_find_object_module(klp, obj: KlpObject) -> None:
 
 
 def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
-    enabled = kstrtobool(buf)
+    enabled = klp.kernel.kstrtobool(buf)
     if not isinstance(enabled, bool):
         return -EINVAL
     if patch.enabled == enabled:
@@ -217,7 +222,7 @@ def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
 
 
 def force_store(klp, patch: KlpPatch, buf: str) -> int:
-    val = kstrtobool(buf)
+    val = klp.kernel.kstrtobool(buf)
     if not isinstance(val, bool):
         return -EINVAL
     if not val:
@@ -229,11 +234,12 @@ def force_store(klp, patch: KlpPatch, buf: str) -> int:
 
 
 def stack_order(klp, patch: KlpPatch) -> int:
-    """1-based position in klp_patches (0 if not there)."""
+    """stack_order_show(): count patches up to this one (all of them if it
+    has already left klp_patches)."""
     for i, p in enumerate(klp.patches, 1):
         if p is patch:
             return i
-    return 0
+    return len(klp.patches)
 
 
 PATCH_ATTRS = {
@@ -250,7 +256,7 @@ def _kobject_add(klp, parent, name: str):
     node = klp.kernel.fs.add_dir(parent, name)
     if isinstance(node, int):
         log = klp.kernel.log
-        log.printk(3, f"sysfs: cannot create duplicate filename '{parent.path()[4:]}/{name}'")
+        log.printk(4, f"sysfs: cannot create duplicate filename '{parent.path()[4:]}/{name}'")
         log.printk(
             3,
             f"kobject: kobject_add_internal failed for {name} with -EEXIST, don't "

@@ -85,11 +85,14 @@ class Profile:
     config: frozenset[str] = frozenset()
     extra_patch_attrs: dict = field(default_factory=dict, compare=False)
     messages: dict[str, Message] = field(default_factory=dict, compare=False)
-    klp_cond_resched: bool = False
-    """Before 6.16, cond_resched() also tried to switch the current task
-    (klp_cond_resched), which helped CPU-bound kthreads; 676e8cf70cb0
-    ("sched,livepatch: Untangle cond_resched() and live-patching") moved the
-    hook to __schedule() for freezable sleeps only."""
+    sched_switch: str = "schedule"
+    """Where a task may switch itself besides kernel exit and idle:
+    ``schedule`` (6.16+, 676e8cf70cb0 "sched,livepatch: Untangle
+    cond_resched() and live-patching": __schedule() of a freezable sleep),
+    ``cond_resched`` (6.4-6.15, e3ff7c609f39 "livepatch,sched: Add livepatch
+    task switching to cond_resched()") or ``none`` (before 6.4)."""
+    kstrtobool_enable_disable: bool = True
+    """kstrtobool() takes e/E and d/D since 6.16 (ae5b3500856f)."""
     helpers_load: str = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
@@ -151,7 +154,8 @@ register(
         sympos_0_eq_1=True,
         kprobe_arm_error_ignored=False,
         config=DEBIAN_CONFIG,
-        klp_cond_resched=True,
+        sched_switch="cond_resched",
+        kstrtobool_enable_disable=False,
     )
 )
 
@@ -166,7 +170,8 @@ register(
         sympos_0_eq_1=False,
         kprobe_arm_error_ignored=False,
         config=DEBIAN_CONFIG,
-        klp_cond_resched=True,
+        sched_switch="none",
+        kstrtobool_enable_disable=False,
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",

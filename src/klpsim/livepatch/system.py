@@ -51,6 +51,7 @@ def boot(
             release=profile.release,
             nr_cpus=nr_cpus,
             config=frozenset(options),
+            kstrtobool_enable_disable=profile.kstrtobool_enable_disable,
             extra_funcs=extra_funcs,
         )
     )
@@ -63,7 +64,7 @@ def boot(
         kprobes = Kprobes(kernel, ftrace, profile.kprobe_arm_error_ignored)
         kernel.data_symbols.append("kprobe_ftrace_ops")
     klp = Klp(kernel, ftrace, profile)
-    kernel.modules.after_going.append(lambda mod: ftrace.release_module(mod.name))
+    kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
     bpf = Bpf(kernel, ftrace, kprobes, error_injection)
     return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf)

@@ -95,11 +95,16 @@ def _forbidden_functions(klp) -> dict:
 
 
 def _check_stack(klp, task, forbidden) -> tuple[int, str | None]:
+    """klp_check_stack(): the first func, in patch order, whose code is on
+    the stack (the dict keeps patch order)."""
     if not task.reliable:
         return -EINVAL, None
-    for frame in task.stack:
-        name = forbidden.get(frame)
-        if name is not None:
+    frames = task.stack
+    if not frames or forbidden.keys().isdisjoint(frames):
+        return 0, None
+    on_stack = set(frames)
+    for code, name in forbidden.items():
+        if code in on_stack:
             return -EADDRINUSE, name
     return 0, None
 

@@ -92,9 +92,8 @@ class ReplaceablePolicy(ReplacePolicy):
 
 def _replaceable_store(klp, patch, buf: str) -> int:
     from klpsim.kernel.errno import EAGAIN, EINVAL
-    from klpsim.kernel.params import kstrtobool
 
-    value = kstrtobool(buf)
+    value = klp.kernel.kstrtobool(buf)
     if not isinstance(value, bool):
         return -EINVAL
     if patch is klp.transition_patch:

@@ -11,6 +11,7 @@ second), and a kprobe without one coexists with a livepatch.
 from collections.abc import Callable
 
 from klpsim.kernel.errno import EINVAL, ENOENT
+from klpsim.kernel.module import MODULE_STATE_GOING
 from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, FtraceOps
 
 __all__ = ["Kprobe", "Kprobes"]
@@ -64,7 +65,9 @@ class Kprobes:
         )
         fs.create_file("/sys/kernel/debug/kprobes/list", 0o444, self._show_list)
         kernel.exports["kprobes"] = self
-        kernel.modules.after_going.append(self._module_going)
+        # kprobes_module_callback() is a module notifier: it runs in the
+        # GOING chain, before klp_module_going().
+        kernel.modules.notifier.append(self._module_notify)
 
     def new_kprobe(self, symbol_name: str, **kw) -> Kprobe:
         return Kprobe(symbol_name, **kw)
@@ -128,6 +131,11 @@ class Kprobes:
             self._disarm(kp)
             self.probes.remove(kp)
             kp.registered = False
+
+    def _module_notify(self, mod, state: int) -> int:
+        if state == MODULE_STATE_GOING:
+            self._module_going(mod)
+        return 0
 
     def _module_going(self, mod) -> None:
         for kp in list(self.probes):
