@@ -96,5 +96,4 @@ CATALOGUE: dict[str, Message] = {
     ),
     # shadow.c
     "shadow_ctor_failed": Message(ERR, "Failed to construct shadow variable <%s, %lx> (%d)"),
-    "shadow_duplicate": Message(WARN, "Duplicate shadow variable <%s, %lx>"),
 }

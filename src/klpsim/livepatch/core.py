@@ -76,9 +76,8 @@ class Klp:
         exports["klp_replace_is_tag"] = self.policy.replace_is_tag
         exports["klp_get_state"] = state.klp_get_state
         exports["klp_get_prev_state"] = lambda id: state.klp_get_prev_state(self, id)
-        for name in shadow.__all__:
-            if name.startswith("klp_shadow_"):
-                exports[name] = getattr(self.shadow, name[len("klp_shadow_") :])
+        for name in shadow.EXPORTED:
+            exports[f"klp_shadow_{name}"] = getattr(self.shadow, name)
 
     def msg(self, key: str, *args) -> None:
         """printk() a catalogue message with the ``livepatch: `` prefix."""

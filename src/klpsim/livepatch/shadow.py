@@ -8,22 +8,10 @@ are Python objects, identified by identity; the data of a variable is a
 
 from klpsim.kernel.printk import KERN_WARNING
 
-__all__ = [
-    "ShadowData",
-    "ShadowHash",
-    "klp_shadow_get",
-    "klp_shadow_alloc",
-    "klp_shadow_get_or_alloc",
-    "klp_shadow_free",
-    "klp_shadow_free_all",
-]
+__all__ = ["ShadowData", "ShadowHash", "EXPORTED"]
 
-# The exported API; ShadowHash implements each name without the prefix.
-klp_shadow_get = "get"
-klp_shadow_alloc = "alloc"
-klp_shadow_get_or_alloc = "get_or_alloc"
-klp_shadow_free = "free"
-klp_shadow_free_all = "free_all"
+# The exported API: klp_shadow_<name> is ShadowHash.<name>.
+EXPORTED = ("get", "alloc", "get_or_alloc", "free", "free_all")
 
 
 class ShadowData:
@@ -67,6 +55,7 @@ class ShadowHash:
     def _warn_duplicate(self, obj, id: int) -> None:
         log = self.klp.kernel.log
         log.printk(KERN_WARNING, "------------[ cut here ]------------")
+        # WARN() prints its format as is: no pr_fmt() prefix.
         log.printk(KERN_WARNING, f"Duplicate shadow variable <{self.klp.kernel_ptr(obj)}, {id:x}>")
         log.printk(
             KERN_WARNING,

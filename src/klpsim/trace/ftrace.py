@@ -107,8 +107,6 @@ class Ftrace:
         if remove:
             if sym not in ops.filter:
                 return -ENOENT
-            if ops.enabled and ops.flags & FTRACE_OPS_FL_IPMODIFY:
-                pass
             ops.filter.remove(sym)
         else:
             if sym in ops.filter:
