@@ -149,3 +149,15 @@ def test_cpu_bound_kthread_never_switches_itself_before_6_4():
     sim.tick(16)
     assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition") == "1"
     assert "livepatch: signaling remaining tasks" in sim.klp_lines()
+
+
+def test_klp_get_prev_state_outside_a_transition_warns_once():
+    sim = Sim()
+    get_prev = sim.kernel.exports["klp_get_prev_state"]
+    assert get_prev(1) is None and get_prev(1) is None
+    log = sim.kernel.log.dmesg()
+    assert log.count("------------[ cut here ]------------") == 1
+    assert (
+        "WARNING: CPU: 0 PID: 1000 at kernel/livepatch/state.c:64 "
+        "klp_get_prev_state+0x61/0x70" in log
+    )

@@ -77,11 +77,32 @@ class Kernel:
         self.clock.on_time_passes.append(self.sched.tick)
         self.call_observers: list = []
         self.data_symbols: list[str] = []
-        self._pointers: dict[int, tuple[object, str]] = {}  # vmlinux data shown in /proc/kallsyms
+        self._pointers: dict[int, tuple[object, str]] = {}
+        self._warned: set[str] = set()  # vmlinux data shown in /proc/kallsyms
         self._boot()
 
     def kstrtobool(self, s: str) -> bool | int:
         return kstrtobool(s, self.config.kstrtobool_enable_disable)
+
+    def warn(self, message: str, where: str, once_key: str | None = None) -> None:
+        """WARN(): the "cut here" splat, without the register and stack dump.
+
+        *where* is ``file:line function+off/size``; WARN_ON_ONCE() passes a
+        *once_key*. The message is printed as given, with no pr_fmt() prefix.
+        """
+        if once_key is not None:
+            if once_key in self._warned:
+                return
+            self._warned.add(once_key)
+        pid = self.sched.current.pid if self.sched.current else 0
+        for line in (
+            "------------[ cut here ]------------",
+            message,
+            f"WARNING: CPU: 0 PID: {pid} at {where}",
+            "---[ end trace 0000000000000000 ]---",
+        ):
+            if line:
+                self.log.printk(4, line)
 
     def hashed_ptr(self, obj) -> str:
         """``%p``: a per-boot hashed value, the same for one object each time."""

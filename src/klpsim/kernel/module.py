@@ -258,6 +258,13 @@ class ModuleLoader:
         if ret < 0:
             self._going(mod)
             return ret
+        if ret > 0:
+            self.kernel.log.printk(
+                KERN_WARNING,
+                f"do_init_module: '{mod.name}'->init suspiciously "
+                f"returned {ret}, it should follow 0/-E convention\n"
+                "do_init_module: loading module anyway...",
+            )
         mod.state = MODULE_STATE_LIVE
         self._notify(mod, MODULE_STATE_LIVE)
         return 0

@@ -6,8 +6,6 @@ are Python objects, identified by identity; the data of a variable is a
 :class:`ShadowData` the constructor may fill in.
 """
 
-from klpsim.kernel.printk import KERN_WARNING
-
 __all__ = ["ShadowData", "ShadowHash", "EXPORTED"]
 
 # The exported API: klp_shadow_<name> is ShadowHash.<name>.
@@ -53,17 +51,10 @@ class ShadowHash:
         return data
 
     def _warn_duplicate(self, obj, id: int) -> None:
-        log = self.klp.kernel.log
-        log.printk(KERN_WARNING, "------------[ cut here ]------------")
-        # WARN() prints its format as is: no pr_fmt() prefix.
-        log.printk(KERN_WARNING, f"Duplicate shadow variable <{self.klp.kernel_ptr(obj)}, {id:x}>")
-        log.printk(
-            KERN_WARNING,
-            "WARNING: CPU: 0 PID: "
-            f"{self.klp.kernel.sched.current.pid} at kernel/livepatch/shadow.c:156 "
-            "__klp_shadow_get_or_alloc+0x1a8/0x1e0",
+        self.klp.kernel.warn(
+            f"Duplicate shadow variable <{self.klp.kernel_ptr(obj)}, {id:x}>",
+            "kernel/livepatch/shadow.c:156 __klp_shadow_get_or_alloc+0x1a8/0x1e0",
         )
-        log.printk(KERN_WARNING, "---[ end trace 0000000000000000 ]---")
 
     def alloc(
         self, obj, id: int, size: int, gfp: str = "GFP_KERNEL", ctor=None, ctor_data=None

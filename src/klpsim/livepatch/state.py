@@ -20,6 +20,11 @@ def klp_get_prev_state(klp, id: int) -> KlpState | None:
     """The newest state *id* among the patches installed before the
     transition patch (the ones it replaces or builds on)."""
     if klp.transition_patch is None:
+        klp.kernel.warn(
+            "",
+            "kernel/livepatch/state.c:64 klp_get_prev_state+0x61/0x70",
+            once_key="klp_get_prev_state",
+        )  # WARN_ON_ONCE()
         return None
     last = None
     for patch in klp.patches:
