@@ -128,3 +128,12 @@ def test_check_result_mismatch_prints_a_diff(tmp_path):
     r = klpsim("run", str(path))
     assert r.status == 1
     assert "--- expected\n+++ result\n" in r.err and "-livepatch: bye\n+livepatch: hello" in r.err
+
+
+def test_loop_until_fails_without_stopping_the_script(tmp_path):
+    # functions.sh's loop_until returns 1; only its callers die.
+    path = script(tmp_path, "loop_until test -e /no/such/file\nlog 'livepatch: after'\n")
+    r = klpsim("run", "--dmesg", str(path))
+    assert r.status == 0
+    assert r.err == "loop_until: gave up after 600 retries: test -e /no/such/file\n"
+    assert r.out.splitlines()[-1] == "livepatch: after"

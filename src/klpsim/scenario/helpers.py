@@ -237,12 +237,16 @@ def log(rt, *words: str) -> None:
     rt.log(" ".join(words))
 
 
-def loop_until_verb(rt, *cmd: str) -> None:
-    """``loop_until CMD... || die``: retry a command until it succeeds."""
-    if not cmd:
-        die(rt, "loop_until needs a command")
-    if not loop_until(rt, lambda: rt.shell(list(cmd))[0] == 0):
-        die(rt, f"timed out waiting for: {' '.join(cmd)}")
+def loop_until_verb(rt, *cmd: str) -> int:
+    """functions.sh's ``loop_until CMD``: retry a command until it succeeds.
+
+    As in functions.sh it returns 1 after 600 retries and does not die, so
+    a script goes on (what a timeout changed shows in the log).
+    """
+    if loop_until(rt, lambda: rt.shell(list(cmd))[0] == 0):
+        return 0
+    rt.stderr(f"loop_until: gave up after {MAX_RETRIES} retries: {' '.join(cmd)}\n")
+    return 1
 
 
 HELPERS = {

@@ -220,8 +220,7 @@ class Runner:
             if cmd.redirect is not None:
                 raise ScriptError(self.path, cmd.line, f"'{verb}' cannot be redirected")
             self._check_arity(verb, helper, cmd.words[1:])
-            helper(self, *cmd.words[1:])
-            status = 0
+            status = helper(self, *cmd.words[1:]) or 0
         else:
             status, out, err = self.shell(list(cmd.words))
             if cmd.redirect is not None:
