@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from klpsim.tools.realdiff import comparable, compare, model_log
+from klpsim.tools.realdiff import comparable, compare, model_log, run_model
 
 __all__ = ["Scenario", "generate", "fuzz"]
 
@@ -105,18 +105,7 @@ class _Builder:
 
     def state(self):
         """The model after the current lines (for choosing the next step)."""
-        import io
-
-        from klpsim.livepatch.system import boot
-        from klpsim.scenario.parser import parse_script
-        from klpsim.scenario.runner import ModuleResolver, Runner
-
-        system = boot(self.kernel)
-        resolver = ModuleResolver(system.profile, [], None)
-        resolver.texts.update(self.sc.modules)
-        rt = Runner(system, resolver, self.name, io.StringIO(), io.StringIO(), transcript=False)
-        rt.run(parse_script(self.sc.text, self.name))
-        return system
+        return run_model(self.sc.text, Path(f"{self.name}.sh"), self.kernel, [], self.sc.modules)[1]
 
     def step(self) -> None:
         rng = self.rng

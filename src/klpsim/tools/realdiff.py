@@ -23,16 +23,16 @@ from klpsim.scenario.helpers import ScriptExit, filter_check_result
 from klpsim.scenario.parser import parse_script
 from klpsim.scenario.runner import ModuleResolver, Runner
 
-__all__ = ["model_log", "comparable", "compare", "diff_scripts"]
+__all__ = ["run_model", "model_log", "comparable", "compare", "diff_scripts"]
 
 CANARY = "livepatch kselftest timestamp:"
 SETUP_CONFIG_LINES = ("livepatch: kernel.ftrace_enabled = 1",)
 
 
-def model_log(
+def run_model(
     text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
-) -> tuple[int, list[str]]:
-    """Run a script on the model: (exit status, ``dmesg --notime`` lines)."""
+):
+    """Run a script on a freshly booted model: (exit status, the System after it)."""
     system = boot(kernel)
     resolver = ModuleResolver(system.profile, module_dirs, path.parent)
     resolver.texts.update(texts or {})
@@ -42,6 +42,14 @@ def model_log(
         status = runner.run(parse_script(text, str(path)))
     except ScriptExit as e:
         status = e.status
+    return status, system
+
+
+def model_log(
+    text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
+    """Run a script on the model: (exit status, ``dmesg --notime`` lines)."""
+    status, system = run_model(text, path, kernel, module_dirs, texts)
     return status, system.kernel.log.dmesg(notime=True)
 
 
