@@ -78,9 +78,12 @@ class ModuleCode:
     def param(self, name: str) -> Any:
         return self.mod.params[name]
 
-    def sym(self, name: str) -> Symbol | None:
-        """A function of this module's own text."""
-        return self.mod.text.lookup(name)
+    def sym(self, name: str) -> Symbol:
+        """A function of this module's own text (its ModuleSpec declares it)."""
+        sym = self.mod.text.lookup(name)
+        if sym is None:
+            raise LookupError(f"module {self.mod.name} has no function {name}")
+        return sym
 
     def pr_info(self, text: str) -> None:
         """pr_info() with ``pr_fmt(KBUILD_MODNAME ": " fmt)``."""
