@@ -29,8 +29,8 @@ class System:
     tracer: FunctionTracer
     kprobes: Kprobes | None
     klp: Klp
-    error_injection: ErrorInjection | None = None
-    bpf: Bpf | None = None
+    error_injection: ErrorInjection
+    bpf: Bpf
 
 
 def boot(
