@@ -1,6 +1,8 @@
 """The simulated kernel's own pieces: dynamic debug, module parameters,
 sysfs permissions, procfs and kallsyms."""
 
+import pytest
+
 from klpsim.kernel.fs import mode_string
 from klpsim.kernel.params import ParamSpec, kstrtobool
 from sim import Sim
@@ -161,3 +163,20 @@ def test_klp_get_prev_state_outside_a_transition_warns_once():
         "WARNING: CPU: 0 PID: 1000 at kernel/livepatch/state.c:64 "
         "klp_get_prev_state+0x61/0x70" in log
     )
+
+
+def test_vfs_refuses_to_treat_a_file_as_a_directory():
+    fs = Sim().kernel.fs
+    with pytest.raises(NotADirectoryError, match="/proc/cmdline"):
+        fs.create_file("/proc/cmdline/show", 0o444, lambda: "")
+    with pytest.raises(NotADirectoryError, match="/proc/cmdline"):
+        fs.mkdir("/proc/cmdline")
+    assert fs.read("/proc/cmdline").startswith("BOOT_IMAGE=")  # untouched
+    assert fs.listdir("/proc/cmdline") == -20  # ENOTDIR
+
+
+def test_spawn_refuses_an_unknown_frame():
+    kernel = Sim().kernel
+    with pytest.raises(LookupError, match="no vmlinux function no_such_func"):
+        kernel.spawn("t", stack=("schedule", "no_such_func"))
+    assert [t.comm for t in kernel.sched.tasks.values()].count("t") == 0

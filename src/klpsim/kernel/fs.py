@@ -8,6 +8,8 @@ Root gets no exemption, which is why ``echo 1 > transition`` fails with
 -EACCES even for root.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 from klpsim.kernel.errno import EACCES, EEXIST, EISDIR, ENOENT, ENOTDIR
@@ -18,7 +20,9 @@ S_IFDIR = 0o040000
 S_IFREG = 0o100000
 
 Show = Callable[[], str]
+"""A show callback: the file's whole text."""
 Store = Callable[[str], int]
+"""A store callback: the bytes taken (all of them) or a negative errno."""
 
 
 class Inode:
@@ -26,17 +30,30 @@ class Inode:
 
     __slots__ = ("name", "mode", "parent", "children", "show", "store")
 
-    def __init__(self, name: str, mode: int, parent: "Inode | None", show=None, store=None):
+    def __init__(
+        self,
+        name: str,
+        mode: int,
+        parent: Inode | None,
+        show: Show | None = None,
+        store: Store | None = None,
+    ):
         self.name = name
         self.mode = mode
         self.parent = parent
-        self.children: dict[str, Inode] | None = {} if mode & S_IFDIR else None
-        self.show: Show | None = show
-        self.store: Store | None = store
+        self.children: dict[str, Inode] | None = {} if mode & S_IFDIR else None  # None: a file
+        self.show = show
+        self.store = store
 
     @property
     def is_dir(self) -> bool:
         return self.children is not None
+
+    def entries(self) -> dict[str, Inode]:
+        """A directory's children; a file has none to add to."""
+        if self.children is None:
+            raise NotADirectoryError(self.path())
+        return self.children
 
     def path(self) -> str:
         parts = []
@@ -85,40 +102,54 @@ class VFS:
         node = self.root
         parts = self._split(path)
         for i, part in enumerate(parts):
-            child = node.children.get(part)
+            entries = node.entries()
+            child = entries.get(part)
             if child is None:
                 child = Inode(part, S_IFDIR | mode, node)
-                node.children[part] = child
+                entries[part] = child
             elif i == len(parts) - 1 and not exist_ok:
                 raise FileExistsError(path)
             node = child
+        node.entries()  # an existing file is not the directory asked for
         return node
 
     def add_dir(self, parent: Inode, name: str, mode: int = 0o755) -> Inode | int:
         """kobject_add(): -EEXIST if the name is taken."""
-        if name in parent.children:
+        entries = parent.entries()
+        if name in entries:
             return -EEXIST
         node = Inode(name, S_IFDIR | mode, parent)
-        parent.children[name] = node
+        entries[name] = node
         return node
 
-    def add_file(self, parent: Inode, name: str, mode: int, show=None, store=None) -> Inode:
+    def add_file(
+        self,
+        parent: Inode,
+        name: str,
+        mode: int,
+        show: Show | None = None,
+        store: Store | None = None,
+    ) -> Inode:
         node = Inode(name, S_IFREG | mode, parent, show, store)
-        parent.children[name] = node
+        parent.entries()[name] = node
         return node
 
-    def create_file(self, path: str, mode: int, show=None, store=None) -> Inode:
+    def create_file(
+        self, path: str, mode: int, show: Show | None = None, store: Store | None = None
+    ) -> Inode:
         head, _, name = path.rstrip("/").rpartition("/")
         return self.add_file(self.mkdir(head), name, mode, show, store)
 
     def remove(self, node: Inode | str) -> None:
         """Remove a file or a whole directory (kobject_del / debugfs_remove)."""
         if isinstance(node, str):
-            node = self.lookup(node)
-            if node is None:
+            found = self.lookup(node)
+            if found is None:
                 return
-        if node.parent is not None and node.parent.children.get(node.name) is node:
-            del node.parent.children[node.name]
+            node = found
+        parent = node.parent
+        if parent is not None and parent.entries().get(node.name) is node:
+            del parent.entries()[node.name]
 
     def read(self, path: str) -> str | int:
         """The text of a file, or a negative errno."""
@@ -146,6 +177,6 @@ class VFS:
         node = self.lookup(path)
         if node is None:
             return -ENOENT
-        if not node.is_dir:
+        if node.children is None:
             return -ENOTDIR
         return sorted(node.children)

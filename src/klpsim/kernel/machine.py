@@ -6,7 +6,11 @@ places the real kernel offers: a function's ftrace call site
 points, sysfs files and the exported-symbol table.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from klpsim.kernel.clock import Clock
 from klpsim.kernel.fs import VFS
@@ -17,7 +21,11 @@ from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
 from klpsim.kernel.tasks import Scheduler, Task
 from klpsim.kernel.vmlinux import PROC_FILES, build_vmlinux
 
-__all__ = ["KernelConfig", "Kernel", "CallContext"]
+__all__ = ["KernelConfig", "Kernel", "CallContext", "CallObserver"]
+
+CallObserver = Callable[[Task, Symbol, Symbol | None, int], None]
+"""observer(task, called function, function whose body ran or None if the
+call was overridden, return value): run after every Kernel.invoke()."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class CallContext:
 
     __slots__ = ("kernel", "task", "sym")
 
-    def __init__(self, kernel: "Kernel", task: Task, sym: Symbol):
+    def __init__(self, kernel: Kernel, task: Task, sym: Symbol):
         self.kernel = kernel
         self.task = task
         self.sym = sym
@@ -69,13 +77,16 @@ class Kernel:
         self.kallsyms = Kallsyms()
         self.sched = Scheduler(self.config.nr_cpus)
         self.modules = ModuleLoader(self)
-        self.exports: dict[str, object] = {}
+        # EXPORT_SYMBOL(): each entry is whatever its subsystem exports (a
+        # function, an object); the user knows its type, as a C caller knows
+        # the prototype, and the kernel layer cannot name types above it.
+        self.exports: dict[str, Any] = {}
         self.vmlinux = build_vmlinux(
             self.config.cmdline, self.version_string(), self.config.extra_funcs
         )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
-        self.call_observers: list = []
+        self.call_observers: list[CallObserver] = []
         self.data_symbols: list[str] = []
         self._pointers: dict[int, tuple[object, str]] = {}
         self._warned: set[str] = set()  # vmlinux data shown in /proc/kallsyms
@@ -94,7 +105,7 @@ class Kernel:
             if once_key in self._warned:
                 return
             self._warned.add(once_key)
-        pid = self.sched.current.pid if self.sched.current else 0
+        pid = self.sched.current.pid
         for line in (
             "------------[ cut here ]------------",
             message,
@@ -104,7 +115,7 @@ class Kernel:
             if line:
                 self.log.printk(4, line)
 
-    def hashed_ptr(self, obj) -> str:
+    def hashed_ptr(self, obj: object) -> str:
         """``%p``: a per-boot hashed value, the same for one object each time."""
         entry = self._pointers.get(id(obj))
         if entry is None:
@@ -164,10 +175,18 @@ class Kernel:
         shell.on_cpu = True
         sched.current = shell
 
-    def _frames(self, names) -> list[Symbol]:
-        return [self.vmlinux.lookup(n) for n in names]
+    def _vmlinux_func(self, name: str) -> Symbol:
+        sym = self.vmlinux.lookup(name)
+        if sym is None:
+            raise LookupError(f"no vmlinux function {name}")
+        return sym
 
-    def spawn(self, comm: str, kthread: bool = False, stack=(), pid: int | None = None) -> Task:
+    def _frames(self, names: Iterable[str]) -> list[Symbol]:
+        return [self._vmlinux_func(n) for n in names]
+
+    def spawn(
+        self, comm: str, kthread: bool = False, stack: Iterable[str] = (), pid: int | None = None
+    ) -> Task:
         """Fork a task (from the current one) and give it its /proc entry."""
         task = self.sched.spawn(comm, kthread, self._frames(stack), pid=pid)
         self._proc_pid(task)
@@ -188,10 +207,12 @@ class Kernel:
             lambda: "".join(f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)),
         )
 
-    def _proc_show(self, func: str):
+    def _proc_show(self, func: str) -> Callable[[], str]:
+        sym = self._vmlinux_func(func)
+
         def show() -> str:
             seq: list[str] = []
-            self.call(self.sched.current, self.vmlinux.lookup(func), seq)
+            self.call(self.sched.current, sym, seq)
             return "".join(seq)
 
         return show
@@ -215,7 +236,9 @@ class Kernel:
 
     # -- calls ---------------------------------------------------------------
 
-    def resolve(self, task: Task, sym: Symbol, args: tuple = ()) -> tuple[Symbol | None, Regs]:
+    def resolve(
+        self, task: Task, sym: Symbol, args: tuple[object, ...] = ()
+    ) -> tuple[Symbol | None, Regs]:
         """Follow ftrace redirections from *sym*'s entry to the code that runs.
 
         Returns (the function whose body runs, regs); the function is None
@@ -235,11 +258,11 @@ class Kernel:
                 raise RuntimeError(f"ftrace redirect loop at {sym!r}")
         return sym, regs
 
-    def call(self, task: Task, sym: Symbol, *args):
+    def call(self, task: Task, sym: Symbol, *args: object) -> int:
         """Call function *sym* from *task* and return its return value."""
         return self.invoke(task, sym, *args)[1]
 
-    def invoke(self, task: Task, sym: Symbol, *args) -> tuple[Symbol | None, object]:
+    def invoke(self, task: Task, sym: Symbol, *args: object) -> tuple[Symbol | None, int]:
         """Call *sym*; (the function whose body ran or None if overridden, return value)."""
         target, regs = self.resolve(task, sym, args)
         if target is None:
@@ -250,7 +273,7 @@ class Kernel:
             observer(task, sym, target, result)
         return target, result
 
-    def sleep_in(self, task: Task, sym: Symbol, *args) -> Symbol | None:
+    def sleep_in(self, task: Task, sym: Symbol, *args: object) -> Symbol | None:
         """Call *sym* from *task* and block inside it: the code that runs
         (after any redirection) stays on the task's stack."""
         target, _ = self.resolve(task, sym, args)

@@ -14,13 +14,20 @@ depends on it:
 * a failing init or bad parameters take the GOING path after COMING.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT, ENOEXEC, ENOSPC
 from klpsim.kernel.params import ParamSpec
 from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING
+
+if TYPE_CHECKING:
+    from klpsim.kernel.fs import Show, Store
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.symbols import FuncBody, Symbol
 
 __all__ = [
     "MODULE_STATE_LIVE",
@@ -43,8 +50,9 @@ class FunctionSpec:
     """A function in a module's text."""
 
     name: str
-    impl: Callable[..., Any] | None = None
-    """Body: impl(ctx, *args); ctx has ``kernel``, ``task`` and ``module``."""
+    impl: FuncBody | None = None
+    """Body: impl(ctx, *args); ctx is a machine.CallContext (``kernel``,
+    ``task`` and ``sym``)."""
     notrace: bool = False
 
 
@@ -55,7 +63,7 @@ class ModuleCode:
     ``self.kernel.exports["klp_enable_patch"]``.
     """
 
-    def __init__(self, mod: "Module"):
+    def __init__(self, mod: Module):
         self.mod = mod
         self.kernel = mod.kernel
 
@@ -70,9 +78,12 @@ class ModuleCode:
     def param(self, name: str) -> Any:
         return self.mod.params[name]
 
-    def sym(self, name: str):
-        """A function of this module's own text."""
-        return self.mod.text.lookup(name)
+    def sym(self, name: str) -> Symbol:
+        """A function of this module's own text (its ModuleSpec declares it)."""
+        sym = self.mod.text.lookup(name)
+        if sym is None:
+            raise LookupError(f"module {self.mod.name} has no function {name}")
+        return sym
 
     def pr_info(self, text: str) -> None:
         """pr_info() with ``pr_fmt(KBUILD_MODNAME ": " fmt)``."""
@@ -95,13 +106,13 @@ class ModuleSpec:
     error_injection: tuple[tuple[str, str], ...] = ()
     """ALLOW_ERROR_INJECTION() entries: (function, type)."""
     source: str = "<built-in>"
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
 
 
 class Module:
     """A loaded ``struct module``."""
 
-    def __init__(self, kernel, spec: ModuleSpec):
+    def __init__(self, kernel: Kernel, spec: ModuleSpec):
         self.kernel = kernel
         self.spec = spec
         self.name = spec.name
@@ -110,12 +121,13 @@ class Module:
         self.holders: dict[str, int] = {}
         self.klp = spec.livepatch
         self.klp_alive = False
+        # Values typed by each ParamSpec.type, known to the module code only.
         self.params: dict[str, Any] = {p.name: p.default for p in spec.params}
         self.text = kernel.kallsyms.new_module_object(spec.name)
         for f in spec.functions:
             self.text.add(f.name, f.impl, notrace=f.notrace)
         self.code: ModuleCode = spec.code(self)
-        self.private: dict[str, Any] = {}
+        self.private: dict[str, object] = {}
 
     def try_module_get(self, holder: str = "") -> bool:
         """Take a reference; *holder* only labels it, for the model's checks."""
@@ -145,7 +157,7 @@ Hook = Callable[[Module], int]
 class ModuleLoader:
     """insmod/rmmod, the module list and the hooks around them."""
 
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel):
         self.kernel = kernel
         self.modules: dict[str, Module] = {}
         self.prepare_coming: list[Hook] = []  # called directly, in order
@@ -336,11 +348,11 @@ class ModuleLoader:
         return flags + ("K" if mod.klp else "")
 
     @staticmethod
-    def _param_show(mod: Module, spec: ParamSpec):
+    def _param_show(mod: Module, spec: ParamSpec) -> Show:
         return lambda: spec.format(mod.params[spec.name]) + "\n"
 
     @staticmethod
-    def _param_store(mod: Module, spec: ParamSpec):
+    def _param_store(mod: Module, spec: ParamSpec) -> Store:
         kernel_ed = mod.kernel.config.kstrtobool_enable_disable
 
         def store(text: str) -> int:

@@ -1,11 +1,14 @@
 """Module parameters and the kernel's string parsers (lib/kstrtox.c, kernel/params.c)."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from klpsim.kernel.errno import EINVAL, ENOSPC, ERANGE
 
-__all__ = ["kstrtobool", "kstrtoull", "kstrtoint", "ParamSpec", "PARAM_TYPES"]
+__all__ = ["kstrtobool", "kstrtoull", "kstrtoint", "ParamSpec", "ParamType", "PARAM_TYPES"]
+
+ParamType = Literal["int", "uint", "bool", "charp", "int_array"]
+"""The ``module_param()`` types the model knows (param_ops_<type>)."""
 
 
 def kstrtobool(s: str, enable_disable: bool = True) -> bool | int:
@@ -70,17 +73,22 @@ def kstrtoint(s: str, lo: int = -(2**31), hi: int = 2**31 - 1) -> tuple[int, int
     return 0, value
 
 
-def _parse_int(s: str, lo: int, hi: int) -> tuple[int, Any]:
+def _parse_int(s: str, lo: int, hi: int) -> tuple[int, int | None]:
     err, value = kstrtoint(s, lo, hi)
     return (err, None) if err else (0, value)
 
 
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
-    """One ``module_param()``: name, type, sysfs permission and default."""
+    """One ``module_param()``: name, type, sysfs permission and default.
+
+    A value is typed by ``type`` (int, bool, str or list[int]); only the
+    module that declares the parameter knows which, as a C module knows its
+    own variable, so values travel as ``Any``.
+    """
 
     name: str
-    type: str  # int, uint, bool, charp, int_array
+    type: ParamType
     perm: int
     default: Any
 
@@ -102,9 +110,9 @@ class ParamSpec:
                 return -ENOSPC, None
             return 0, text  # param_set_charp() keeps a written newline
         if self.type == "int_array":
-            values = []
+            values: list[int] = []
             for part in text.rstrip("\n").split(","):
-                err, v = _parse_int(part, -(2**31), 2**31 - 1)
+                err, v = kstrtoint(part)
                 if err:
                     return err, None
                 values.append(v)

@@ -5,9 +5,15 @@ hold several lines: ``dmesg --notime`` prints them plainly, ``dmesg``
 indents the continuation lines under the timestamp.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from klpsim.kernel.clock import Clock
 
 __all__ = [
     "KERN_EMERG",
@@ -51,7 +57,7 @@ class DynamicDebug:
 
     def __init__(self) -> None:
         self.rules: list[tuple[str, str, bool]] = []
-        self._cache: dict[tuple[str, str], bool] = {}
+        self._cache: dict[tuple[str, str, str], bool] = {}  # (file, func, module)
 
     def control(self, query: str) -> int:
         """Apply one control line, e.g. ``file kernel/livepatch/* +p``."""
@@ -87,7 +93,7 @@ class DynamicDebug:
 class Printk:
     """The log buffer (``dmesg``) plus console listeners."""
 
-    def __init__(self, clock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.records: list[LogRecord] = []
         self.dyndbg = DynamicDebug()
@@ -112,7 +118,7 @@ class Printk:
 
     def dmesg(self, notime: bool = True) -> list[str]:
         """The lines ``dmesg`` (``--notime``) prints."""
-        out = []
+        out: list[str] = []
         for rec in self.records:
             first, *rest = rec.text.split("\n")
             if notime:

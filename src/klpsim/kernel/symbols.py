@@ -6,14 +6,35 @@ inside one object; ``old_sympos`` then picks the N-th one, counting in
 kallsyms order, as klp_find_object_symbol() does.
 """
 
-from collections.abc import Callable
-from typing import Any
+from __future__ import annotations
 
-__all__ = ["Symbol", "ObjectFile", "Kallsyms", "Regs", "VMLINUX_BASE", "MODULES_BASE"]
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from klpsim.kernel.tasks import Task
+
+__all__ = [
+    "Symbol",
+    "ObjectFile",
+    "Kallsyms",
+    "Regs",
+    "FuncBody",
+    "Fentry",
+    "VMLINUX_BASE",
+    "MODULES_BASE",
+]
 
 VMLINUX_BASE = 0xFFFFFFFF81000000
 MODULES_BASE = 0xFFFFFFFFC0000000
 FUNC_ALIGN = 0x40
+
+FuncBody = Callable[..., int]
+"""A function body, ``impl(ctx, *args)``: *ctx* is a machine.CallContext, the
+arguments are the function's own (as a C prototype varies, so do they); the
+result is what the caller gets in rax."""
+Fentry = Callable[["Task", "Regs"], None]
+"""What an enabled ``call __fentry__`` runs: ftrace's dispatch for the site."""
 
 
 class Symbol:
@@ -28,16 +49,22 @@ class Symbol:
     __slots__ = ("name", "owner", "addr", "size", "impl", "notrace", "fentry", "meta")
 
     def __init__(
-        self, name: str, owner: "ObjectFile", addr: int, size: int, impl=None, notrace: bool = False
+        self,
+        name: str,
+        owner: ObjectFile,
+        addr: int,
+        size: int,
+        impl: FuncBody | None = None,
+        notrace: bool = False,
     ):
         self.name = name
         self.owner = owner
         self.addr = addr
         self.size = size
-        self.impl: Callable[..., Any] | None = impl
+        self.impl = impl
         self.notrace = notrace
-        self.fentry: Callable[[Any, Regs], None] | None = None
-        self.meta: dict[str, Any] = {}
+        self.fentry: Fentry | None = None
+        self.meta: dict[str, object] = {}
 
     @property
     def ftrace_loc(self) -> int:
@@ -58,7 +85,9 @@ class ObjectFile:
         self.symbols: list[Symbol] = []
         self.by_name: dict[str, list[Symbol]] = {}
 
-    def add(self, name: str, impl=None, size: int = FUNC_ALIGN, notrace: bool = False) -> Symbol:
+    def add(
+        self, name: str, impl: FuncBody | None = None, size: int = FUNC_ALIGN, notrace: bool = False
+    ) -> Symbol:
         sym = Symbol(name, self, self.end, size, impl, notrace)
         self.end += (size + FUNC_ALIGN - 1) // FUNC_ALIGN * FUNC_ALIGN
         self.symbols.append(sym)
@@ -104,7 +133,7 @@ class Kallsyms:
 
     def lines(self) -> list[str]:
         """/proc/kallsyms, functions only, as root reads it."""
-        out = []
+        out: list[str] = []
         for obj in self.objects.values():
             suffix = "" if obj.name == "vmlinux" else f"\t[{obj.name}]"
             out.extend(f"{s.addr:016x} t {s.name}{suffix}" for s in obj.symbols)
@@ -116,8 +145,8 @@ class Regs:
 
     __slots__ = ("ip", "ret", "overridden", "args")
 
-    def __init__(self, ip: Symbol, args: tuple):
+    def __init__(self, ip: Symbol, args: tuple[object, ...]):
         self.ip = ip
-        self.ret: Any = None
+        self.ret = 0  # regs->ax: what the call returns when ``overridden``
         self.overridden = False
         self.args = args

@@ -11,8 +11,14 @@ exit_to_user_mode (klp_update_patch_state), the idle loop, __schedule
 (klp_sched_try_switch) and copy_process (klp_copy_process).
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from klpsim.kernel.symbols import Symbol
 
 __all__ = ["Task", "Scheduler", "PF_KTHREAD", "PF_IDLE"]
 
@@ -39,16 +45,18 @@ class Task:
         "woken",
     )
 
-    def __init__(self, pid: int, comm: str, flags: int = 0, cpu: int = 0, stack=None):
+    def __init__(
+        self, pid: int, comm: str, flags: int = 0, cpu: int = 0, stack: Iterable[Symbol] = ()
+    ):
         self.pid = pid
         self.comm = comm
         self.flags = flags
         self.cpu = cpu
-        self.stack: list = list(stack or ())
+        self.stack: list[Symbol] = list(stack)
         self.on_cpu = False
         self.patch_state = -1  # KLP_TRANSITION_IDLE, as init_task
         self.patch_pending = False  # TIF_PATCH_PENDING
-        self.loop: Callable[[Task], None] | None = None
+        self.loop: Callable[[Task], object] | None = None  # its result is ignored
         self.freezable = False  # sleeps in TASK_FREEZABLE (kthread main loops)
         self.reliable = True  # a reliable stack trace can be taken
         self.signal_pending = False  # TIF_NOTIFY_SIGNAL
@@ -74,7 +82,8 @@ class Scheduler:
         self.tasks: dict[int, Task] = {}  # for_each_process_thread() order
         self.idle = [Task(0, f"swapper/{cpu}", PF_IDLE | PF_KTHREAD, cpu) for cpu in range(nr_cpus)]
         self.cpu_online = [True] * nr_cpus
-        self.current: Task | None = None
+        # Boot runs as init_task, swapper/0; the kernel's shell takes over.
+        self.current: Task = self.idle[0]
         self.next_pid = 1
         self.exit_to_user_mode: list[Callable[[Task], None]] = []
         self.idle_hooks: list[Callable[[Task], None]] = []
@@ -89,7 +98,7 @@ class Scheduler:
         self,
         comm: str,
         kthread: bool = False,
-        stack=(),
+        stack: Iterable[Symbol] = (),
         parent: Task | None = None,
         pid: int | None = None,
     ) -> Task:
@@ -99,9 +108,8 @@ class Scheduler:
         self.next_pid = max(self.next_pid, pid + 1)
         task = Task(pid, comm, PF_KTHREAD if kthread else 0, stack=stack)
         parent = parent or self.current
-        if parent is not None:
-            for hook in self.fork_hooks:
-                hook(parent, task)
+        for hook in self.fork_hooks:
+            hook(parent, task)
         self.tasks[pid] = task
         return task
 
@@ -126,9 +134,8 @@ class Scheduler:
             return not any(t.on_cpu and t.cpu == task.cpu for t in self._cpu_users())
         return task.on_cpu
 
-    def _cpu_users(self):
-        if self.current is not None:
-            yield self.current
+    def _cpu_users(self) -> Iterator[Task]:
+        yield self.current
         yield from self._busy
 
     def wake_up_if_idle(self, cpu: int) -> None:
@@ -167,8 +174,10 @@ class Scheduler:
                         task.signal_pending = False
                         self.return_to_user(task)
         for task in list(self._busy):
+            loop = task.loop
+            assert loop is not None  # set_running() makes only tasks with a loop busy
             with self._running(task):
-                task.loop(task)
+                loop(task)
                 if task.is_kthread:
                     # A CPU-bound kthread never returns to user space; it
                     # calls cond_resched() in its loop.
@@ -178,7 +187,7 @@ class Scheduler:
                     self.return_to_user(task)
 
     @contextmanager
-    def _running(self, task: Task):
+    def _running(self, task: Task) -> Iterator[None]:
         """Run code as *task*, the current task of its CPU."""
         prev, self.current = self.current, task
         try:
@@ -190,7 +199,7 @@ class Scheduler:
         for hook in self.exit_to_user_mode:
             hook(task)
 
-    def all_tasks(self):
+    def all_tasks(self) -> Iterator[Task]:
         """Every thread, then every CPU's idle task."""
         yield from self.tasks.values()
         yield from self.idle

@@ -7,7 +7,14 @@ caller's pid. The rest are names that task stacks and scenarios use. A few
 static functions share a name, so that ``old_sympos`` can be exercised.
 """
 
-from klpsim.kernel.symbols import VMLINUX_BASE, ObjectFile
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from klpsim.kernel.symbols import VMLINUX_BASE, FuncBody, ObjectFile
+
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import CallContext
 
 __all__ = ["build_vmlinux", "PROC_FILES"]
 
@@ -100,15 +107,15 @@ NOTRACE_FUNCS = ("__schedule", "native_safe_halt")
 ARCH_FUNCS = ("just_return_func",)
 
 
-def _seq_puts(text: str):
-    def show(ctx, seq):
+def _seq_puts(text: str) -> FuncBody:
+    def show(ctx: CallContext, seq: list[str]) -> int:
         seq.append(text)
         return 0
 
     return show
 
 
-def _sys_getpid(ctx, *args):
+def _sys_getpid(ctx: CallContext, *args: object) -> int:
     return ctx.task.pid
 
 

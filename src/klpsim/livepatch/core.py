@@ -5,6 +5,11 @@ keeps in globals (klp_mutex is implicit: the model is single-threaded);
 every other function takes it as its first argument.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from klpsim.kernel.clock import DelayedWork
 from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
 from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
@@ -27,6 +32,16 @@ from klpsim.livepatch.structs import (
 )
 from klpsim.messages import KLP_PREFIX
 
+if TYPE_CHECKING:
+    from klpsim.kernel.fs import Inode, Show, Store
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.module import Module
+    from klpsim.kernel.symbols import Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.livepatch.patch import KlpOps
+    from klpsim.livepatch.profiles import PatchAttr, Profile
+    from klpsim.trace.ftrace import Ftrace
+
 __all__ = ["Klp", "klp_enable_patch", "klp_is_object_loaded", "klp_find_func"]
 
 KSYM_NAME_LEN = 512
@@ -35,7 +50,7 @@ KSYM_NAME_LEN = 512
 class Klp:
     """The globals of kernel/livepatch for one simulated kernel."""
 
-    def __init__(self, kernel, ftrace, profile):
+    def __init__(self, kernel: Kernel, ftrace: Ftrace, profile: Profile):
         self.kernel = kernel
         self.ftrace = ftrace
         self.profile = profile
@@ -44,7 +59,7 @@ class Klp:
         self.transition_patch: KlpPatch | None = None
         self.target_state = KLP_TRANSITION_IDLE
         self.signals_cnt = 0
-        self.ops: dict = {}  # klp_ops, keyed by old_func
+        self.ops: dict[Symbol, KlpOps] = {}  # klp_ops, keyed by old_func
         self.sched_try_switch_key = False
         self.reliable_stack = kernel.has_config("HAVE_RELIABLE_STACKTRACE")
         self.transition_work = DelayedWork(lambda: transition.klp_transition_work_fn(self))
@@ -52,12 +67,12 @@ class Klp:
         self.freed: list[KlpPatch] = []  # patches whose free work has run
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
         self.transition_seq = 0  # counts transition events, for observers
-        self.event_hooks: list = []  # observers (invariant checks), see event()
-        self._fmt_cache: dict[str, tuple] = {}
+        self.event_hooks: list[Callable[[str], None]] = []  # observers, see event()
+        self._fmt_cache: dict[str, tuple[int, str, tuple[str, str] | None]] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
 
-    def _hook_into(self, kernel) -> None:
+    def _hook_into(self, kernel: Kernel) -> None:
         kernel.modules.prepare_coming.append(lambda mod: klp_module_coming(self, mod))
         kernel.modules.after_going.insert(0, lambda mod: klp_module_going(self, mod))
         sched = kernel.sched
@@ -79,7 +94,7 @@ class Klp:
         for name in shadow.EXPORTED:
             exports[f"klp_shadow_{name}"] = getattr(self.shadow, name)
 
-    def msg(self, key: str, *args) -> None:
+    def msg(self, key: str, *args: object) -> None:
         """printk() a catalogue message with the ``livepatch: `` prefix."""
         entry = self._fmt_cache.get(key)
         if entry is None:
@@ -92,7 +107,7 @@ class Klp:
             return
         log.printk(level, KLP_PREFIX + (fmt % args))
 
-    def kernel_ptr(self, obj) -> str:
+    def kernel_ptr(self, obj: object) -> str:
         """%p of *obj*: a hashed pointer, stable for the object's life."""
         return self.kernel.hashed_ptr(obj)
 
@@ -104,7 +119,7 @@ class Klp:
             hook(name)
 
     @property
-    def current(self):
+    def current(self) -> Task:
         return self.kernel.sched.current
 
 
@@ -129,7 +144,7 @@ def klp_find_object(patch: KlpPatch, old_obj: KlpObject) -> KlpObject | None:
     return None
 
 
-def klp_find_func(klp, obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
+def klp_find_func(klp: Klp, obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
     """A func of *obj* with the same name and position as *old_func*."""
     same_0_1 = klp.profile.sympos_0_eq_1
     for func in obj.func_list:
@@ -171,7 +186,9 @@ def klp_post_unpatch_callback(obj: KlpObject) -> None:
 # -- symbols ---------------------------------------------------------------------
 
 
-def klp_find_object_symbol(klp, objname: str | None, name: str, sympos: int):
+def klp_find_object_symbol(
+    klp: Klp, objname: str | None, name: str, sympos: int
+) -> tuple[int, Symbol | None]:
     """(0, function) or (-EINVAL, None) with the kernel's error message."""
     count = 0
     found = None
@@ -191,8 +208,8 @@ def klp_find_object_symbol(klp, objname: str | None, name: str, sympos: int):
     return -EINVAL, None
 
 
-def klp_find_object_module(klp, obj: KlpObject) -> None:
-    if not klp_is_module(obj):
+def klp_find_object_module(klp: Klp, obj: KlpObject) -> None:
+    if obj.name is None:  # !klp_is_module(obj)
         return
     mod = klp.kernel.modules.find_module(obj.name)
     # Only a module whose klp_module_coming() ran and whose
@@ -204,7 +221,7 @@ def klp_find_object_module(klp, obj: KlpObject) -> None:
 # -- sysfs -------------------------------------------------------------------------
 
 
-def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
+def enabled_store(klp: Klp, patch: KlpPatch, buf: str) -> int:
     enabled = klp.kernel.kstrtobool(buf)
     if not isinstance(enabled, bool):
         return -EINVAL
@@ -220,7 +237,7 @@ def enabled_store(klp, patch: KlpPatch, buf: str) -> int:
     return ret or len(buf)
 
 
-def force_store(klp, patch: KlpPatch, buf: str) -> int:
+def force_store(klp: Klp, patch: KlpPatch, buf: str) -> int:
     val = klp.kernel.kstrtobool(buf)
     if not isinstance(val, bool):
         return -EINVAL
@@ -232,7 +249,7 @@ def force_store(klp, patch: KlpPatch, buf: str) -> int:
     return len(buf)
 
 
-def stack_order(klp, patch: KlpPatch) -> int:
+def stack_order(klp: Klp, patch: KlpPatch) -> int:
     """stack_order_show(): count patches up to this one (all of them if it
     has already left klp_patches)."""
     for i, p in enumerate(klp.patches, 1):
@@ -241,7 +258,7 @@ def stack_order(klp, patch: KlpPatch) -> int:
     return len(klp.patches)
 
 
-PATCH_ATTRS = {
+PATCH_ATTRS: dict[str, PatchAttr] = {
     # name: (mode, show(klp, patch), store(klp, patch, buf))
     "enabled": (0o644, lambda klp, p: f"{int(p.enabled)}\n", enabled_store),
     "transition": (0o444, lambda klp, p: f"{int(p is klp.transition_patch)}\n", None),
@@ -251,7 +268,7 @@ PATCH_ATTRS = {
 }
 
 
-def _kobject_add(klp, parent, name: str):
+def _kobject_add(klp: Klp, parent: Inode, name: str) -> Inode | int:
     node = klp.kernel.fs.add_dir(parent, name)
     if isinstance(node, int):
         log = klp.kernel.log
@@ -264,7 +281,15 @@ def _kobject_add(klp, parent, name: str):
     return node
 
 
-def _patch_sysfs(klp, patch: KlpPatch):
+def _attr_show(klp: Klp, patch: KlpPatch, show: Callable[[Klp, KlpPatch], str]) -> Show:
+    return lambda: show(klp, patch)
+
+
+def _attr_store(klp: Klp, patch: KlpPatch, store: Callable[[Klp, KlpPatch, str], int]) -> Store:
+    return lambda buf: store(klp, patch, buf)
+
+
+def _patch_sysfs(klp: Klp, patch: KlpPatch) -> int:
     node = _kobject_add(klp, klp.root_kobj, patch.name)
     if isinstance(node, int):
         return node
@@ -276,8 +301,8 @@ def _patch_sysfs(klp, patch: KlpPatch):
             node,
             name,
             mode,
-            (lambda s=show: s(klp, patch)) if show else None,
-            (lambda buf, s=store: s(klp, patch, buf)) if store else None,
+            _attr_show(klp, patch, show) if show else None,
+            _attr_store(klp, patch, store) if store else None,
         )
     patch.kobj = node
     return 0
@@ -301,13 +326,15 @@ def klp_init_patch_early(patch: KlpPatch) -> None:
     patch.obj_list = []
     patch.enabled = False
     patch.forced = False
+    assert patch.objs is not None  # refused by klp_enable_patch()
     for obj in patch.objs:
         klp_init_object_early(patch, obj)
+        assert obj.funcs is not None  # refused by klp_enable_patch()
         for func in obj.funcs:
             klp_init_func_early(obj, func)
 
 
-def klp_init_func(klp, obj: KlpObject, func: KlpFunc) -> int:
+def klp_init_func(klp: Klp, obj: KlpObject, func: KlpFunc) -> int:
     if not func.old_name:
         return -EINVAL
     # NOPs get the address later; the patched module might not be loaded yet.
@@ -317,6 +344,7 @@ def klp_init_func(klp, obj: KlpObject, func: KlpFunc) -> int:
         return -EINVAL
     func.patched = False
     func.transition = False
+    assert obj.kobj is not None  # klp_init_object() made it
     node = _kobject_add(klp, obj.kobj, f"{func.old_name},{func.old_sympos or 1}")
     if isinstance(node, int):
         return node
@@ -324,8 +352,9 @@ def klp_init_func(klp, obj: KlpObject, func: KlpFunc) -> int:
     return 0
 
 
-def klp_init_object_loaded(klp, patch: KlpPatch, obj: KlpObject) -> int:
+def klp_init_object_loaded(klp: Klp, patch: KlpPatch, obj: KlpObject) -> int:
     for func in obj.func_list:
+        assert func.old_name is not None  # klp_init_func() refuses a NULL one
         ret, sym = klp_find_object_symbol(klp, obj.name, func.old_name, func.old_sympos)
         if ret:
             return ret
@@ -335,12 +364,13 @@ def klp_init_object_loaded(klp, patch: KlpPatch, obj: KlpObject) -> int:
     return 0
 
 
-def klp_init_object(klp, patch: KlpPatch, obj: KlpObject) -> int:
-    if klp_is_module(obj) and len(obj.name) >= MODULE_NAME_LEN:
+def klp_init_object(klp: Klp, patch: KlpPatch, obj: KlpObject) -> int:
+    if obj.name is not None and len(obj.name) >= MODULE_NAME_LEN:  # klp_is_module(obj)
         return -EINVAL
     obj.patched = False
     obj.mod = None
     klp_find_object_module(klp, obj)
+    assert patch.kobj is not None  # _patch_sysfs() made it
     node = _kobject_add(klp, patch.kobj, obj.display_name)
     if isinstance(node, int):
         return node
@@ -356,7 +386,7 @@ def klp_init_object(klp, patch: KlpPatch, obj: KlpObject) -> int:
     return 0
 
 
-def klp_init_patch(klp, patch: KlpPatch) -> int:
+def klp_init_patch(klp: Klp, patch: KlpPatch) -> int:
     ret = _patch_sysfs(klp, patch)
     if ret:
         return ret
@@ -375,7 +405,7 @@ def klp_init_patch(klp, patch: KlpPatch) -> int:
 # -- atomic replace ----------------------------------------------------------------
 
 
-def klp_add_object_nops(klp, patch: KlpPatch, old_obj: KlpObject) -> int:
+def klp_add_object_nops(klp: Klp, patch: KlpPatch, old_obj: KlpObject) -> int:
     obj = klp_find_object(patch, old_obj)
     if obj is None:
         obj = KlpObject(old_obj.name, [])
@@ -390,7 +420,7 @@ def klp_add_object_nops(klp, patch: KlpPatch, old_obj: KlpObject) -> int:
     return 0
 
 
-def klp_add_nops(klp, patch: KlpPatch) -> int:
+def klp_add_nops(klp: Klp, patch: KlpPatch) -> int:
     """Add nops for every function of the patches *patch* replaces."""
     for old_patch in klp.patches:
         if not klp.policy.nops_for(patch, old_patch):
@@ -402,7 +432,7 @@ def klp_add_nops(klp, patch: KlpPatch) -> int:
     return 0
 
 
-def klp_unpatch_replaced_patches(klp, new_patch: KlpPatch) -> None:
+def klp_unpatch_replaced_patches(klp: Klp, new_patch: KlpPatch) -> None:
     for old_patch in klp.patches:
         if old_patch is new_patch:
             return
@@ -412,7 +442,7 @@ def klp_unpatch_replaced_patches(klp, new_patch: KlpPatch) -> None:
         klp_unpatch_objects(klp, old_patch)
 
 
-def __klp_free_objects(klp, patch: KlpPatch, nops_only: bool) -> None:
+def __klp_free_objects(klp: Klp, patch: KlpPatch, nops_only: bool) -> None:
     fs = klp.kernel.fs
     for obj in list(patch.obj_list):
         for func in list(obj.func_list):
@@ -428,7 +458,7 @@ def __klp_free_objects(klp, patch: KlpPatch, nops_only: bool) -> None:
             fs.remove(obj.kobj)
 
 
-def klp_discard_nops(klp, new_patch: KlpPatch) -> None:
+def klp_discard_nops(klp: Klp, new_patch: KlpPatch) -> None:
     klp_unpatch_objects_dynamic(klp, new_patch)
     __klp_free_objects(klp, new_patch, True)
 
@@ -436,13 +466,13 @@ def klp_discard_nops(klp, new_patch: KlpPatch) -> None:
 # -- freeing -------------------------------------------------------------------
 
 
-def klp_free_patch_start(klp, patch: KlpPatch) -> None:
+def klp_free_patch_start(klp: Klp, patch: KlpPatch) -> None:
     if patch in klp.patches:
         klp.patches.remove(patch)
     __klp_free_objects(klp, patch, False)
 
 
-def klp_free_patch_finish(klp, patch: KlpPatch) -> None:
+def klp_free_patch_finish(klp: Klp, patch: KlpPatch) -> None:
     if patch.kobj is not None:
         klp.kernel.fs.remove(patch.kobj)
         patch.kobj = None
@@ -451,19 +481,19 @@ def klp_free_patch_finish(klp, patch: KlpPatch) -> None:
     patch.freed = True
 
 
-def klp_free_patch_work_fn(klp, patch: KlpPatch) -> None:
+def klp_free_patch_work_fn(klp: Klp, patch: KlpPatch) -> None:
     klp_free_patch_finish(klp, patch)
     klp.freed.append(patch)
 
 
-def klp_free_patch_async(klp, patch: KlpPatch) -> None:
+def klp_free_patch_async(klp: Klp, patch: KlpPatch) -> None:
     """Free a patch from a work item: its sysfs store may be the caller."""
     klp_free_patch_start(klp, patch)
-    patch.free_work = DelayedWork(lambda: klp_free_patch_work_fn(klp, patch))
-    klp.kernel.clock.schedule_work(patch.free_work)
+    work = patch.free_work = DelayedWork(lambda: klp_free_patch_work_fn(klp, patch))
+    klp.kernel.clock.schedule_work(work)
 
 
-def klp_free_replaced_patches_async(klp, new_patch: KlpPatch) -> None:
+def klp_free_replaced_patches_async(klp: Klp, new_patch: KlpPatch) -> None:
     for old_patch in list(klp.patches):
         if old_patch is new_patch:
             return
@@ -475,7 +505,7 @@ def klp_free_replaced_patches_async(klp, new_patch: KlpPatch) -> None:
 # -- enable / disable --------------------------------------------------------------
 
 
-def __klp_disable_patch(klp, patch: KlpPatch) -> int:
+def __klp_disable_patch(klp: Klp, patch: KlpPatch) -> int:
     if not patch.enabled:
         return -EINVAL
     if klp.transition_patch is not None:
@@ -490,7 +520,7 @@ def __klp_disable_patch(klp, patch: KlpPatch) -> int:
     return 0
 
 
-def __klp_enable_patch(klp, patch: KlpPatch) -> int:
+def __klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     if klp.transition_patch is not None:
         return -EBUSY
     if patch.enabled:
@@ -518,7 +548,7 @@ def __klp_enable_patch(klp, patch: KlpPatch) -> int:
     return ret
 
 
-def klp_enable_patch(klp, patch: KlpPatch) -> int:
+def klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
@@ -561,7 +591,7 @@ def klp_free_object_loaded(obj: KlpObject) -> None:
             func.new_func = None
 
 
-def klp_cleanup_module_patches_limited(klp, mod, limit: KlpPatch | None) -> None:
+def klp_cleanup_module_patches_limited(klp: Klp, mod: Module, limit: KlpPatch | None) -> None:
     for patch in klp.patches:
         if patch is limit:
             break
@@ -577,7 +607,7 @@ def klp_cleanup_module_patches_limited(klp, mod, limit: KlpPatch | None) -> None
             break
 
 
-def klp_module_coming(klp, mod) -> int:
+def klp_module_coming(klp: Klp, mod: Module) -> int:
     if mod.state != MODULE_STATE_COMING:
         return -EINVAL
     if mod.name == "vmlinux":
@@ -611,7 +641,7 @@ def klp_module_coming(klp, mod) -> int:
     return 0
 
 
-def _coming_failed(klp, mod, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
+def _coming_failed(klp: Klp, mod: Module, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
     klp.msg("refusing_module", patch.name, mod.name, mod.name)
     mod.klp_alive = False
     obj.mod = None
@@ -619,7 +649,7 @@ def _coming_failed(klp, mod, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
     return ret
 
 
-def klp_module_going(klp, mod) -> None:
+def klp_module_going(klp: Klp, mod: Module) -> None:
     if mod.state not in (MODULE_STATE_GOING, MODULE_STATE_COMING):
         return
     mod.klp_alive = False

@@ -6,12 +6,22 @@ invariant holds. :class:`ViewTracker` checks the temporal ones: which code a
 task runs may change only when that task switches.
 """
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
 
 from klpsim.kernel.symbols import Regs
 from klpsim.livepatch import patch as patch_mod
 from klpsim.livepatch.patch import klp_func_for_task
-from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED
+from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED, KlpPatch
+
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.symbols import Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.livepatch.core import Klp
+    from klpsim.livepatch.patch import KlpOps
+    from klpsim.livepatch.structs import KlpFunc
 
 __all__ = ["Violation", "check_all", "ViewTracker", "CHECKS"]
 
@@ -26,11 +36,11 @@ class Violation(NamedTuple):
     functions: tuple[str, ...] = ()
 
 
-def _patch_name(func) -> str:
+def _patch_name(func: KlpFunc) -> str:
     return func.obj.patch.name if func.obj and func.obj.patch else "?"
 
 
-def single_transition(klp) -> list[Violation]:
+def single_transition(klp: Klp) -> list[Violation]:
     """At most one transition patch, and task states agree with it."""
     out = []
     tp = klp.transition_patch
@@ -56,7 +66,7 @@ def single_transition(klp) -> list[Violation]:
     return out
 
 
-def func_stack_order(klp) -> list[Violation]:
+def func_stack_order(klp: Klp) -> list[Violation]:
     """Every func_stack lists its patches newest first, in klp_patches order,
     and holds no func of a freed patch."""
     out = []
@@ -88,7 +98,7 @@ def func_stack_order(klp) -> list[Violation]:
     return out
 
 
-def expected_code(ops, task):
+def expected_code(ops: KlpOps, task: Task) -> Symbol | None:
     """The code a task must run for a patched function, from func_stack alone."""
     func = klp_func_for_task(ops, task.patch_state)
     if func is None or func.nop:
@@ -96,7 +106,7 @@ def expected_code(ops, task):
     return func.new_func
 
 
-def tasks_run_the_right_code(klp) -> list[Violation]:
+def tasks_run_the_right_code(klp: Klp) -> list[Violation]:
     """A patched (or idle) task runs the top of each func_stack; an unpatched
     task during a transition runs the entry below it or the original."""
     out = []
@@ -119,6 +129,7 @@ def tasks_run_the_right_code(klp) -> list[Violation]:
                 )
             got = klp_redirect(klp, task, old_func)
             if got is not want:
+                assert want is not None  # a non-nop func has a new_func
                 out.append(
                     Violation(
                         "task-runs-stack-entry",
@@ -131,7 +142,7 @@ def tasks_run_the_right_code(klp) -> list[Violation]:
     return out
 
 
-def klp_redirect(klp, task, old_func):
+def klp_redirect(klp: Klp, task: Task, old_func: Symbol) -> Symbol:
     """Where livepatch sends *task*'s call of *old_func*: the ftrace handler
     itself, run alone, so that checking has no side effects on other ftrace
     users (tracers, probes, BPF programs)."""
@@ -143,7 +154,7 @@ def klp_redirect(klp, task, old_func):
     return regs.ip
 
 
-def ftrace_plumbing(klp) -> list[Violation]:
+def ftrace_plumbing(klp: Klp) -> list[Violation]:
     """Every klp_ops is registered with ftrace on its function, and the call
     site is armed while ftrace is enabled."""
     out = []
@@ -167,7 +178,7 @@ def ftrace_plumbing(klp) -> list[Violation]:
     return out
 
 
-def _sample_tasks(kernel):
+def _sample_tasks(kernel: Kernel) -> list[Task]:
     """Every task, or a spread of them on a big machine."""
     tasks = list(kernel.sched.all_tasks())
     if len(tasks) > 64:
@@ -176,14 +187,14 @@ def _sample_tasks(kernel):
     return tasks
 
 
-def module_refcounts(klp) -> list[Violation]:
+def module_refcounts(klp: Klp) -> list[Violation]:
     """A livepatch module holds one reference while its patch lives (or was
     forced), none once it is freed."""
     out = []
     for mod in klp.kernel.modules.modules.values():
-        if not mod.klp or not hasattr(mod.code, "patch"):
+        patch = getattr(mod.code, "patch", None)  # set by LivepatchCode.init()
+        if not mod.klp or not isinstance(patch, KlpPatch):
             continue
-        patch = mod.code.patch
         if patch.kobj is None and not patch.freed:
             continue  # failed enable in progress, or not yet enabled
         want = 0 if patch.freed and not patch.forced else 1
@@ -198,7 +209,7 @@ def module_refcounts(klp) -> list[Violation]:
     return out
 
 
-def freed_sysfs_gone(klp) -> list[Violation]:
+def freed_sysfs_gone(klp: Klp) -> list[Violation]:
     """A patch whose free work ran has no directory under /sys/kernel/livepatch."""
     out = []
     live = {p.name for p in klp.patches} | {p.name for p in klp.all_patches if not p.freed}
@@ -216,7 +227,7 @@ def freed_sysfs_gone(klp) -> list[Violation]:
     return out
 
 
-def one_patch_per_set(klp) -> list[Violation]:
+def one_patch_per_set(klp: Klp) -> list[Violation]:
     """replace-set: once transitions end, at most one enabled patch per set."""
     if not klp.policy.disjoint_sets or klp.transition_patch is not None:
         return []
@@ -237,13 +248,17 @@ def one_patch_per_set(klp) -> list[Violation]:
     return out
 
 
-def disjoint_sets(klp) -> list[Violation]:
+def disjoint_sets(klp: Klp) -> list[Violation]:
     """replace-set: no function is patched by two sets."""
     if not klp.policy.disjoint_sets:
         return []
     out = []
     for old_func, ops in klp.ops.items():
-        sets = {f.obj.patch.replace_set for f in ops.func_stack if not f.nop}
+        sets = {
+            f.obj.patch.replace_set
+            for f in ops.func_stack
+            if not f.nop and f.obj is not None and f.obj.patch is not None
+        }
         if len(sets) > 1:
             out.append(
                 Violation(
@@ -267,7 +282,7 @@ CHECKS = (
 )
 
 
-def check_all(klp) -> list[Violation]:
+def check_all(klp: Klp) -> list[Violation]:
     out = []
     for check in CHECKS:
         out.extend(check(klp))
@@ -283,14 +298,14 @@ class ViewTracker:
     view must stay as it was.
     """
 
-    def __init__(self, klp):
+    def __init__(self, klp: Klp):
         self.klp = klp
-        self.funcs: dict = {}  # every function ever patched: {old_func: name}
-        self.before: dict | None = None
+        self.funcs: dict[Symbol, str] = {}  # every function ever patched: {old_func: name}
+        self.before: dict[tuple[int, str, Symbol], tuple[Symbol, int]] | None = None
         self.violations: list[Violation] = []
         klp.event_hooks.append(self._event)
 
-    def _views(self):
+    def _views(self) -> dict[tuple[int, str, Symbol], tuple[Symbol, int]]:
         kernel = self.klp.kernel
         for f in self.klp.ops:
             self.funcs.setdefault(f, f.name)
@@ -342,7 +357,7 @@ class ViewTracker:
             self.compare("completing the transition")
 
 
-def _where(code, old_func) -> str:
+def _where(code: Symbol | None, old_func: Symbol) -> str:
     if code is None:
         return "an override"
     return "the original" if code is old_func else f"{code.owner.name}:{code.name}"

@@ -5,8 +5,11 @@ function; its func_stack holds the klp_funcs of every patch on that
 function, newest first, and its single ftrace_ops redirects calls.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
 from klpsim.kernel.errno import EINVAL
-from klpsim.kernel.symbols import Symbol
 from klpsim.livepatch.structs import KLP_TRANSITION_UNPATCHED, KlpFunc, KlpObject
 from klpsim.trace.ftrace import (
     FTRACE_OPS_FL_DYNAMIC,
@@ -14,6 +17,12 @@ from klpsim.trace.ftrace import (
     FTRACE_OPS_FL_PERMANENT,
     FtraceOps,
 )
+
+if TYPE_CHECKING:
+    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.livepatch.core import Klp
+    from klpsim.livepatch.structs import KlpPatch
 
 __all__ = [
     "KlpOps",
@@ -38,7 +47,7 @@ class KlpOps:
         self.fops = fops
 
 
-def klp_find_ops(klp, old_func: Symbol) -> KlpOps | None:
+def klp_find_ops(klp: Klp, old_func: Symbol) -> KlpOps | None:
     return klp.ops.get(old_func)
 
 
@@ -51,26 +60,28 @@ def klp_func_for_task(ops: KlpOps, patch_state: int) -> KlpFunc | None:
     stack = ops.func_stack
     func = stack[0]
     if func.transition and patch_state == KLP_TRANSITION_UNPATCHED:
-        func = stack[1] if len(stack) > 1 else None
+        return stack[1] if len(stack) > 1 else None
     return func
 
 
-def klp_ftrace_handler(task, ip: Symbol, fops: FtraceOps, regs) -> None:
+def klp_ftrace_handler(task: Task, ip: Symbol, fops: FtraceOps, regs: Regs) -> None:
     """klp_ftrace_handler(): redirect the call to the chosen new_func."""
-    ops: KlpOps = fops.private
+    ops = cast("KlpOps", fops.private)  # container_of(fops, struct klp_ops, fops)
     if not ops.func_stack:
         return
     func = klp_func_for_task(ops, task.patch_state)
     if func is None or func.nop:
         return
-    regs.ip = func.new_func
+    new_func = func.new_func
+    assert new_func is not None  # klp_init_func() refuses a func without one
+    regs.ip = new_func
 
 
-def _msg(klp, key, *args):
+def _msg(klp: Klp, key: str, *args: object) -> None:
     klp.msg(key, *args)
 
 
-def klp_patch_func(klp, func: KlpFunc) -> int:
+def klp_patch_func(klp: Klp, func: KlpFunc) -> int:
     """klp_patch_func(): push *func* on its function's stack."""
     if func.old_func is None or func.patched:
         return -EINVAL
@@ -106,18 +117,20 @@ def klp_patch_func(klp, func: KlpFunc) -> int:
     return 0
 
 
-def klp_unpatch_func(klp, func: KlpFunc) -> None:
+def klp_unpatch_func(klp: Klp, func: KlpFunc) -> None:
     """klp_unpatch_func(): take *func* off its stack (possibly from the middle)."""
-    ops = klp.ops[func.old_func]
+    old_func = func.old_func
+    assert old_func is not None  # a patched func is resolved
+    ops = klp.ops[old_func]
     if len(ops.func_stack) == 1:
         klp.ftrace.unregister_ftrace_function(ops.fops)
-        klp.ftrace.ftrace_set_filter_ip(ops.fops, func.old_func, remove=True)
-        del klp.ops[func.old_func]
+        klp.ftrace.ftrace_set_filter_ip(ops.fops, old_func, remove=True)
+        del klp.ops[old_func]
     ops.func_stack.remove(func)
     func.patched = False
 
 
-def klp_patch_object(klp, obj: KlpObject) -> int:
+def klp_patch_object(klp: Klp, obj: KlpObject) -> int:
     if obj.patched:
         return -EINVAL
     for func in obj.func_list:
@@ -129,7 +142,7 @@ def klp_patch_object(klp, obj: KlpObject) -> int:
     return 0
 
 
-def __klp_unpatch_object(klp, obj: KlpObject, nops_only: bool) -> None:
+def __klp_unpatch_object(klp: Klp, obj: KlpObject, nops_only: bool) -> None:
     for func in obj.func_list:
         if nops_only and not func.nop:
             continue
@@ -139,17 +152,17 @@ def __klp_unpatch_object(klp, obj: KlpObject, nops_only: bool) -> None:
         obj.patched = False
 
 
-def klp_unpatch_object(klp, obj: KlpObject) -> None:
+def klp_unpatch_object(klp: Klp, obj: KlpObject) -> None:
     __klp_unpatch_object(klp, obj, False)
 
 
-def klp_unpatch_objects(klp, patch) -> None:
+def klp_unpatch_objects(klp: Klp, patch: KlpPatch) -> None:
     for obj in patch.obj_list:
         if obj.patched:
             __klp_unpatch_object(klp, obj, False)
 
 
-def klp_unpatch_objects_dynamic(klp, patch) -> None:
+def klp_unpatch_objects_dynamic(klp: Klp, patch: KlpPatch) -> None:
     for obj in patch.obj_list:
         if obj.patched:
             __klp_unpatch_object(klp, obj, True)

@@ -7,11 +7,34 @@ attributes, sympos matching, kernel config, message wording). Each
 difference names the commit or posted patch behind it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from klpsim.messages import CATALOGUE, Message
 
-__all__ = ["Profile", "ReplacePolicy", "PROFILES", "get_profile", "DEFAULT_PROFILE"]
+if TYPE_CHECKING:
+    from klpsim.livepatch.core import Klp
+    from klpsim.livepatch.structs import KlpPatch, KlpState
+
+__all__ = [
+    "Profile",
+    "ReplacePolicy",
+    "PatchAttr",
+    "PROFILES",
+    "get_profile",
+    "DEFAULT_PROFILE",
+]
+
+PatchAttr = tuple[
+    int,
+    "Callable[[Klp, KlpPatch], str] | None",
+    "Callable[[Klp, KlpPatch, str], int] | None",
+]
+"""A file of /sys/kernel/livepatch/<patch>/: (mode, show(klp, patch),
+store(klp, patch, buf) -> count or -errno)."""
 
 
 class ReplacePolicy:
@@ -21,7 +44,7 @@ class ReplacePolicy:
     """
 
     name = "replace"
-    patch_fields = ("replace",)
+    patch_fields: tuple[str, ...] = ("replace",)
     """The klp_patch fields this kernel has, beyond objs and states."""
 
     disjoint_sets = False
@@ -29,36 +52,36 @@ class ReplacePolicy:
     replace_is_tag = False
     """Is ``replace`` a u32 tag (Yafang's draft) rather than mainline's bool?"""
 
-    def adds_nops(self, patch) -> bool:
+    def adds_nops(self, patch: KlpPatch) -> bool:
         """klp_init_patch(): does *patch* get nops (and replace on completion)?"""
         return bool(patch.replace)
 
-    def nops_for(self, new, old) -> bool:
+    def nops_for(self, new: KlpPatch, old: KlpPatch) -> bool:
         """klp_add_nops(): does *new* get nops for the functions of *old*?"""
         return self.replaces(new, old)
 
-    def replaces(self, new, old) -> bool:
+    def replaces(self, new: KlpPatch, old: KlpPatch) -> bool:
         """klp_unpatch_replaced_patches() / klp_free_replaced_patches_async():
         is *old* replaced by *new*?"""
         return bool(new.replace)
 
-    def state_compatible(self, new, old_patch, old_state) -> bool:
+    def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
         """klp_is_state_compatible(): a cumulative patch must keep every state."""
         state = _get_state(new, old_state.id)
         if state is None:
             return not new.replace
         return state.version >= old_state.version
 
-    def conflicts(self, klp, new, old_patch) -> bool:
+    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""
         return False
 
-    def force_marks(self, transition_patch, other) -> bool:
+    def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
         return bool(transition_patch.replace)
 
 
-def _get_state(patch, id):
+def _get_state(patch: KlpPatch, id: int) -> KlpState | None:
     for state in patch.states:
         if state.id == id:
             return state
@@ -83,9 +106,10 @@ class Profile:
     kprobe_arm_error_ignored: bool = True
     """Since 6.14, 587e8e6d640b: __register_kprobe() drops -EBUSY from arming."""
     config: frozenset[str] = frozenset()
-    extra_patch_attrs: dict = field(default_factory=dict, compare=False)
+    extra_patch_attrs: dict[str, PatchAttr] = field(default_factory=dict, compare=False)
+    """Files beyond core.PATCH_ATTRS that the series adds."""
     messages: dict[str, Message] = field(default_factory=dict, compare=False)
-    sched_switch: str = "schedule"
+    sched_switch: Literal["schedule", "cond_resched", "none"] = "schedule"
     """Where a task may switch itself besides kernel exit and idle:
     ``schedule`` (6.16+, 676e8cf70cb0 "sched,livepatch: Untangle
     cond_resched() and live-patching": __schedule() of a freezable sleep),
@@ -93,7 +117,7 @@ class Profile:
     task switching to cond_resched()") or ``none`` (before 6.4)."""
     kstrtobool_enable_disable: bool = True
     """kstrtobool() takes e/E and d/D since 6.16 (ae5b3500856f)."""
-    helpers_load: str = "insmod"
+    helpers_load: Literal["insmod", "modprobe"] = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
 

@@ -3,7 +3,14 @@ compatibility check. Mirrors kernel/livepatch/state.c; which patches must
 carry which states is profile policy (see profiles.py).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from klpsim.livepatch.structs import KlpPatch, KlpState
+
+if TYPE_CHECKING:
+    from klpsim.livepatch.core import Klp
 
 __all__ = ["klp_get_state", "klp_get_prev_state", "klp_is_patch_compatible"]
 
@@ -16,7 +23,7 @@ def klp_get_state(patch: KlpPatch, id: int) -> KlpState | None:
     return None
 
 
-def klp_get_prev_state(klp, id: int) -> KlpState | None:
+def klp_get_prev_state(klp: Klp, id: int) -> KlpState | None:
     """The newest state *id* among the patches installed before the
     transition patch (the ones it replaces or builds on)."""
     if klp.transition_patch is None:
@@ -36,7 +43,7 @@ def klp_get_prev_state(klp, id: int) -> KlpState | None:
     return last
 
 
-def klp_is_patch_compatible(klp, patch: KlpPatch) -> bool:
+def klp_is_patch_compatible(klp: Klp, patch: KlpPatch) -> bool:
     """May *patch* be enabled next to the installed patches?"""
     policy = klp.policy
     for old_patch in klp.patches:

@@ -5,11 +5,16 @@ module initialises statically) and passes the patch to klp_enable_patch().
 The internal fields belong to kernel/livepatch.
 """
 
-from collections.abc import Callable
-from typing import Any
+from __future__ import annotations
 
-from klpsim.kernel.fs import Inode
-from klpsim.kernel.symbols import Symbol
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from klpsim.kernel.clock import DelayedWork
+    from klpsim.kernel.fs import Inode
+    from klpsim.kernel.module import Module
+    from klpsim.kernel.symbols import Symbol
 
 __all__ = [
     "KlpFunc",
@@ -65,10 +70,10 @@ class KlpCallbacks:
 
     def __init__(
         self,
-        pre_patch: Callable[["KlpObject"], int] | None = None,
-        post_patch: Callable[["KlpObject"], None] | None = None,
-        pre_unpatch: Callable[["KlpObject"], None] | None = None,
-        post_unpatch: Callable[["KlpObject"], None] | None = None,
+        pre_patch: Callable[[KlpObject], int] | None = None,
+        post_patch: Callable[[KlpObject], None] | None = None,
+        pre_unpatch: Callable[[KlpObject], None] | None = None,
+        post_unpatch: Callable[[KlpObject], None] | None = None,
     ):
         self.pre_patch = pre_patch
         self.post_patch = post_patch
@@ -101,7 +106,7 @@ class KlpObject:
         # internal
         self.kobj: Inode | None = None
         self.func_list: list[KlpFunc] = []
-        self.mod = None
+        self.mod: Module | None = None
         self.dynamic = False
         self.patched = False
         self.patch: KlpPatch | None = None
@@ -119,7 +124,7 @@ class KlpState:
 
     __slots__ = ("id", "version", "data")
 
-    def __init__(self, id: int, version: int = 0, data: Any = None):
+    def __init__(self, id: int, version: int = 0, data: object = None):
         self.id = id
         self.version = version
         self.data = data
@@ -135,17 +140,17 @@ class KlpPatch:
 
     def __init__(
         self,
-        mod,
+        mod: Module,
         objs: list[KlpObject] | None,
         states: list[KlpState] | None = None,
-        replace: bool = False,
+        replace: bool | int = False,
         replace_set: int = 0,
         replaceable: bool = False,
     ):
         self.mod = mod
         self.objs = objs
         self.states = states or []
-        self.replace = replace
+        self.replace = replace  # mainline's bool; a u32 tag on replace-tag
         self.replace_set = replace_set
         self.replaceable = replaceable
         # internal
@@ -153,7 +158,7 @@ class KlpPatch:
         self.obj_list: list[KlpObject] = []
         self.enabled = False
         self.forced = False
-        self.free_work = None
+        self.free_work: DelayedWork | None = None
         self.freed = False  # klp_free_patch_finish() has run
 
     @property

@@ -1,5 +1,6 @@
 """Boot a simulated kernel with ftrace, kprobes and livepatch for a profile."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from klpsim.kernel.machine import Kernel, KernelConfig
@@ -28,8 +29,8 @@ class System:
     tracer: FunctionTracer
     kprobes: Kprobes | None
     klp: Klp
-    error_injection: ErrorInjection | None = None
-    bpf: Bpf | None = None
+    error_injection: ErrorInjection
+    bpf: Bpf
 
 
 def boot(
@@ -38,7 +39,7 @@ def boot(
     extra_funcs: int = 0,
     config: frozenset[str] | None = None,
     config_overrides: dict[str, bool] | None = None,
-    dyndbg=SELFTEST_DYNDBG,
+    dyndbg: Iterable[str] = SELFTEST_DYNDBG,
 ) -> System:
     """Boot a kernel that behaves as *profile*."""
     if isinstance(profile, str):

@@ -11,6 +11,10 @@ so "an address within [func, func+size)" is "that function is on the
 stack".
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from klpsim.kernel.clock import NSEC_PER_SEC
 from klpsim.kernel.errno import EADDRINUSE, EBUSY, EINVAL
 from klpsim.livepatch import core
@@ -21,6 +25,11 @@ from klpsim.livepatch.structs import (
     KLP_TRANSITION_UNPATCHED,
     KlpPatch,
 )
+
+if TYPE_CHECKING:
+    from klpsim.kernel.symbols import Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.livepatch.core import Klp
 
 __all__ = [
     "klp_init_transition",
@@ -46,55 +55,60 @@ def _state_name(state: int) -> str:
     return "patching" if state == KLP_TRANSITION_PATCHED else "unpatching"
 
 
-def klp_update_patch_state(klp, task) -> None:
+def klp_update_patch_state(klp: Klp, task: Task) -> None:
     """Switch *task* if it has TIF_PATCH_PENDING (kernel exit, idle loop, force)."""
     if task.patch_pending:
         task.patch_pending = False
         task.patch_state = klp.target_state
 
 
-def klp_copy_process(klp, parent, child) -> None:
+def klp_copy_process(klp: Klp, parent: Task, child: Task) -> None:
     """The child inherits the patched state of the parent."""
     child.patch_pending = parent.patch_pending
     child.patch_state = parent.patch_state
 
 
-def klp_cond_resched(klp, task) -> None:
+def klp_cond_resched(klp: Klp, task: Task) -> None:
     """Before 6.16: cond_resched() of a task with TIF_PATCH_PENDING tries to
     switch it (a stack check of itself)."""
     if klp.sched_try_switch_key and task.patch_pending:
         klp_try_switch_task(klp, task)
 
 
-def klp_sched_try_switch(klp, task) -> None:
+def klp_sched_try_switch(klp: Klp, task: Task) -> None:
     """__klp_sched_try_switch(): a freezable kthread passing __schedule()."""
     if klp.sched_try_switch_key and task.freezable and task.patch_pending:
         klp_try_switch_task(klp, task)
 
 
-def _forbidden_functions(klp) -> dict:
+def _forbidden_functions(klp: Klp) -> dict[Symbol, str]:
     """The code no task may be inside to switch: {function: old_name}.
 
     klp_check_stack_func(): unpatching forbids the patch's new code;
     patching forbids what runs now, i.e. the entry below on func_stack or
     the original function.
     """
-    forbidden = {}
-    for obj in klp.transition_patch.obj_list:
+    patch = klp.transition_patch
+    assert patch is not None  # called only during a transition
+    forbidden: dict[Symbol, str] = {}
+    for obj in patch.obj_list:
         if not obj.patched:
             continue
         for func in obj.func_list:
+            # A patched object's funcs are resolved: klp_init_object_loaded().
+            assert func.old_func is not None and func.old_name is not None
             if klp.target_state == KLP_TRANSITION_UNPATCHED:
                 code = func.new_func
             else:
                 stack = klp.ops[func.old_func].func_stack
                 i = stack.index(func)
                 code = stack[i + 1].new_func if i + 1 < len(stack) else func.old_func
+            assert code is not None
             forbidden.setdefault(code, func.old_name)
     return forbidden
 
 
-def _check_stack(klp, task, forbidden) -> tuple[int, str | None]:
+def _check_stack(klp: Klp, task: Task, forbidden: dict[Symbol, str]) -> tuple[int, str | None]:
     """klp_check_stack(): the first func, in patch order, whose code is on
     the stack (the dict keeps patch order)."""
     if not task.reliable:
@@ -109,7 +123,7 @@ def _check_stack(klp, task, forbidden) -> tuple[int, str | None]:
     return 0, None
 
 
-def klp_try_switch_task(klp, task, forbidden=None) -> bool:
+def klp_try_switch_task(klp: Klp, task: Task, forbidden: dict[Symbol, str] | None = None) -> bool:
     """Try to switch one task; True if it is now in the target state."""
     if task.patch_state == klp.target_state:
         return True
@@ -137,7 +151,7 @@ def klp_try_switch_task(klp, task, forbidden=None) -> bool:
     return False
 
 
-def klp_send_signals(klp) -> None:
+def klp_send_signals(klp: Klp) -> None:
     """Wake kthreads and send fake signals to user tasks still pending."""
     if klp.signals_cnt == SIGNALS_TIMEOUT:
         klp.msg("signaling")
@@ -151,7 +165,7 @@ def klp_send_signals(klp) -> None:
             sched.set_notify_signal(task)
 
 
-def klp_try_complete_transition(klp) -> bool:
+def klp_try_complete_transition(klp: Klp) -> bool:
     """Try to switch every task; complete the transition if all switched."""
     assert klp.target_state != KLP_TRANSITION_IDLE
     sched = klp.kernel.sched
@@ -178,6 +192,7 @@ def klp_try_complete_transition(klp) -> bool:
         return False
     klp.sched_try_switch_key = False
     patch = klp.transition_patch
+    assert patch is not None  # called only during a transition
     klp_complete_transition(klp)
     if not patch.enabled:
         core.klp_free_patch_async(klp, patch)
@@ -186,15 +201,16 @@ def klp_try_complete_transition(klp) -> bool:
     return True
 
 
-def klp_transition_work_fn(klp) -> None:
+def klp_transition_work_fn(klp: Klp) -> None:
     """The delayed work that retries a stalled transition."""
     if klp.transition_patch is not None:
         klp_try_complete_transition(klp)
 
 
-def klp_complete_transition(klp) -> None:
+def klp_complete_transition(klp: Klp) -> None:
     """Finish the transition: tidy func_stacks, run post callbacks."""
-    patch: KlpPatch = klp.transition_patch
+    patch = klp.transition_patch
+    assert patch is not None  # called only during a transition
     target = klp.target_state
     klp.event("complete:before")
     klp.msg("completing", patch.name, _state_name(target))
@@ -221,16 +237,17 @@ def klp_complete_transition(klp) -> None:
     klp.event("complete:after")
 
 
-def klp_cancel_transition(klp) -> None:
+def klp_cancel_transition(klp: Klp) -> None:
     """Undo a patching transition that never started (an enable error)."""
     if klp.target_state != KLP_TRANSITION_PATCHED:
         return
+    assert klp.transition_patch is not None  # called only during a transition
     klp.msg("canceling", klp.transition_patch.name)
     klp.target_state = KLP_TRANSITION_UNPATCHED
     klp_complete_transition(klp)
 
 
-def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
+def klp_init_transition(klp: Klp, patch: KlpPatch, state: int) -> None:
     """Set every task to the initial state and mark the patch's funcs."""
     klp.event("init:before")
     klp.transition_patch = patch
@@ -246,9 +263,10 @@ def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
             func.transition = True
 
 
-def klp_start_transition(klp) -> None:
+def klp_start_transition(klp: Klp) -> None:
     """Flag every task that still has to switch."""
     patch = klp.transition_patch
+    assert patch is not None  # called only during a transition
     klp.msg("starting", patch.name, _state_name(klp.target_state))
     target = klp.target_state
     for task in klp.kernel.sched.all_tasks():
@@ -259,9 +277,10 @@ def klp_start_transition(klp) -> None:
     klp.event("start:after")
 
 
-def klp_reverse_transition(klp) -> None:
+def klp_reverse_transition(klp: Klp) -> None:
     """Turn the running transition around (``enabled`` written mid-way)."""
     patch = klp.transition_patch
+    assert patch is not None  # called only during a transition
     klp.event("reverse:before")
     klp.msg(
         "reversing",
@@ -281,12 +300,13 @@ def klp_reverse_transition(klp) -> None:
     klp_start_transition(klp)
 
 
-def klp_force_transition(klp) -> None:
+def klp_force_transition(klp: Klp) -> None:
     """Switch every task now, safe or not; the patches involved stay pinned."""
     klp.msg("forcing")
     for task in klp.kernel.sched.all_tasks():
         klp_update_patch_state(klp, task)
     tp = klp.transition_patch
+    assert tp is not None  # called only during a transition
     if klp.target_state == KLP_TRANSITION_UNPATCHED:
         tp.forced = True
     else:

@@ -6,6 +6,10 @@ livepatch: Introduce replace set support"), and RFC 3/4 + 4/4 of
 "livepatch: Implement livepatch hybrid mode").
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from klpsim.livepatch.profiles import (
     MAINLINE_ATTRS,
     MAINLINE_CONFIG,
@@ -14,6 +18,10 @@ from klpsim.livepatch.profiles import (
     _get_state,
     register,
 )
+
+if TYPE_CHECKING:
+    from klpsim.livepatch.core import Klp
+    from klpsim.livepatch.structs import KlpPatch, KlpState
 
 __all__ = ["ReplaceSetPolicy"]
 
@@ -29,35 +37,37 @@ class ReplaceSetPolicy(ReplacePolicy):
     patch_fields = ("replace_set",)
     disjoint_sets = True
 
-    def adds_nops(self, patch) -> bool:
+    def adds_nops(self, patch: KlpPatch) -> bool:
         return True  # klp_init_patch() calls klp_add_nops() unconditionally
 
-    def replaces(self, new, old) -> bool:
+    def replaces(self, new: KlpPatch, old: KlpPatch) -> bool:
         return new.replace_set == old.replace_set
 
-    def state_compatible(self, new, old_patch, old_state) -> bool:
+    def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
         state = _get_state(new, old_state.id)
         if new.replace_set == old_patch.replace_set:
             return state is not None and state.version >= old_state.version
         return state is None  # different sets must not share a state id
 
-    def conflicts(self, klp, new, old_patch) -> bool:
+    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         if new.replace_set == old_patch.replace_set:
             return False
         from klpsim.livepatch.core import klp_find_func
 
+        assert new.objs is not None  # refused by klp_enable_patch()
         for obj in new.objs:  # static objects: the patch is not initialised yet
             for old_obj in old_patch.obj_list:
                 if (obj.name is None) != (old_obj.name is None):
                     continue
                 if obj.name is not None and obj.name != old_obj.name:
                     continue
+                assert obj.funcs is not None  # refused by klp_enable_patch()
                 for func in obj.funcs:
                     if klp_find_func(klp, old_obj, func):
                         return True
         return False
 
-    def force_marks(self, transition_patch, other) -> bool:
+    def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return other.replace_set == transition_patch.replace_set
 
 
@@ -86,11 +96,11 @@ class ReplaceablePolicy(ReplacePolicy):
     name = "replaceable"
     patch_fields = ("replace", "replaceable")
 
-    def replaces(self, new, old) -> bool:
-        return new.replace and old.replaceable
+    def replaces(self, new: KlpPatch, old: KlpPatch) -> bool:
+        return bool(new.replace) and old.replaceable
 
 
-def _replaceable_store(klp, patch, buf: str) -> int:
+def _replaceable_store(klp: Klp, patch: KlpPatch, buf: str) -> int:
     from klpsim.kernel.errno import EAGAIN, EINVAL
 
     value = klp.kernel.kstrtobool(buf)
@@ -130,10 +140,10 @@ class ReplaceTagPolicy(ReplacePolicy):
     name = "replace_tag"
     replace_is_tag = True
 
-    def nops_for(self, new, old) -> bool:
+    def nops_for(self, new: KlpPatch, old: KlpPatch) -> bool:
         return True  # klp_add_nops() unchanged: all old patches
 
-    def replaces(self, new, old) -> bool:
+    def replaces(self, new: KlpPatch, old: KlpPatch) -> bool:
         if not new.replace:
             return False
         return not old.replace or old.replace == new.replace
@@ -160,24 +170,24 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
     name = "replace_set_012"
     disjoint_sets = False  # nobody specified conflict checks for this scheme
 
-    def adds_nops(self, patch) -> bool:
+    def adds_nops(self, patch: KlpPatch) -> bool:
         return patch.replace_set != 0
 
-    def replaces(self, new, old) -> bool:
+    def replaces(self, new: KlpPatch, old: KlpPatch) -> bool:
         if new.replace_set == 0:
             return False
         return new.replace_set == 1 or new.replace_set == old.replace_set
 
-    def state_compatible(self, new, old_patch, old_state) -> bool:
+    def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
         state = _get_state(new, old_state.id)
         if state is None:
             return not self.replaces(new, old_patch)
         return state.version >= old_state.version
 
-    def conflicts(self, klp, new, old_patch) -> bool:
+    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         return False
 
-    def force_marks(self, transition_patch, other) -> bool:
+    def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return self.replaces(transition_patch, other)
 
 

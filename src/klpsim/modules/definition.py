@@ -30,7 +30,7 @@ def _check(path, key, value, typ, what):
         _fail(path, key, f"expected {what}, got {type(value).__name__} {value!r}")
 
 
-def _check_keys(path, prefix, table: dict, allowed: set, required: set = frozenset()):
+def _check_keys(path, prefix, table: dict, allowed: set, required: set | frozenset = frozenset()):
     for key in table:
         if key not in allowed:
             _fail(path, f"{prefix}{key}", "unknown key")

@@ -10,6 +10,7 @@ section 2, lists them. On a profile whose klp_patch has ``replace_set``
 from klpsim.kernel.errno import EINVAL
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
 from klpsim.kernel.params import ParamSpec
+from klpsim.livepatch.shadow import ShadowData
 from klpsim.livepatch.structs import KlpCallbacks, KlpFunc, KlpObject, KlpState
 from klpsim.modules.base import LivepatchCode, callback_line, seq_puts
 
@@ -169,7 +170,8 @@ class TestKlpShadowVars(ModuleCode):
         objs = [object() for _ in range(n)]
         nfields1 = [object() for _ in range(n)]
         nfields2 = [object() for _ in range(n)]
-        sv1, sv2 = [None] * n, [None] * n
+        sv1: list[ShadowData | None] = [None] * n
+        sv2: list[ShadowData | None] = [None] * n
         ret = 0
         if self.shadow_get(objs[0], self.SV_ID1) is None:
             self.pr_info("  got expected NULL result")
@@ -236,7 +238,7 @@ class TestKlpShadowVars(ModuleCode):
     def shadow_dtor(self, obj, data) -> None:
         self.pr_info(f"shadow_dtor(obj=PTR{self.ptr_id(obj)}, shadow_data=PTR{self.ptr_id(data)})")
 
-    def shadow_get(self, obj, id):
+    def shadow_get(self, obj, id) -> ShadowData | None:
         ret = self.get(obj, id)
         self.pr_info(
             f"klp_shadow_get(obj=PTR{self.ptr_id(obj)}, id=0x{id:x}) = PTR{self.ptr_id(ret)}"
@@ -250,12 +252,12 @@ class TestKlpShadowVars(ModuleCode):
             f" = PTR{self.ptr_id(ret)}"
         )
 
-    def shadow_alloc(self, obj, id, ctor_data):
+    def shadow_alloc(self, obj, id, ctor_data) -> ShadowData | None:
         ret = self.alloc(obj, id, 8, "GFP_KERNEL", self.ctor, ctor_data)
         self._alloc_line("klp_shadow_alloc", obj, id, ctor_data, ret)
         return ret
 
-    def shadow_get_or_alloc(self, obj, id, ctor_data):
+    def shadow_get_or_alloc(self, obj, id, ctor_data) -> ShadowData | None:
         ret = self.get_or_alloc(obj, id, 8, "GFP_KERNEL", self.ctor, ctor_data)
         self._alloc_line("klp_shadow_get_or_alloc", obj, id, ctor_data, ret)
         return ret
@@ -434,7 +436,6 @@ def _replace_params(profile, *, replace: bool) -> tuple[ParamSpec, ...]:
 
 def builtin_modules(profile) -> dict[str, ModuleSpec]:
     """The selftest modules as built for *profile*'s kernel."""
-    lp = {"livepatch": True}
     pre_patch_ret = ParamSpec("pre_patch_ret", "int", 0o644, 0)
     specs = [
         ModuleSpec(
@@ -447,7 +448,7 @@ def builtin_modules(profile) -> dict[str, ModuleSpec]:
                     seq_puts("test_klp_livepatch: this has been live patched"),
                 ),
             ),
-            **lp,
+            livepatch=True,
         ),
         ModuleSpec(
             "test_klp_atomic_replace",
@@ -459,20 +460,20 @@ def builtin_modules(profile) -> dict[str, ModuleSpec]:
                     seq_puts("test_klp_atomic_replace: this has been live patched"),
                 ),
             ),
-            **lp,
+            livepatch=True,
         ),
         ModuleSpec(
             "test_klp_callbacks_demo",
             TestKlpCallbacksDemo,
             params=(pre_patch_ret,) + _replace_params(profile, replace=False),
             functions=(FunctionSpec("patched_work_func", _patched_work_func),),
-            **lp,
+            livepatch=True,
         ),
         ModuleSpec(
             "test_klp_callbacks_demo2",
             TestKlpCallbacksDemo2,
             params=_replace_params(profile, replace=True),
-            **lp,
+            livepatch=True,
         ),
         ModuleSpec("test_klp_callbacks_mod", TestKlpCallbacksMod),
         ModuleSpec(
@@ -482,15 +483,15 @@ def builtin_modules(profile) -> dict[str, ModuleSpec]:
             functions=(FunctionSpec("busymod_work_func", _busymod_work_func),),
         ),
         ModuleSpec("test_klp_shadow_vars", TestKlpShadowVars),
-        ModuleSpec("test_klp_state", TestKlpState, **lp),
-        ModuleSpec("test_klp_state2", TestKlpState2, **lp),
-        ModuleSpec("test_klp_state3", TestKlpState2, **lp),
+        ModuleSpec("test_klp_state", TestKlpState, livepatch=True),
+        ModuleSpec("test_klp_state2", TestKlpState2, livepatch=True),
+        ModuleSpec("test_klp_state3", TestKlpState2, livepatch=True),
         ModuleSpec(
             "test_klp_syscall",
             TestKlpSyscall,
             params=(ParamSpec("klp_pids", "int_array", 0, []),),
             functions=(FunctionSpec("lp_sys_getpid", _lp_sys_getpid),),
-            **lp,
+            livepatch=True,
         ),
         ModuleSpec(
             "test_klp_kprobe",
@@ -515,7 +516,7 @@ def builtin_modules(profile) -> dict[str, ModuleSpec]:
                     seq_puts("test_klp_mod_patch: this has been live patched"),
                 ),
             ),
-            **lp,
+            livepatch=True,
         ),
     ]
     return {s.name: s for s in specs}

@@ -26,6 +26,9 @@ docs/bpf-and-livepatch.md.
     override, or nothing after fmod_ret) and the value returned.
 """
 
+from collections.abc import Callable
+from typing import NoReturn
+
 from klpsim.kernel import errno as errno_mod
 from klpsim.kernel.errno import errno_name, strerror
 from klpsim.scenario.parser import ScriptError
@@ -36,7 +39,7 @@ from klpsim.trace.bpf import LINK_TYPES, MULTI_TYPES, AttachError
 __all__ = ["BPF_VERBS"]
 
 
-def _fail(rt, msg: str) -> None:
+def _fail(rt, msg: str) -> NoReturn:
     raise ScriptError(rt.path, rt.line, msg)
 
 
@@ -176,7 +179,7 @@ def _is_body(rt, event: str) -> bool:
     return link is not None and link.int3
 
 
-BPF_VERBS = {
+BPF_VERBS: dict[str, Callable[..., None]] = {
     "bpf_attach": bpf_attach,
     "bpf_detach": bpf_detach,
     "bpf_attachments": bpf_attachments,

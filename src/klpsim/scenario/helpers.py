@@ -8,6 +8,7 @@ status 1.
 
 import difflib
 import re
+from collections.abc import Callable
 
 from klpsim.kernel.fs import mode_string
 
@@ -249,7 +250,7 @@ def loop_until_verb(rt, *cmd: str) -> int:
     return 1
 
 
-HELPERS = {
+HELPERS: dict[str, Callable[..., int | None]] = {
     "start_test": start_test,
     "load_mod": load_mod,
     "load_lp": load_lp,

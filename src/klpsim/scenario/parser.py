@@ -125,9 +125,9 @@ def parse_script(text: str, path: str = "<script>") -> list[Command]:
             j = text.find("'", i + 1)
             if j < 0:
                 raise ScriptError(path, qline, "unterminated single quote")
-            chunk = text[i + 1 : j]
-            line += chunk.count("\n")
-            word = (word or []) + [chunk]
+            quoted = text[i + 1 : j]
+            line += quoted.count("\n")
+            word = (word or []) + [quoted]
             i = j + 1
             continue
         if c == '"':

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import EACCES, ENOENT, strerror
+from klpsim.kernel.module import ModuleSpec
 from klpsim.livepatch.system import System
 from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
 from klpsim.modules.selftests import builtin_modules
@@ -38,8 +39,8 @@ class ModuleResolver:
         self.dirs = list(module_dirs)
         if script_dir is not None:
             self.dirs.append(script_dir / "test_modules")
-        self._builtin = None
-        self._cache: dict[str, object] = {}
+        self._builtin: dict[str, ModuleSpec] | None = None
+        self._cache: dict[str, ModuleSpec | None] = {}
         self.texts: dict[str, str] = {}  # in-memory definitions: {name: TOML text}
 
     @staticmethod

@@ -107,7 +107,8 @@ def bre_to_python(pattern: str, extended: bool = False) -> str:
 
 
 def grep(rt, args: list[str]) -> Result:
-    opts, rest = set(), []
+    opts: set[str] = set()
+    rest: list[str] = []
     it = iter(args)
     for a in it:
         if a == "-e":

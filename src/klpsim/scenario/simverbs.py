@@ -19,6 +19,8 @@ kernel function. Scripts that use them run only in klpsim.
 bpfverbs.py.
 """
 
+from collections.abc import Callable
+
 from klpsim.kernel.tasks import Task
 
 __all__ = ["SIM_VERBS"]
@@ -88,7 +90,7 @@ def kill(rt, pid: str) -> None:
     rt.kernel.exit_task(task)
 
 
-SIM_VERBS = {
+SIM_VERBS: dict[str, Callable[..., None]] = {
     "spawn_task": spawn_task,
     "sleep_task": sleep_task,
     "wake_task": wake_task,

@@ -43,12 +43,14 @@ def run_cell(script: Path, profile: str) -> str:
     except ScriptExit:
         pass
     parts = []
-    active = kernel.fs.listdir("/sys/kernel/livepatch")
-    parts.append("enabled: " + (", ".join(active) if active else "none"))
+    active = kernel.fs.listdir("/sys/kernel/livepatch")  # made at boot: never an errno
+    parts.append(
+        "enabled: " + (", ".join(active) if isinstance(active, list) and active else "none")
+    )
     shown = []
     for label, path in FILES.items():
         text = kernel.fs.read(path)
-        if text != original[label]:  # a patch's output
+        if isinstance(text, str) and text != original[label]:  # a patch's output
             shown.append(f"{label}={text.strip()}")
     if shown:
         parts.append(" ".join(shown))
@@ -58,7 +60,7 @@ def run_cell(script: Path, profile: str) -> str:
     pinned = [
         m.name
         for m in kernel.modules.modules.values()
-        if m.klp and m.refcnt and getattr(m.code, "patch", None) is not None and m.code.patch.freed
+        if m.klp and m.refcnt and getattr(getattr(m.code, "patch", None), "freed", False)
     ]
     if pinned:
         parts.append("pinned for good: " + ", ".join(pinned))

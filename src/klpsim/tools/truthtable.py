@@ -135,9 +135,11 @@ class Suite:
     def __init__(self, fixed: bool = True):
         self.system = boot("7.1")
         self.kernel = self.system.kernel
-        self.sym = self.kernel.vmlinux.lookup(FUNC)
+        sym, kprobes = self.kernel.vmlinux.lookup(FUNC), self.system.kprobes
+        assert sym is not None and kprobes is not None  # 7.1 has both
+        self.sym, self.kprobes = sym, kprobes
         if fixed:
-            self.system.kprobes.arm_error_ignored = False  # patch 0001
+            kprobes.arm_error_ignored = False  # patch 0001
         self.system.error_injection.add_vmlinux_entry(FUNC)  # patch 0002
         self.peer_state: dict = {}
         self.saw: list[str] = []  # what the peer attributed calls to
@@ -219,7 +221,7 @@ class Suite:
             self.peer_state["link"] = link
             return 0
         if peer in "EHM":
-            kprobes = system.kprobes
+            kprobes = self.kprobes
 
             def pre(kp, regs, task):
                 self.saw.append(kp.addr.name)  # kp.addr / p->addr
@@ -299,7 +301,9 @@ def run_cell(peer: str, order: str, fixed: bool = True) -> Cell:
         saw = [e.split(": ", 1)[1].split(" <-")[0] for e in s.system.tracer.entries]
     ret_seen = None
     if peer in "FHI" and outcome == "klp1":
-        s.kernel.modules.find_module(KLP1.name).params["magic_ret"] = MAGIC_RET
+        klp1 = s.kernel.modules.find_module(KLP1.name)
+        assert klp1 is not None  # loaded by the cell
+        klp1.params["magic_ret"] = MAGIC_RET
         s.returns.clear()
         if link is not None:
             link.seen.clear()

@@ -60,11 +60,13 @@ bpf_get_func_ip() of a kprobe, fentry or fexit program on the original
 function is the original, even when a livepatch ran new_func.
 """
 
+from __future__ import annotations
+
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from klpsim.kernel.errno import EAGAIN, EINVAL, ENOENT, ESRCH
-from klpsim.kernel.symbols import Symbol
 from klpsim.trace.ftrace import (
     FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER,
     FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER,
@@ -74,6 +76,17 @@ from klpsim.trace.ftrace import (
     FTRACE_OPS_FL_SAVE_REGS,
     FtraceOps,
 )
+
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.module import Module
+    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.trace.error_inject import ErrorInjection
+    from klpsim.trace.ftrace import Ftrace
+    from klpsim.trace.kprobes import Kprobe, Kprobes
+
+_T = TypeVar("_T")
 
 __all__ = ["Bpf", "BpfLink", "BpfTrampoline", "AttachError", "LINK_TYPES", "TRAMP_TYPES"]
 
@@ -119,8 +132,8 @@ class BpfLink:
         self.hits = 0
         self.seen: list[str] = []
         """What the program reported, per hit: ``func`` or ``func ret=N``."""
-        self.kprobes: list = []
-        self.modules: list = []  # module references held
+        self.kprobes: list[Kprobe] = []
+        self.modules: list[Module] = []  # module references held
         self.attached = True
         self.int3 = False  # a kprobe inside a body (offset), not on ftrace
 
@@ -144,7 +157,7 @@ class BpfTrampoline:
     """A ``struct bpf_trampoline``: the fentry/fexit/fmod_ret links of one
     function behind one direct ftrace_ops."""
 
-    def __init__(self, bpf: "Bpf", sym: Symbol):
+    def __init__(self, bpf: Bpf, sym: Symbol):
         self.bpf = bpf
         self.sym = sym
         self.links: dict[str, list[BpfLink]] = {k: [] for k in TRAMP_TYPES}
@@ -196,7 +209,7 @@ class BpfTrampoline:
                 continue
             return ret
 
-    def ops_func(self, ops, sym, cmd: int) -> int:
+    def ops_func(self, ops: FtraceOps, sym: Symbol, cmd: int) -> int:
         """bpf_tramp_ftrace_ops_func()."""
         self.commands.append(CMD_NAMES[cmd])
         if cmd == FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF:
@@ -213,7 +226,7 @@ class BpfTrampoline:
         self.flags.discard("ORIG_STACK")
         return 0
 
-    def run(self, task, sym: Symbol, ops, regs) -> None:
+    def run(self, task: Task, sym: Symbol, ops: FtraceOps, regs: Regs) -> None:
         """The trampoline: fentry programs, fmod_ret programs, then the call
         (left to the caller: regs->ip with ORIG_STACK, else the original
         body); fexit programs run when the call returns (Bpf._on_return)."""
@@ -238,11 +251,11 @@ class FprobeOps:
     fprobes, fprobe_graph_ops for fprobes with an exit handler): registered
     on its first user, filtered per address, unregistered after its last."""
 
-    def __init__(self, bpf: "Bpf", name: str, exit_mode: bool):
+    def __init__(self, bpf: Bpf, name: str, exit_mode: bool):
         self.bpf = bpf
         self.exit_mode = exit_mode
         self.ops = FtraceOps(name, self._handler)
-        self.users: Counter = Counter()
+        self.users: Counter[Symbol] = Counter()
 
     def add(self, syms: list[Symbol]) -> int:
         ftrace = self.bpf.ftrace
@@ -270,7 +283,7 @@ class FprobeOps:
             if sym not in self.users and sym in self.ops.filter:
                 ftrace.ftrace_set_filter_ip(self.ops, sym, remove=True)
 
-    def _handler(self, task, ip: Symbol, ops, regs) -> None:
+    def _handler(self, task: Task, ip: Symbol, ops: FtraceOps, regs: Regs) -> None:
         bpf = self.bpf
         kind = "kretprobe_multi" if self.exit_mode else "kprobe_multi"
         for link in list(bpf.links.values()):
@@ -287,7 +300,13 @@ class FprobeOps:
 class Bpf:
     """The BPF tracing links of one kernel."""
 
-    def __init__(self, kernel, ftrace, kprobes, error_injection):
+    def __init__(
+        self,
+        kernel: Kernel,
+        ftrace: Ftrace,
+        kprobes: Kprobes | None,
+        error_injection: ErrorInjection,
+    ):
         self.kernel = kernel
         self.ftrace = ftrace
         self.kprobes = kprobes
@@ -296,7 +315,8 @@ class Bpf:
         self.trampolines: dict[Symbol, BpfTrampoline] = {}
         self.fprobe = FprobeOps(self, "fprobe_ftrace_ops", exit_mode=False)
         self.fprobe_graph = FprobeOps(self, "fprobe_graph_ops", exit_mode=True)
-        self.pending: Counter = Counter()  # (pid, func) -> return hooks armed at entry
+        # (pid, func) -> return hooks armed at entry
+        self.pending: Counter[tuple[int, Symbol]] = Counter()
         self.recorder: list[str] | None = None  # what fired during a traced call
         self._seq = 0
         kernel.call_observers.append(self._on_return)
@@ -328,7 +348,7 @@ class Bpf:
             raise AttachError(-EINVAL)
         if override is not None:
             self._check_override_helper()
-        syms = []
+        syms: list[Symbol] = []
         for objname, fname in funcs:
             sym = self.lookup(objname, fname)
             if sym is None:
@@ -385,7 +405,7 @@ class Bpf:
             raise AttachError(-ENOENT)  # no kprobe PMU without CONFIG_KPROBES
         kp = self.kprobes.new_kprobe(
             sym.name,
-            pre_handler=lambda kp, regs, task, _l=link: self._kprobe_pre(_l, kp, regs, task),
+            pre_handler=lambda kp, regs, task: self._kprobe_pre(link, kp, regs, task),
             owner="bpf",
             module=None if sym.owner.name == "vmlinux" else sym.owner.name,
         )
@@ -394,15 +414,17 @@ class Bpf:
             raise AttachError(ret)
         link.kprobes.append(kp)
 
-    def _kprobe_pre(self, link: BpfLink, kp, regs, task) -> int:
+    def _kprobe_pre(self, link: BpfLink, kp: Kprobe, regs: Regs, task: Task) -> int:
         """kprobe_dispatcher() -> kprobe_perf_func() -> trace_call_bpf()."""
         if not link.attached:
             return 0
         orig_ip = regs.ip
+        addr = kp.addr
+        assert addr is not None  # a probe fires only once registered
         if link.kind == "kretprobe":
-            self.pending[(task.pid, kp.addr)] += 1  # pre_handler_kretprobe()
+            self.pending[(task.pid, addr)] += 1  # pre_handler_kretprobe()
             return 0
-        self.fire(link, kp.addr)
+        self.fire(link, addr)
         if link.override is not None:
             self.ei.override_function_with_return(task, regs, link.override)
         # "We need to check and see if we modified the pc of the pt_regs, and
@@ -494,7 +516,7 @@ class Bpf:
                 f"{link.kind} {link.name} on {sym.name}" + (f": {detail}" if detail else "")
             )
 
-    def _on_return(self, task, sym: Symbol, target: Symbol | None, result) -> None:
+    def _on_return(self, task: Task, sym: Symbol, target: Symbol | None, result: int) -> None:
         """The call of *sym* returned: breakpoints in the body that ran, then
         the return hooks armed at entry (rethook, fgraph, trampoline)."""
         if target is not None:
@@ -518,12 +540,14 @@ class Bpf:
             ]:
                 self.fire(link, func, f"saw return {result}")
 
-    def trace_call(self, fn: Callable[[], object]) -> tuple[object, list[str]]:
+    def trace_call(self, fn: Callable[[], _T]) -> tuple[_T, list[str]]:
         """Run *fn* and collect what BPF programs fired, in order."""
-        saved, self.recorder = self.recorder, []
+        saved = self.recorder
+        recorder: list[str] = []
+        self.recorder = recorder
         try:
             result = fn()
-            return result, self.recorder
+            return result, recorder
         finally:
             self.recorder = saved
 
@@ -549,7 +573,7 @@ class Bpf:
         return ops.enabled and all(s.fentry is not None for s in link.targets)
 
 
-def ipmodify_ops_on(ftrace, sym: Symbol) -> FtraceOps | None:
+def ipmodify_ops_on(ftrace: Ftrace, sym: Symbol) -> FtraceOps | None:
     for ops in ftrace.ops_on(sym):
         if ops.flags & FTRACE_OPS_FL_IPMODIFY:
             return ops

@@ -26,13 +26,24 @@ Without CONFIG_FUNCTION_ERROR_INJECTION (Debian's 6.1 and 6.12 kernels) the
 list is empty and neither debugfs directory exists.
 """
 
+from __future__ import annotations
+
 import random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
 from klpsim.kernel.printk import KERN_NOTICE
 from klpsim.kernel.symbols import Symbol
+
+if TYPE_CHECKING:
+    from klpsim.kernel.fs import VFS, Show, Store
+    from klpsim.kernel.machine import CallContext, Kernel
+    from klpsim.kernel.module import Module
+    from klpsim.kernel.symbols import Regs
+    from klpsim.kernel.tasks import Task
+    from klpsim.trace.bpf import Bpf
+    from klpsim.trace.kprobes import Kprobe, Kprobes
 
 __all__ = [
     "EI_ETYPE_NULL",
@@ -82,7 +93,7 @@ class FaultAttr:
     """``struct fault_attr`` and should_fail() (lib/fault-inject.c), with a
     seeded generator for probabilities between 0 and 100."""
 
-    def __init__(self, kernel, name: str):
+    def __init__(self, kernel: Kernel, name: str):
         self.kernel = kernel
         self.name = name
         self.probability = 0
@@ -128,14 +139,14 @@ class FaultAttr:
             f"space {self.space}, times {self.times}",
         )
 
-    def files(self, fs, base: str) -> None:
+    def files(self, fs: VFS, base: str) -> None:
         for attr in ("probability", "interval", "times", "space", "verbose"):
             fs.create_file(f"{base}/{attr}", 0o600, self._show(attr), self._store(attr))
 
-    def _show(self, attr):
+    def _show(self, attr: str) -> Show:
         return lambda: f"{getattr(self, attr)}\n"
 
-    def _store(self, attr):
+    def _store(self, attr: str) -> Store:
         def store(text: str) -> int:
             try:
                 value = int(text.strip(), 0)
@@ -154,7 +165,7 @@ class FaultAttr:
 class FeiAttr:
     """A ``struct fei_attr``: one fail_function injection point."""
 
-    def __init__(self, name: str, kprobe, retval: int):
+    def __init__(self, name: str, kprobe: Kprobe, retval: int):
         self.name = name
         self.kp = kprobe
         self.retval = retval  # unsigned long, as the kernel stores it
@@ -165,6 +176,7 @@ def kstrtoull(text: str) -> int | None:
     s = text.strip()
     if s.startswith("+"):
         s = s[1:]
+    value: int | None
     try:
         if s[:2].lower() == "0x":
             value = int(s[2:], 16)
@@ -188,13 +200,15 @@ def to_signed(value: int) -> int:
 class ErrorInjection:
     """The error-injection list, just_return_func and fail_function of one kernel."""
 
-    def __init__(self, kernel, kprobes=None):
+    def __init__(self, kernel: Kernel, kprobes: Kprobes | None = None):
         self.kernel = kernel
         self.kprobes = kprobes
         self.enabled = kernel.has_config("FUNCTION_ERROR_INJECTION")
         self.entries: list[EiEntry] = []
-        self.just_return_func: Symbol = kernel.vmlinux.lookup("just_return_func")
-        self.just_return_func.impl = self._just_return
+        just_return_func = kernel.vmlinux.lookup("just_return_func")
+        assert just_return_func is not None  # vmlinux.ARCH_FUNCS
+        self.just_return_func = just_return_func
+        just_return_func.impl = self._just_return
         self._ax: dict[int, int] = {}  # pid -> regs->ax set by an override
         self.fei: list[FeiAttr] = []
         self.fei_attr = FaultAttr(kernel, "fail_function")
@@ -228,7 +242,7 @@ class ErrorInjection:
         if sym is not None and self.enabled:
             self.entries.append(EiEntry(sym, etype, None))
 
-    def _module_callback(self, mod, state: int) -> int:
+    def _module_callback(self, mod: Module, state: int) -> int:
         """ei_module_callback(): load the module's entries on COMING, drop on GOING."""
         if state == MODULE_STATE_COMING:
             for func, etype in mod.spec.error_injection:
@@ -265,14 +279,14 @@ class ErrorInjection:
 
     # -- the override ----------------------------------------------------------------
 
-    def override_function_with_return(self, task, regs, retval: int) -> None:
+    def override_function_with_return(self, task: Task, regs: Regs, retval: int) -> None:
         """regs_set_return_value() + override_function_with_return(): the call
         returns *retval* through just_return_func, unless a handler that runs
         later writes regs->ip again."""
         self._ax[task.pid] = retval
         regs.ip = self.just_return_func
 
-    def _just_return(self, ctx, *args):
+    def _just_return(self, ctx: CallContext, *args: object) -> int:
         return self._ax.pop(ctx.task.pid, 0)
 
     # -- fail_function -----------------------------------------------------------------
@@ -300,10 +314,10 @@ class ErrorInjection:
                 self._fei_remove(attr)
             return len(text)
         if name.startswith("!"):
-            attr = next((a for a in self.fei if a.name == name[1:]), None)
-            if attr is None:
+            found = next((a for a in self.fei if a.name == name[1:]), None)
+            if found is None:
                 return -ENOENT
-            self._fei_remove(attr)
+            self._fei_remove(found)
             return len(text)
         sym = self.kernel.kallsyms.lookup_name(name)
         if sym is None:
@@ -312,13 +326,14 @@ class ErrorInjection:
             return -ERANGE
         if any(a.name == name for a in self.fei):
             return -EBUSY
-        attr = FeiAttr(name, None, 0)
+        kprobes = self.kprobes
+        assert kprobes is not None  # fail_function/ exists only with kprobes
 
-        def pre_handler(kp, regs, task, _attr=attr):
+        def pre_handler(kp: Kprobe, regs: Regs, task: Task) -> int:
             if self.fei_attr.should_fail():
-                value = to_signed(_attr.retval)
+                value = to_signed(attr.retval)
                 self.override_function_with_return(task, regs, value)
-                bpf = self.kernel.exports.get("bpf")  # the call verb's trace
+                bpf: Bpf | None = self.kernel.exports.get("bpf")  # the call verb's trace
                 if bpf is not None and bpf.recorder is not None:
                     bpf.recorder.append(f"fail_function on {name}: injected {value}")
                 return 1
@@ -326,11 +341,11 @@ class ErrorInjection:
 
         # The dummy post_handler "prohibits optimizing", and makes the probe
         # IPMODIFY: kprobe_ipmodify_ops.
-        attr.kp = self.kprobes.new_kprobe(
+        kp = kprobes.new_kprobe(
             name, pre_handler=pre_handler, post_handler=lambda *a: None, owner="fail_function"
         )
-        attr.retval = self.adjust_error_retval(sym, 0)
-        ret = self.kprobes.register_kprobe(attr.kp)
+        attr = FeiAttr(name, kp, self.adjust_error_retval(sym, 0))
+        ret = kprobes.register_kprobe(kp)
         if ret:
             return ret
         self.fei.append(attr)
@@ -338,7 +353,7 @@ class ErrorInjection:
             f"{DEBUGFS}/fail_function/{name}/retval",
             0o600,
             lambda: f"{attr.retval:x}\n",
-            lambda t, _a=attr, _s=sym: self._retval_store(_a, _s, t),
+            lambda t: self._retval_store(attr, sym, t),
         )
         return len(text)
 
@@ -356,5 +371,6 @@ class ErrorInjection:
 
     def _fei_remove(self, attr: FeiAttr) -> None:
         self.kernel.fs.remove(f"{DEBUGFS}/fail_function/{attr.name}")
+        assert self.kprobes is not None  # fail_function/ exists only with kprobes
         self.kprobes.unregister_kprobe(attr.kp)
         self.fei.remove(attr)

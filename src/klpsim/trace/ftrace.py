@@ -21,14 +21,23 @@ Mirrors the parts of kernel/trace/ftrace.c that a livepatch meets:
   ops does, DISABLE_SHARE_IPMODIFY_PEER when the IPMODIFY ops leaves.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT
-from klpsim.kernel.symbols import Regs, Symbol
+
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.tasks import Task
 
 __all__ = [
     "FtraceOps",
     "Ftrace",
+    "Handler",
+    "OpsFunc",
     "FTRACE_OPS_FL_ENABLED",
     "FTRACE_OPS_FL_DYNAMIC",
     "FTRACE_OPS_FL_SAVE_REGS",
@@ -52,7 +61,10 @@ FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF = 0
 FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER = 1
 FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER = 2
 
-Handler = Callable[..., None]  # func(task, ip: Symbol, ops, regs)
+Handler = Callable[["Task", "Symbol", "FtraceOps", "Regs"], None]
+"""``ftrace_func_t``: func(task, ip, ops, regs); a DIRECT ops' trampoline too."""
+OpsFunc = Callable[["FtraceOps", "Symbol", int], int]
+"""``ftrace_ops_func_t``: ops_func(ops, ip, enum ftrace_ops_cmd) -> 0 or -errno."""
 
 
 class FtraceOps:
@@ -65,8 +77,8 @@ class FtraceOps:
         self.func = func
         self.flags = flags
         self.filter: list[Symbol] = []  # empty: every traceable function
-        self.private = None
-        self.ops_func: Callable[..., int] | None = None  # ops_func(ops, sym, cmd)
+        self.private: object = None  # the owner's data, as the kernel's void *
+        self.ops_func: OpsFunc | None = None
         self.direct_call: Handler | None = None  # a DIRECT ops' trampoline
 
     @property
@@ -80,7 +92,7 @@ class FtraceOps:
 class Ftrace:
     """The ftrace core of one kernel."""
 
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel):
         self.kernel = kernel
         self.ops_list: list[FtraceOps] = []  # head first
         self.ftrace_enabled = True
@@ -146,7 +158,7 @@ class Ftrace:
                 return ret
         return 0
 
-    def _functions(self, ops: FtraceOps):
+    def _functions(self, ops: FtraceOps) -> list[Symbol]:
         if ops.filter:
             return list(ops.filter)
         return [
@@ -223,11 +235,19 @@ class Ftrace:
         listed = tuple(ops for ops in attached if not ops.flags & FTRACE_OPS_FL_DIRECT)
         direct = tuple(ops for ops in attached if ops.flags & FTRACE_OPS_FL_DIRECT)
 
-        def fentry(task, regs: Regs, _sym=sym, _ops=listed, _direct=direct) -> None:
+        def fentry(
+            task: Task,
+            regs: Regs,
+            _sym: Symbol = sym,
+            _ops: tuple[FtraceOps, ...] = listed,
+            _direct: tuple[FtraceOps, ...] = direct,
+        ) -> None:
             for ops in _ops:
                 ops.func(task, _sym, ops, regs)
             for ops in _direct:  # the trampoline runs after the list handlers
-                ops.direct_call(task, _sym, ops, regs)
+                trampoline = ops.direct_call
+                if trampoline is not None:
+                    trampoline(task, _sym, ops, regs)
 
         sym.fentry = fentry
 

@@ -8,13 +8,29 @@ kprobe and a livepatch exclude each other on one function (-EBUSY for the
 second), and a kprobe without one coexists with a livepatch.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from klpsim.kernel.errno import EINVAL, ENOENT
 from klpsim.kernel.module import MODULE_STATE_GOING
 from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, FtraceOps
 
-__all__ = ["Kprobe", "Kprobes"]
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.module import Module
+    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.trace.ftrace import Ftrace
+
+__all__ = ["Kprobe", "Kprobes", "PreHandler", "PostHandler"]
+
+PreHandler = Callable[["Kprobe", "Regs", "Task"], int]
+"""``kprobe_pre_handler_t``: nonzero when it changed regs->ip (no single-step
+and no post_handler then)."""
+PostHandler = Callable[["Kprobe", "Regs", "Task"], None]
+"""``kprobe_post_handler_t``."""
 
 
 class Kprobe:
@@ -23,8 +39,8 @@ class Kprobe:
     def __init__(
         self,
         symbol_name: str,
-        pre_handler: Callable | None = None,
-        post_handler: Callable | None = None,
+        pre_handler: PreHandler | None = None,
+        post_handler: PostHandler | None = None,
         owner: str = "",
         module: str | None = None,
     ):
@@ -33,7 +49,7 @@ class Kprobe:
         self.pre_handler = pre_handler
         self.post_handler = post_handler
         self.owner = owner
-        self.addr = None
+        self.addr: Symbol | None = None  # set by register_kprobe()
         self.armed = False
         self.registered = False
         self.hits = 0
@@ -45,7 +61,7 @@ class Kprobe:
 class Kprobes:
     """The kprobe registry of one kernel."""
 
-    def __init__(self, kernel, ftrace, arm_error_ignored: bool):
+    def __init__(self, kernel: Kernel, ftrace: Ftrace, arm_error_ignored: bool):
         self.kernel = kernel
         self.ftrace = ftrace
         self.arm_error_ignored = arm_error_ignored
@@ -69,8 +85,15 @@ class Kprobes:
         # GOING chain, before klp_module_going().
         kernel.modules.notifier.append(self._module_notify)
 
-    def new_kprobe(self, symbol_name: str, **kw) -> Kprobe:
-        return Kprobe(symbol_name, **kw)
+    def new_kprobe(
+        self,
+        symbol_name: str,
+        pre_handler: PreHandler | None = None,
+        post_handler: PostHandler | None = None,
+        owner: str = "",
+        module: str | None = None,
+    ) -> Kprobe:
+        return Kprobe(symbol_name, pre_handler, post_handler, owner, module)
 
     def _ops_for(self, kp: Kprobe) -> FtraceOps:
         return self.ipmodify_ops if kp.post_handler else self.ftrace_ops
@@ -78,20 +101,23 @@ class Kprobes:
     def _arm(self, kp: Kprobe) -> int:
         """__arm_kprobe_ftrace(): filter the ip, register the ops on first use."""
         ops = self._ops_for(kp)
-        ret = self.ftrace.ftrace_set_filter_ip(ops, kp.addr)
+        addr = kp.addr
+        assert addr is not None  # resolved by register_kprobe()
+        ret = self.ftrace.ftrace_set_filter_ip(ops, addr)
         if ret < 0:
             return ret
         if self._users[ops] == 0:
             ret = self.ftrace.register_ftrace_function(ops)
             if ret < 0:
-                self.ftrace.ftrace_set_filter_ip(ops, kp.addr, remove=True)
+                self.ftrace.ftrace_set_filter_ip(ops, addr, remove=True)
                 return ret
         self._users[ops] += 1
         kp.armed = True
         return 0
 
     def _disarm(self, kp: Kprobe) -> None:
-        if not kp.armed:
+        addr = kp.addr
+        if not kp.armed or addr is None:
             return
         ops = self._ops_for(kp)
         self._users[ops] -= 1
@@ -100,8 +126,8 @@ class Kprobes:
         kp.armed = False
         # Probes on one address share an aggregate kprobe, armed once: the
         # address leaves the filter with the last of them.
-        if not any(p.armed and p.addr is kp.addr and self._ops_for(p) is ops for p in self.probes):
-            self.ftrace.ftrace_set_filter_ip(ops, kp.addr, remove=True)
+        if not any(p.armed and p.addr is addr and self._ops_for(p) is ops for p in self.probes):
+            self.ftrace.ftrace_set_filter_ip(ops, addr, remove=True)
 
     def register_kprobe(self, kp: Kprobe) -> int:
         sym = None
@@ -132,17 +158,17 @@ class Kprobes:
             self.probes.remove(kp)
             kp.registered = False
 
-    def _module_notify(self, mod, state: int) -> int:
+    def _module_notify(self, mod: Module, state: int) -> int:
         if state == MODULE_STATE_GOING:
             self._module_going(mod)
         return 0
 
-    def _module_going(self, mod) -> None:
+    def _module_going(self, mod: Module) -> None:
         for kp in list(self.probes):
             if kp.addr is not None and kp.addr.owner.name == mod.name:
                 self.unregister_kprobe(kp)  # kprobes_module_callback(): gone with its text
 
-    def _handler(self, task, ip, ops, regs) -> None:
+    def _handler(self, task: Task, ip: Symbol, ops: FtraceOps, regs: Regs) -> None:
         """kprobe_ftrace_handler(): run the probes on this ip."""
         for kp in list(self.probes):
             if kp.addr is not ip or not kp.armed or self._ops_for(kp) is not ops:
@@ -170,7 +196,9 @@ class Kprobes:
     def _show_list(self) -> str:
         out = []
         for kp in self.probes:
+            addr = kp.addr
+            assert addr is not None  # registered
             flags = "[FTRACE]" if kp.armed else "[DISABLED][FTRACE]"
-            mod = "" if kp.addr.owner.name == "vmlinux" else f" [{kp.addr.owner.name}]"
-            out.append(f"{kp.addr.addr:016x}  k  {kp.symbol_name}+0x0{mod}    {flags}\n")
+            mod = "" if addr.owner.name == "vmlinux" else f" [{addr.owner.name}]"
+            out.append(f"{addr.addr:016x}  k  {kp.symbol_name}+0x0{mod}    {flags}\n")
         return "".join(out)

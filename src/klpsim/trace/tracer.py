@@ -7,8 +7,18 @@ the redirected call then enters the replacement, whose own call site is
 traced too if the filter names it.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from klpsim.kernel.errno import EINVAL
 from klpsim.trace.ftrace import FtraceOps
+
+if TYPE_CHECKING:
+    from klpsim.kernel.machine import Kernel
+    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.tasks import Task
+    from klpsim.trace.ftrace import Ftrace
 
 __all__ = ["FunctionTracer"]
 
@@ -32,7 +42,7 @@ TRACE_HEADER = (
 class FunctionTracer:
     """The ``function`` tracer and its tracefs files."""
 
-    def __init__(self, kernel, ftrace):
+    def __init__(self, kernel: Kernel, ftrace: Ftrace):
         self.kernel = kernel
         self.ftrace = ftrace
         self.tracer = "nop"
@@ -57,7 +67,7 @@ class FunctionTracer:
         fs.create_file(f"{TRACING}/trace", 0o644, self._show_trace, self._clear)
         fs.create_file(f"{TRACING}/available_filter_functions", 0o444, self._available)
 
-    def _handler(self, task, ip, ops, regs) -> None:
+    def _handler(self, task: Task, ip: Symbol, ops: FtraceOps, regs: Regs) -> None:
         if not self.tracing_on:
             return
         t = self.kernel.clock.now
@@ -83,8 +93,8 @@ class FunctionTracer:
         self.ops.filter = self._resolve(self.filter)
         return self.ftrace.register_ftrace_function(self.ops)
 
-    def _resolve(self, names: list[str]):
-        syms = []
+    def _resolve(self, names: list[str]) -> list[Symbol]:
+        syms: list[Symbol] = []
         for obj in self.kernel.kallsyms.objects.values():
             for name in names:
                 syms.extend(s for s in obj.by_name.get(name, ()) if s.ftrace_loc)

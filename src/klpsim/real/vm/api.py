@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .build import build_getpid_helper, build_modules, build_test_modules
@@ -80,7 +81,7 @@ class RealKernel:
             if old.is_dir() and old.name.isdigit() and not Path(f"/proc/{old.name}").exists():
                 shutil.rmtree(old, ignore_errors=True)
         self.workdir = base / str(os.getpid())
-        self._symbols: set[str] | None = None
+        self._symbols: dict[str, int] | None = None
         self._loaded: dict[int, dict[str, str]] = {}  # id(vm) -> name -> digest
 
     @property
@@ -106,14 +107,14 @@ class RealKernel:
 
     # ------------------------------------------------------------ the guest
 
-    def initramfs(self, extra_modules: list[Path] = ()) -> Path:
+    def initramfs(self, extra_modules: Sequence[Path] = ()) -> Path:
         extra = {"klp/taint.ko": self.taint_module}
         if self.getpid is not None:
             extra["selftests/livepatch/test_klp-call_getpid"] = self.getpid
         mods = [*self.test_modules.values(), *extra_modules]
         return build_initramfs(self.tree, mods, self.workdir / "initrd.cpio", extra)
 
-    def boot(self, extra_modules: list[Path] = ()) -> VM:
+    def boot(self, extra_modules: Sequence[Path] = ()) -> VM:
         """Start a persistent guest (a context manager)."""
         initrd = self.initramfs(list(extra_modules))
 
@@ -220,7 +221,7 @@ class RealKernel:
         self,
         vm: VM,
         script: str | Path,
-        modules_dirs: list[str | Path] = (),
+        modules_dirs: Sequence[str | Path] = (),
         timeout: float = 900.0,
     ) -> VMResult:
         """Run one klpsim scenario script (a path, or the text itself)."""
@@ -240,7 +241,7 @@ class RealKernel:
         # A reboot (on_boot) forgets which modules the guest holds.
         return vm.run_guest_script(text, "/klp/run-scenario.sh", timeout=timeout)
 
-    def prebuild(self, modules_dirs: list[str | Path]) -> dict[str, Path]:
+    def prebuild(self, modules_dirs: Sequence[str | Path]) -> dict[str, Path]:
         """Build every ``*.toml`` in ``modules_dirs`` in one kbuild run (cached)."""
         tomls = sorted(p for d in modules_dirs for p in Path(d).glob("*.toml"))
         return self.build_definitions(tomls) if tomls else {}
@@ -248,7 +249,7 @@ class RealKernel:
     def run_many(
         self,
         scripts: list[str | Path],
-        modules_dirs: list[str | Path] = (),
+        modules_dirs: Sequence[str | Path] = (),
         timeout: float = 900.0,
     ) -> list[VMResult]:
         """Boot once and run ``scripts`` (paths or texts) one after another.

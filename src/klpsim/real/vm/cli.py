@@ -21,12 +21,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise SystemExit(_fail(message))
 
 

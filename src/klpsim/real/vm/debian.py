@@ -305,6 +305,7 @@ def _deb_extract(deb: Path, dest: Path, members: list[str] | None = None) -> Non
     if members:
         cmd += ["--wildcards", *members]
     tar = subprocess.run(cmd, stdin=dpkg.stdout, capture_output=True, text=True, check=False)
+    assert dpkg.stdout is not None  # stdout=PIPE
     dpkg.stdout.close()
     rc = dpkg.wait()
     if rc != 0 or tar.returncode != 0:

@@ -145,10 +145,10 @@ def build_initramfs(
         raise VMError(f"{busybox} is not static (apt-get install busybox-static)")
     tools: list[tuple[str, Path]] = []
     for t in HOST_TOOLS:
-        path = shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin")
-        if path is None:
+        found = shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin")
+        if found is None:
             raise VMError(f"host tool {t!r} is missing (see .ci/vm-tier for the apt packages)")
-        tools.append((t, Path(path)))
+        tools.append((t, Path(found)))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     c = _Cpio(out)

@@ -47,7 +47,8 @@ def list_selftests(selftests_dir: Path) -> list[str]:
 
 def count_results(stdout: str) -> tuple[list[str], list[str]]:
     """Names of the test cases that printed ``ok`` and ``not ok``."""
-    passed, failed = [], []
+    passed: list[str] = []
+    failed: list[str] = []
     for m in _TEST_LINE.finditer(stdout):
         (passed if m.group(2) == "ok" else failed).append(m.group(1))
     return passed, failed

@@ -144,6 +144,7 @@ class VM:
         self.proc = None
         if p is None:
             return
+        assert p.stdin is not None and p.stdout is not None  # both are pipes
         if p.poll() is None:
             try:
                 p.stdin.write(b"BYE\n")
@@ -176,7 +177,7 @@ class VM:
         return " | ".join(ln.strip() for ln in lines[-n:] if ln.strip())
 
     def _fill(self, deadline: float, what: str) -> None:
-        assert self.proc is not None
+        assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -208,7 +209,7 @@ class VM:
         return data
 
     def _write(self, data: bytes, deadline: float, what: str) -> None:
-        assert self.proc is not None
+        assert self.proc is not None and self.proc.stdin is not None
         fd = self.proc.stdin.fileno()
         view = memoryview(data)
         while view:
