@@ -8,7 +8,9 @@ Reports:
   test-syscall) run in one process, and all 32;
 * enable + complete of one patch with 1,000 functions on a kernel with
   10,000 tasks of stack depth 8, then 20,000 tasks, and their ratio;
-* the start-up time of ``klpsim run`` on a small scenario (a fresh process).
+* the start-up time of ``klpsim run`` on a small scenario (a fresh process);
+* parsing a 1 MB script (the selftests, repeated) and one 80,000-character
+  word of escapes, quotes and braces (the parser must stay linear).
 """
 
 import argparse
@@ -28,6 +30,7 @@ from klpsim.kernel.module import FunctionSpec, ModuleSpec  # noqa: E402
 from klpsim.livepatch.structs import KlpFunc, KlpObject  # noqa: E402
 from klpsim.livepatch.system import boot  # noqa: E402
 from klpsim.modules.base import LivepatchCode  # noqa: E402
+from klpsim.scenario.parser import parse_script  # noqa: E402
 
 SELFTESTS = ROOT / "tests" / "selftests"
 FOUNDATION = ("test-livepatch-", "test-sysfs-", "test-syscall-")
@@ -106,6 +109,23 @@ def import_time() -> str:
     return f"{total / 1000:.1f} ms"
 
 
+def parse_time(text: str) -> float:
+    start = time.perf_counter()
+    parse_script(text)
+    return time.perf_counter() - start
+
+
+def big_script(scripts) -> str:
+    """About 1 MB of real scenario lines."""
+    text = "".join(s.read_text() for s in scripts)
+    return text * (1_000_000 // len(text) + 1)
+
+
+def long_word() -> str:
+    """One 80,000-character word that is neither plain nor simple."""
+    return "echo " + "a\\ b'c'\"d\"{x}yzw" * 5000 + "\n"
+
+
 def best(fn, repeat: int) -> float:
     return min(fn() for _ in range(repeat))
 
@@ -144,6 +164,12 @@ def main() -> None:
             None,
         )
     )
+    mb = big_script(scripts)
+    rows.append(
+        (f"parse a {len(mb) / 1e6:.1f} MB script", best(lambda: parse_time(mb), repeat), 0.5)
+    )
+    word = long_word()
+    rows.append(("parse one 80,000-character word", best(lambda: parse_time(word), repeat), 0.2))
     for name, secs, target in rows:
         verdict = "" if target is None else ("  ok" if secs < target else "  OVER TARGET")
         limit = "" if target is None else f" (target < {target} s)"

@@ -20,23 +20,23 @@ def one_line_error(r, status=2):
 
 
 @pytest.mark.parametrize(
-    "text, line, words",
+    "text, where, words",
     [
-        ("log start\necho 'unterminated\n\n", 2, "unterminated single quote"),
-        ('log x\nlog "open\n', 2, "unterminated double quote"),
-        ("log a\nfrobnicate now\n", 2, "unknown command 'frobnicate'"),
-        ("cat /proc/cmdline | grep x\n", 1, "pipes are not supported"),
-        ("log a\n\necho $HOME\n", 3, "variables"),
-        ("ls /sys/kernel/livepatch/*\n", 1, "globs"),
-        ("log a; log b\n", 1, "one command a line"),
-        ("load_lp\n", 1, "usage: load_lp MOD"),
-        ("echo 1 >\n", 1, "needs a file name"),
+        ("log start\necho 'unterminated\n\n", "2:6", "unterminated single quote"),
+        ('log x\nlog "open\n', "2:5", "unterminated double quote"),
+        ("log a\nfrobnicate now\n", "2", "unknown command 'frobnicate'"),
+        ("cat /proc/cmdline | grep x\n", "1:19", "pipes ('|') are not supported"),
+        ("log a\n\necho $HOME\n", "3:6", "'$HOME' is a variable"),
+        ("ls /sys/kernel/livepatch/*\n", "1:26", "'*' is a glob"),
+        ("log a; log b\n", "1:6", "one command a line"),
+        ("load_lp\n", "1", "usage: load_lp MOD"),
+        ("echo 1 >\n", "1:8", "needs a file name"),
     ],
 )
-def test_script_errors_name_the_line(tmp_path, text, line, words):
+def test_script_errors_name_the_line(tmp_path, text, where, words):
     path = script(tmp_path, text)
     msg = one_line_error(klpsim("run", str(path)))
-    assert msg.startswith(f"klpsim: {path}:{line}: ")
+    assert msg.startswith(f"klpsim: {path}:{where}: ")
     assert words in msg
 
 

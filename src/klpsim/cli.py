@@ -34,12 +34,10 @@ def _cmd_run(args) -> int:
         overrides[option[len("CONFIG_") :]] = value == "y"
     path = Path(args.script)
     try:
-        text = path.read_text()
+        # Undecodable bytes become lone surrogates, which the parser names.
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         print(f"klpsim: {path}: {e.strerror}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError:
-        print(f"klpsim: {path}: not a text file", file=sys.stderr)
         return 2
     try:
         commands = parse_script(text, str(path))
