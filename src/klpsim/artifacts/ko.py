@@ -71,7 +71,7 @@ SHF_RELA_LIVEPATCH = 0x00100000
 SHN_LIVEPATCH = 0xFF20
 
 _SHT_SYMTAB, _SHT_RELA, _SHT_NOBITS = 2, 4, 8
-_SHF_ALLOC, _SHF_EXECINSTR = 0x2, 0x4
+_SHF_WRITE, _SHF_ALLOC, _SHF_EXECINSTR = 0x1, 0x2, 0x4
 _STT_OBJECT, _STT_FUNC, _STT_SECTION = 1, 2, 3
 _SHN_LORESERVE = 0xFF00
 _R_X86_64_64, _R_X86_64_32 = 1, 10
@@ -280,7 +280,6 @@ class _Reader:
 
     def _open(self) -> Any:
         try:
-            from elftools.common.exceptions import ELFError
             from elftools.elf.elffile import ELFFile
         except ImportError:
             raise ElfReaderMissing(
@@ -299,7 +298,7 @@ class _Reader:
             elf = ELFFile(io.BytesIO(d))
             machine = elf["e_machine"]
             etype = elf["e_type"]
-        except (ELFError, Exception) as e:  # pyelftools raises many kinds on bad headers
+        except Exception as e:  # pyelftools raises many kinds on bad headers
             raise self.fail(f"malformed ELF header ({_short(e)})") from None
         if machine != "EM_X86_64":
             what = (
@@ -708,7 +707,7 @@ class _Reader:
         the distance to its second element when nothing else starts between."""
         for sec, base in bases:
             total = self.object_size_at(sec, base)
-            if total:
+            if total and base + total <= self.secs[sec].size:
                 for stride in range(minimum, total // 2 + 1, 8):
                     if total % stride:
                         continue
@@ -769,23 +768,18 @@ class _Reader:
         def limit_of(sec: int, base: int) -> int:
             return min((o for s, o in starts if s == sec and o > base), default=1 << 62)
 
-        def obj_valid(sec: int, off: int) -> bool:
-            name = ref(sec, off + o_name)
+        def name_ok(r: _Ref | None) -> bool:
+            # A string literal: in a read-only section, not empty.
             return (
-                self.is_data(ref(sec, off + o_funcs))
-                and (name is None or self.is_data(name))
-                and all(
-                    cb is None or self.is_text(cb)
-                    for cb in (ref(sec, off + o_cb + 8 * i) for i in range(4))
-                )
+                self.is_data(r)
+                and r is not None
+                and r.sec is not None
+                and not self.secs[r.sec].flags & _SHF_WRITE
+                and bool(self.string(r))
             )
 
-        def obj_present(sec: int, off: int) -> bool:
-            # klp_for_each_object_static(): until funcs == NULL && name == NULL
-            return ref(sec, off + o_funcs) is not None or ref(sec, off + o_name) is not None
-
         def func_valid(sec: int, off: int) -> bool:
-            return self.is_data(ref(sec, off + f_name)) and self.is_text(ref(sec, off + f_new))
+            return name_ok(ref(sec, off + f_name)) and self.is_text(ref(sec, off + f_new))
 
         def func_present(sec: int, off: int) -> bool:
             # klp_for_each_func_static(): old_name || new_func || old_sympos
@@ -795,8 +789,28 @@ class _Reader:
                 or bool(self.u(sec, off + f_pos, 8))
             )
 
+        def obj_valid(sec: int, off: int) -> bool:
+            name, funcs = ref(sec, off + o_name), ref(sec, off + o_funcs)
+            if not self.is_data(funcs) or not (name is None or name_ok(name)):
+                return False
+            assert funcs is not None and funcs.sec is not None
+            # funcs: a function, or just the terminator
+            if not (func_valid(funcs.sec, funcs.off) or not func_present(funcs.sec, funcs.off)):
+                return False
+            return all(
+                cb is None or self.is_text(cb)
+                for cb in (ref(sec, off + o_cb + 8 * i) for i in range(4))
+            )
+
+        def obj_present(sec: int, off: int) -> bool:
+            # klp_for_each_object_static(): until funcs == NULL && name == NULL
+            return ref(sec, off + o_funcs) is not None or ref(sec, off + o_name) is not None
+
         if not obj_valid(*objs):
             return None
+        first = ref(objs[0], objs[1] + o_funcs)
+        if first is not None and first.sec is not None:
+            starts.add((first.sec, first.off))  # the objects end before it
         ostride = obj_t.size if obj_t else None
         if ostride is None:
             ostride = self._learn_stride([objs], obj_valid, obj_present, 56, limit_of)
