@@ -132,7 +132,7 @@ def test_bad_real_files(ko_fixtures, tmp_path):
     _one_line(
         *inspect(str(tmp_path / "arm.ko")),
         str(tmp_path / "arm.ko"),
-        "an AARCH64 ELF file: klpsim reads x86-64 kernel modules only",
+        "an ELF file for AARCH64 (e_machine 183): klpsim reads x86-64 kernel modules only",
     )
 
     elf32 = bytearray(good)

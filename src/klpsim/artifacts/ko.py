@@ -293,7 +293,9 @@ class _Reader:
         if d[4] == 1:
             raise self.fail("a 32-bit ELF file: klpsim reads x86-64 kernel modules only")
         if d[4] != 2 or d[5] != 1:
-            raise self.fail("not a little-endian 64-bit ELF file: klpsim reads x86-64 modules only")
+            raise self.fail(
+                "not a little-endian 64-bit ELF file: klpsim reads x86-64 kernel modules only"
+            )
         try:
             elf = ELFFile(io.BytesIO(d))
             machine = elf["e_machine"]
@@ -301,10 +303,11 @@ class _Reader:
         except Exception as e:  # pyelftools raises many kinds on bad headers
             raise self.fail(f"malformed ELF header ({_short(e)})") from None
         if machine != "EM_X86_64":
-            what = (
-                machine.removeprefix("EM_") if isinstance(machine, str) else f"e_machine {machine}"
+            num = int.from_bytes(d[0x12:0x14], "little")
+            what = machine.removeprefix("EM_") if isinstance(machine, str) else "another machine"
+            raise self.fail(
+                f"an ELF file for {what} (e_machine {num}): klpsim reads x86-64 kernel modules only"
             )
-            raise self.fail(f"an {what} ELF file: klpsim reads x86-64 kernel modules only")
         if etype != "ET_REL":
             raise self.fail(f"not a kernel module: ELF type {etype} (a .ko is ET_REL)")
         shoff, shnum, shentsize = elf["e_shoff"], elf["e_shnum"], elf["e_shentsize"]
