@@ -157,6 +157,11 @@ def human_view(r: LivepatchModule) -> str:
     rows.append(("rela objects", ", ".join(r.rela_objects) or "none"))
     for n in r.notes:
         rows.append(("note", n))
+    for p in r.params:
+        if p.name in ("replace", "replace_set") and r.layout == "klp_patch":
+            rows.append(
+                ("note", f"a '{p.name}' parameter: init code may set patch->{p.name} from it")
+            )
     out = [f"{r.path}:"]
     out += [f"  {k:<13} {v}".rstrip() for k, v in rows]
     width = max((len(f.old_name or "?") for o in r.objects for f in o.funcs), default=0)
