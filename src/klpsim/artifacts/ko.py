@@ -33,8 +33,10 @@ is faster and lets every malformed input end in one :class:`KoError`.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -194,7 +196,7 @@ class LivepatchModule:
 
 
 class _Sec(NamedTuple):
-    index: int
+    idx: int
     name: str
     type: int
     flags: int
@@ -218,6 +220,10 @@ class _Ref(NamedTuple):
     sec: int | None
     off: int
     sym: _Sym
+
+
+#: Whether an element of an array starts at (section, offset).
+_Check = Callable[[int, int], bool]
 
 
 class _Struct(NamedTuple):
@@ -244,16 +250,10 @@ def read_ko(
         raise KoError(spath, e.strerror or str(e)) from None
     result = _Reader(spath, data).read()
     if replace is not None:
-        result = _replace(result, "replace", Setting(bool(replace), "given"))
+        result = dataclasses.replace(result, replace=Setting(bool(replace), "given"))
     if replace_set is not None:
-        result = _replace(result, "replace_set", Setting(int(replace_set), "given"))
+        result = dataclasses.replace(result, replace_set=Setting(int(replace_set), "given"))
     return result
-
-
-def _replace(result: LivepatchModule, field: str, value: Setting) -> LivepatchModule:
-    from dataclasses import replace as dc_replace
-
-    return dc_replace(result, **{field: value})
 
 
 def _kernel_version(vermagic: str | None) -> tuple[int, int] | None:
@@ -588,7 +588,7 @@ class _Reader:
                         "not a livepatch module: no livepatch=Y in .modinfo, and no klp_patch, "
                         ".kpatch.funcs or .init.klp_objects"
                     )
-                layout, objects = None, ()
+                layout, objects = None, []
                 self.notes.append(
                     "no static klp_patch, .kpatch.funcs or .init.klp_objects: "
                     "the patch is built at run time"
@@ -664,14 +664,14 @@ class _Reader:
         """Find the static ``struct klp_patch``: ``mod`` (offset 0) relocates to
         ``__this_module`` and ``objs`` (offset 8) into a data section."""
         this_module = {i for i, s in enumerate(self.syms) if s.name == "__this_module"}
-        candidates = []
+        candidates: list[tuple[int, int, _Ref]] = []
         for sec, table in sorted(self.relocs.items()):
             if self.secs[sec].flags & _SHF_EXECINSTR or self.secs[sec].type == _SHT_NOBITS:
                 continue
             for off, (symi, rtype, _addend) in sorted(table.items()):
                 if symi in this_module and rtype == _R_X86_64_64:
                     objs = self.ref(sec, off + 8)
-                    if self.is_data(objs):
+                    if objs is not None and self.is_data(objs):
                         candidates.append((sec, off, objs))
         if not candidates:
             return None
@@ -704,7 +704,14 @@ class _Reader:
             return objects, states, replace, replace_set
         return None
 
-    def _learn_stride(self, bases, valid, present, minimum: int, limit_of) -> int | None:
+    def _learn_stride(
+        self,
+        bases: list[tuple[int, int]],
+        valid: _Check,
+        present: _Check,
+        minimum: int,
+        limit_of: Callable[[int, int], int],
+    ) -> int | None:
         """The element size of arrays of one struct type, from the first array
         that shows it: its symbol's st_size ((entries + terminator) * size), or
         the distance to its second element when nothing else starts between."""
@@ -733,7 +740,9 @@ class _Reader:
                     return off - base
         return None
 
-    def _walk(self, sec: int, base: int, stride: int | None, present, limit: int) -> list[int]:
+    def _walk(
+        self, sec: int, base: int, stride: int | None, present: _Check, limit: int
+    ) -> list[int]:
         """Offsets of the elements of a terminated array at ``base``."""
         if stride is None:
             # No size known: one element or none (where a second would start
@@ -964,15 +973,15 @@ class _Reader:
         string members are name and objname; sympos is the member before name
         (kpatch before sympos existed had name at 32 and no sympos).
         """
-        table = self.relocs.get(sec.index, {})
-        anchors = sorted(o for o in table if self.is_text(self.ref(sec.index, o)))
+        table = self.relocs.get(sec.idx, {})
+        anchors = sorted(o for o in table if self.is_text(self.ref(sec.idx, o)))
         stride = self._even_stride(sec, anchors, "new_addr")
         if stride is None:
             return []
         strs = sorted(
             o - anchors[0]
             for o in table
-            if anchors[0] < o < anchors[0] + stride and self.is_data(self.ref(sec.index, o))
+            if anchors[0] < o < anchors[0] + stride and self.is_data(self.ref(sec.idx, o))
         )
         if len(strs) < 2:
             raise self.fail(f"{sec.name}: no name and objname pointers in its entries")
@@ -981,12 +990,12 @@ class _Reader:
             self.notes.append(f"{sec.name}: {stride}-byte entries (56 upstream): a fork")
         by_object: dict[str, list[KoFunc]] = {}
         for a in anchors:
-            objname = self.string(self.ref(sec.index, a + objname_off)) or "?"
+            objname = self.string(self.ref(sec.idx, a + objname_off)) or "?"
             by_object.setdefault(objname, []).append(
                 KoFunc(
-                    self.string(self.ref(sec.index, a + name_off)),
-                    self.u(sec.index, a + name_off - 8, 8) if name_off >= 40 else None,
-                    self.func_name(self.ref(sec.index, a)),
+                    self.string(self.ref(sec.idx, a + name_off)),
+                    self.u(sec.idx, a + name_off - 8, 8) if name_off >= 40 else None,
+                    self.func_name(self.ref(sec.idx, a)),
                 )
             )
         # kpatch-patch.h: struct kpatch_*_callback { fn; char *objname; } per kind;
@@ -995,10 +1004,10 @@ class _Reader:
             cs = self.section(f".kpatch.callbacks.{kind}")
             if cs is None:
                 continue
-            for off in sorted(self.relocs.get(cs.index, {})):
-                fn = self.ref(cs.index, off)
+            for off in sorted(self.relocs.get(cs.idx, {})):
+                fn = self.ref(cs.idx, off)
                 if off % 16 == 0 and self.is_text(fn):
-                    obj = self.string(self.ref(cs.index, off + 8)) or "vmlinux"
+                    obj = self.string(self.ref(cs.idx, off + 8)) or "vmlinux"
                     callbacks.append(KoCallback(obj, kind, self.func_name(fn)))
                     by_object.setdefault(obj, [])
         order = {kind: i for i, kind in enumerate(CALLBACK_KINDS)}
@@ -1042,11 +1051,11 @@ class _Reader:
         struct klp_callbacks callbacks; unsigned int nr_funcs; }`` (64 bytes) and
         ``struct klp_func_ext { const char *old_name; void *new_func; unsigned
         long sympos; }`` (24 bytes), include/linux/livepatch_external.h."""
-        table = self.relocs.get(osec.index, {})
+        table = self.relocs.get(osec.idx, {})
         funcs_ptrs = sorted(
             o
             for o in table
-            if (r := self.ref(osec.index, o)) is not None and r.sec == fsec.index and o >= 8
+            if (r := self.ref(osec.idx, o)) is not None and r.sec == fsec.idx and o >= 8
         )
         stride = self._even_stride(osec, [o - 8 for o in funcs_ptrs], "funcs")
         if stride is None:
@@ -1057,14 +1066,14 @@ class _Reader:
         objects = []
         for p in funcs_ptrs:
             base = p - 8
-            name_ref = self.ref(osec.index, base)
+            name_ref = self.ref(osec.idx, base)
             name = "vmlinux" if name_ref is None else (self.string(name_ref) or "?")
             for i, kind in enumerate(CALLBACK_KINDS):
-                cb = self.ref(osec.index, base + 16 + 8 * i)
+                cb = self.ref(osec.idx, base + 16 + 8 * i)
                 if cb is not None:
                     callbacks.append(KoCallback(name, kind, self.func_name(cb)))
-            nr = self.u(osec.index, base + 56, 4) if stride >= 60 else None
-            fref = self.ref(osec.index, p)
+            nr = self.u(osec.idx, base + 56, 4) if stride >= 60 else None
+            fref = self.ref(osec.idx, p)
             assert fref is not None
             if nr is None or fref.off + nr * fstride > fsec.size or fref.off < 0:
                 raise self.fail(
@@ -1075,9 +1084,9 @@ class _Reader:
                 fo = fref.off + j * fstride
                 funcs.append(
                     KoFunc(
-                        self.string(self.ref(fsec.index, fo)),
-                        self.u(fsec.index, fo + 16, 8),
-                        self.func_name(self.ref(fsec.index, fo + 8)),
+                        self.string(self.ref(fsec.idx, fo)),
+                        self.u(fsec.idx, fo + 16, 8),
+                        self.func_name(self.ref(fsec.idx, fo + 8)),
                     )
                 )
             objects.append(KoObject(name, tuple(funcs)))
@@ -1148,7 +1157,7 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
     # .debug_info offset -> .debug_str offset, for DW_FORM_strp attributes.
     strp: dict[int, int] = {}
     for s in r.secs:
-        if s.type == _SHT_RELA and s.info == info.index:
+        if s.type == _SHT_RELA and s.info == info.idx:
             raw = r._bytes(s) or b""
             n = len(raw) // 24
             q = memoryview(raw[: n * 24]).cast("Q")
@@ -1157,7 +1166,7 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
                 symi = rinfo >> 32
                 if rinfo & 0xFFFFFFFF == _R_X86_64_32 and symi < len(r.syms):
                     sym = r.syms[symi]
-                    if strsec is not None and sym.shndx == strsec.index:
+                    if strsec is not None and sym.shndx == strsec.idx:
                         strp[q[3 * i]] = sym.value + q[3 * i + 2]
     cus = []
     for cu in dwarf.iter_CUs():
@@ -1165,10 +1174,10 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
         if len(cus) > 10000:
             break
 
-    def cu_of(off: int):
+    def cu_of(off: int) -> Any:
         return next((cu for start, end, cu in cus if start < off < end), None)
 
-    def name_of(die) -> str | None:
+    def name_of(die: Any) -> str | None:
         a = die.attributes.get("DW_AT_name")
         if a is None:
             return None
@@ -1181,7 +1190,7 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
         v = a.value
         return v.decode("utf-8", "replace") if isinstance(v, bytes) else None
 
-    def member_offset(die) -> int | None:
+    def member_offset(die: Any) -> int | None:
         a = die.attributes.get("DW_AT_data_member_location")
         if a is None:
             return 0  # a union member, or the first member of old producers
@@ -1194,7 +1203,7 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
     for want in _WANTED:
         target = want.encode() + b"\0"
         positions = []
-        str_offs = set()
+        str_offs: set[int] = set()
         i = strs.find(target)
         while i >= 0 and len(str_offs) < 64:
             str_offs.add(i)
@@ -1212,7 +1221,15 @@ def _dwarf_structs_unchecked(r: _Reader, info: _Sec) -> dict[str, _Struct]:
     return found
 
 
-def _struct_at(DIE, cu_of, info: _Sec, pos: int, name_of, member_offset, want: str):
+def _struct_at(
+    DIE: Any,
+    cu_of: Callable[[int], Any],
+    info: _Sec,
+    pos: int,
+    name_of: Callable[[Any], str | None],
+    member_offset: Callable[[Any], int | None],
+    want: str,
+) -> _Struct | None:
     """The struct DIE whose DW_AT_name attribute is at ``pos`` (names come first)."""
     cu = cu_of(pos)
     if cu is None:
