@@ -385,3 +385,10 @@ def test_startup_does_not_import_pyelftools():
     code = "import sys, klpsim.cli; klpsim.cli.build_parser(); print('elftools' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "False\n"
+
+
+def test_name_from_this_module(tmp_path):
+    """Without name= in .modinfo, the name is struct module's (offset 24)."""
+    modinfo = "livepatch=Y\0" + MODINFO.replace("name=lp_mini\0", "")
+    r, (got,) = inspect_json(write(tmp_path, "x.ko", klp_patch_module(modinfo=modinfo)))
+    assert got["name"] == "lp_mini"
