@@ -5,6 +5,8 @@ import os
 import sys
 from pathlib import Path
 
+from klpsim.tools.inspect import add_inspect_parser
+
 __all__ = ["main"]
 
 
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="livepatch x ftrace users, both attach orders: docs/truth-table.md",
     )
+    add_inspect_parser(sub)
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p

@@ -32,6 +32,7 @@ def test_livepatch_source():
 def test_replace_default_from_toml():
     src = generate_module(load_definition(DEFS / "klpsim_lp_b.toml"), SYMS, "6.12.1+deb12-amd64")
     assert "static int replace = 1;" in src
+    assert "\t.replace = true,\n};" in src
     assert '"klpsim_lp_b: this has been live patched"' in src
 
 

@@ -44,16 +44,28 @@ def _make(tree: KernelTree, moddir: Path) -> None:
         raise VMError(f"module build in {moddir} failed: {first.strip()}")
 
 
-def build_modules(tree: KernelTree, sources: dict[str, str], outdir: Path) -> dict[str, Path]:
+def build_modules(
+    tree: KernelTree,
+    sources: dict[str, str],
+    outdir: Path,
+    strip: bool = True,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Path]:
     """Build one ``.ko`` per entry of ``sources`` (module name -> C text).
 
     The build is cached: ``outdir`` holds the sources, and a module is rebuilt
-    only when its text or the kernel changed.  Returns name -> .ko path.
+    only when its text or the kernel changed.  ``strip=False`` keeps the debug
+    info; ``headers`` are extra files (name -> text) the sources include.
+    Returns name -> .ko path.
     """
     outdir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(tree.kver.encode())
     for name in sorted(sources):
         key.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    if not strip:
+        key.update(b"debug\0")
+    for name in sorted(headers or {}):
+        key.update(b"h:" + name.encode() + b"\0" + (headers or {})[name].encode() + b"\0")
     stamp = outdir / ".stamp"
     kos = {name: outdir / f"{name}.ko" for name in sources}
     if (
@@ -67,12 +79,15 @@ def build_modules(tree: KernelTree, sources: dict[str, str], outdir: Path) -> di
             old.unlink()
     for name, text in sources.items():
         (outdir / f"{name}.c").write_text(text)
+    for name, text in (headers or {}).items():
+        (outdir / name).write_text(text)
     (outdir / "Kbuild").write_text("obj-m += " + " ".join(f"{n}.o" for n in sorted(sources)) + "\n")
     _make(tree, outdir)
     for name, ko in kos.items():
         if not ko.exists():
             raise VMError(f"module build produced no {name}.ko")
-        subprocess.run(["strip", "--strip-debug", str(ko)], check=False)
+        if strip:
+            subprocess.run(["strip", "--strip-debug", str(ko)], check=False)
     stamp.write_text(key.hexdigest())
     return kos
 

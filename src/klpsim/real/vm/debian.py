@@ -46,8 +46,12 @@ SERIES = {"6.1": "linux-headers-amd64", "6.12": "linux-headers-6.12-amd64"}
 _BACKPORTS = "deb http://deb.debian.org/debian bookworm-backports main\n"
 
 # Parts of linux-source that the tier uses: the selftests (functions.sh,
-# test-*.sh and, since 6.9, test_modules/) and the older module location.
-_SOURCE_PARTS = ("tools/testing/selftests/livepatch/", "lib/livepatch/")
+# test-*.sh and, since 6.9, test_modules/), the older module location, and
+# the sample livepatches (fixtures of ``klpsim inspect``).
+_SOURCE_PARTS = ("tools/testing/selftests/livepatch/", "lib/livepatch/", "samples/livepatch/")
+
+# What caches unpacked before src/.parts existed hold.
+_FIRST_PARTS = ("tools/testing/selftests/livepatch/", "lib/livepatch/")
 
 
 def cache_root() -> Path:
@@ -133,6 +137,11 @@ class KernelTree:
         """Directory holding the kernel's ``test_klp_*.c`` (moved in 6.9)."""
         new = self.selftests_dir / "test_modules"
         return new if new.is_dir() else self.source_dir / "lib/livepatch"
+
+    @property
+    def samples_dir(self) -> Path:
+        """``samples/livepatch`` from linux-source (livepatch-sample.c and friends)."""
+        return self.source_dir / "samples/livepatch"
 
     @property
     def functions_sh(self) -> Path:
@@ -312,8 +321,13 @@ def _deb_extract(deb: Path, dest: Path, members: list[str] | None = None) -> Non
         raise VMError(f"unpacking {deb.name} failed: {tar.stderr.strip() or rc}")
 
 
-def _extract_source(deb: Path, series: str, dest: Path) -> None:
-    """Pull the livepatch parts out of linux-source's inner tar.xz."""
+def _extract_source(deb: Path, series: str, dest: Path, parts: tuple[str, ...]) -> None:
+    """Pull ``parts`` of linux-source's inner tar.xz into ``dest``.
+
+    ``dest/.parts`` lists the parts asked for so far (one a line, whether the
+    tarball had them or not: ``lib/livepatch/`` is gone in 6.9), so that a
+    part wanted later is extracted into an existing cache.
+    """
     tmp = dest.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     _deb_extract(deb, tmp, [f"./usr/src/linux-source-{series}.tar.xz"])
@@ -323,10 +337,11 @@ def _extract_source(deb: Path, series: str, dest: Path) -> None:
     prefix = f"linux-source-{series}/"
     dest.mkdir(parents=True, exist_ok=True)
     # xz must stream the whole tarball; tar(1) with wildcards is faster than
-    # Python's tarfile here, so use it.
+    # Python's tarfile here, so use it.  tar exits 2 when a pattern matches
+    # nothing, which is expected for a part that moved.
     p = subprocess.run(
         ["tar", "-xJf", str(inner), "-C", str(dest), "--strip-components=1", "--wildcards"]
-        + [prefix + part + "*" for part in _SOURCE_PARTS],
+        + [prefix + part + "*" for part in parts],
         capture_output=True,
         text=True,
         check=False,
@@ -336,6 +351,16 @@ def _extract_source(deb: Path, series: str, dest: Path) -> None:
         raise VMError(
             f"linux-source-{series} has no {_SOURCE_PARTS[0]}functions.sh ({p.stderr.strip()})"
         )
+    done = set(_source_parts_done(dest)) | set(parts)
+    (dest / ".parts").write_text("".join(f"{part}\n" for part in sorted(done)))
+
+
+def _source_parts_done(src: Path) -> tuple[str, ...]:
+    """The parts of linux-source already asked for in ``src`` (see _extract_source)."""
+    try:
+        return tuple(ln for ln in (src / ".parts").read_text().splitlines() if ln)
+    except FileNotFoundError:
+        return _FIRST_PARTS if src.is_dir() else ()
 
 
 def _fix_headers(hroot: Path, kver: str) -> Path:
@@ -387,9 +412,17 @@ def _prepare(pkgs: KernelPackages, series: str, log) -> KernelTree:
             _deb_extract(files[spec], hroot)
         _deb_extract(files[pkgs.image], root, ["./boot/*"])
         shutil.rmtree(src, ignore_errors=True)
-        _extract_source(files[pkgs.source], series, src)
+        _extract_source(files[pkgs.source], series, src, _SOURCE_PARTS)
         _fix_headers(hroot, pkgs.kver)
         (root / ".complete").write_text(f"{pkgs}\n")
+        shutil.rmtree(debs, ignore_errors=True)
+    missing = tuple(p for p in _SOURCE_PARTS if p not in _source_parts_done(src))
+    if missing:
+        # A cache unpacked by an older klpsim: fetch linux-source again for
+        # the parts it lacks (the .deb is not kept).
+        log(f"kernel {series}: adding {', '.join(missing)} from {pkgs.source.split('=')[0]}")
+        (deb,) = _download(pkgs, [pkgs.source], debs)
+        _extract_source(deb, series, src, missing)
         shutil.rmtree(debs, ignore_errors=True)
     kdir = hroot / f"usr/src/linux-headers-{pkgs.kver}"
     tree = KernelTree(

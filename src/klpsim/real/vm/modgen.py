@@ -7,7 +7,8 @@ generated modules do on a real kernel (the model's modules must match):
   the TOML's objects and ``klp_state``s.  ``replace`` is an ``int`` module
   parameter (mode 0644, like the kernel's test modules), copied into
   ``patch.replace`` just before ``klp_enable_patch()``; the TOML value is its
-  default.  Module init returns what ``klp_enable_patch()`` returns.
+  default and the static ``klp_patch``'s initial value.  Module init returns
+  what ``klp_enable_patch()`` returns.
   Each replacement is a seq_file show function that writes ``output`` and a
   newline (``output`` defaults to ``"<MOD>: this has been live patched"``,
   the test modules' text).  That fixes which functions can be patched:
@@ -325,11 +326,14 @@ def generate_module(mod: ModuleDef, symbols: dict[str, int] | None, kver: str) -
             body.append(f"\t{{ .id = {sid}, .version = {ver} }},")
         body.append("\t{ }\n};\n")
         states = "\t.states = klpsim_states,\n"
+    # The static patch holds the TOML's replace too (the parameter's
+    # default), so that a reader of the .ko (klpsim inspect) sees it.
     body.append(
         "static struct klp_patch klpsim_patch = {\n"
         "\t.mod = THIS_MODULE,\n"
         "\t.objs = klpsim_objs,\n"
         f"{states}"
+        f"\t.replace = {'true' if mod.replace else 'false'},\n"
         "};\n"
     )
     body.append(f"static int __init {mod.name}_init(void)\n{{")
