@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from klpsim.cli import main as klpsim_main  # noqa: E402
 from klpsim.kernel.module import FunctionSpec, ModuleSpec  # noqa: E402
 from klpsim.livepatch.structs import KlpFunc, KlpObject  # noqa: E402
-from klpsim.livepatch.system import boot  # noqa: E402
+from klpsim.model.system import boot  # noqa: E402
 from klpsim.modules.base import LivepatchCode  # noqa: E402
 
 SELFTESTS = ROOT / "tests" / "selftests"

@@ -3,7 +3,7 @@
 import io
 from pathlib import Path
 
-from klpsim.livepatch.system import boot
+from klpsim.model.system import boot
 from klpsim.scenario.parser import parse_script
 from klpsim.scenario.runner import ModuleResolver, Runner
 

@@ -6,7 +6,7 @@ import pytest
 
 from _harness import ROOT
 from klpsim.kernel.errno import EBUSY, EPERM
-from klpsim.tools.attachments import attachment_health
+from klpsim.model.health import attachment_health
 from sim import Sim
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from klpsim.tools.attachments import attachment_health, entry_for
+from klpsim.model.health import attachment_health, entry_for
 from klpsim.tools.session import CheckedSession
 from klpsim.trace.bpf import AttachError
 

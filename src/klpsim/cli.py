@@ -10,7 +10,7 @@ __all__ = ["main"]
 
 def _cmd_run(args) -> int:
     from klpsim.livepatch.profiles import all_profiles
-    from klpsim.livepatch.system import boot
+    from klpsim.model.system import boot
     from klpsim.scenario.parser import ScriptError, parse_script
     from klpsim.scenario.runner import ModuleResolver, Runner
 
@@ -70,7 +70,7 @@ class _CheckFailed(Exception):
 
 def _install_checker(runner, system, path: str) -> None:
     """--check: test the invariants after every command; stop at the first violation."""
-    from klpsim.tools.check import Checker
+    from klpsim.model.checker import Checker
 
     checker = Checker(system.klp)
 

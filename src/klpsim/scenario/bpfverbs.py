@@ -28,9 +28,9 @@ docs/bpf-and-livepatch.md.
 
 from klpsim.kernel import errno as errno_mod
 from klpsim.kernel.errno import errno_name, strerror
+from klpsim.model.health import attachment_health
 from klpsim.scenario.parser import ScriptError
 from klpsim.scenario.simverbs import _function, _task
-from klpsim.tools.attachments import attachment_health
 from klpsim.trace.bpf import LINK_TYPES, MULTI_TYPES, AttachError
 
 __all__ = ["BPF_VERBS"]

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import EACCES, ENOENT, strerror
-from klpsim.livepatch.system import System
+from klpsim.model.system import System
 from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
 from klpsim.modules.selftests import builtin_modules
 from klpsim.scenario.bpfverbs import BPF_VERBS

@@ -18,7 +18,7 @@ import difflib
 import io
 from pathlib import Path
 
-from klpsim.livepatch.system import boot
+from klpsim.model.system import boot
 from klpsim.scenario.helpers import ScriptExit, filter_check_result
 from klpsim.scenario.parser import parse_script
 from klpsim.scenario.runner import ModuleResolver, Runner

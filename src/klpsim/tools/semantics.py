@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from klpsim.livepatch.profiles import all_profiles
+from klpsim.model.checker import Checker
 from klpsim.scenario.helpers import ScriptExit
 from klpsim.scenario.parser import parse_script
-from klpsim.tools.check import Checker
 from klpsim.tools.session import CheckedSession
 
 __all__ = ["generate", "DEFAULT_DIR"]

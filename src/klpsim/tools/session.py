@@ -9,12 +9,12 @@ breaks an invariant can be written out as a standalone regression scenario
 import io
 from pathlib import Path
 
-from klpsim.livepatch.invariants import Violation
-from klpsim.livepatch.system import boot
+from klpsim.model.checker import Checker
+from klpsim.model.invariants import Violation
+from klpsim.model.system import boot
 from klpsim.scenario.helpers import ScriptExit
 from klpsim.scenario.parser import parse_script
 from klpsim.scenario.runner import ModuleResolver, Runner
-from klpsim.tools.check import Checker
 
 __all__ = ["CheckedSession", "InvariantViolation"]
 

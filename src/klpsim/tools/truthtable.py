@@ -27,7 +27,7 @@ from klpsim.kernel.errno import EINVAL, EIO, EPERM, errno_name
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.kernel.params import ParamSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
-from klpsim.livepatch.system import boot
+from klpsim.model.system import boot
 from klpsim.modules.base import LivepatchCode
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.ftrace import FtraceOps
