@@ -9,6 +9,7 @@ from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.modules.base import LivepatchCode
 from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import LinkKind
 from sim import Sim
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
@@ -22,7 +23,7 @@ def sim(profile, **kw) -> Sim:
 
 def attach(s, kind, func, **kw):
     objname, _, name = func.rpartition(":")
-    return s.system.bpf.attach(kind, [(objname or None, name)], **kw)
+    return s.system.bpf.attach(LinkKind(kind), [(objname or None, name)], **kw)
 
 
 def refused(s, kind, func, **kw) -> AttachError:
@@ -70,7 +71,7 @@ def test_no_list_without_function_error_injection():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_override_needs_entry_of_listed_function(profile):
     s = sim(profile)
-    assert attach(s, "kprobe", "__x64_sys_getppid", override=-1).kind == "kprobe"
+    assert attach(s, "kprobe", "__x64_sys_getppid", override=-1).kind is LinkKind.KPROBE
     assert refused(s, "kprobe", "cmdline_proc_show", override=-1).errno == -EINVAL
     assert refused(s, "kprobe", "__x64_sys_getppid", offset=4, override=-1).errno == -EINVAL
     # without an override the same kprobes attach
@@ -91,11 +92,11 @@ def test_override_helper_needs_config(profile):
 def test_kprobe_multi_checks_every_address(profile):
     s = sim(profile)
     bpf = s.system.bpf
-    ok = bpf.attach("kprobe_multi", [(None, "__x64_sys_getppid"), (None, "__x64_sys_getpid")],
+    ok = bpf.attach(LinkKind.KPROBE_MULTI, [(None, "__x64_sys_getppid"), (None, "__x64_sys_getpid")],
                     override=-1)  # fmt: skip
     assert len(ok.targets) == 2
     with pytest.raises(AttachError) as e:
-        bpf.attach("kprobe_multi", [(None, "__x64_sys_getppid"), (None, "cmdline_proc_show")],
+        bpf.attach(LinkKind.KPROBE_MULTI, [(None, "__x64_sys_getppid"), (None, "cmdline_proc_show")],
                    override=-1)  # fmt: skip
     assert e.value.errno == -EINVAL
 
@@ -171,7 +172,7 @@ def test_rfc_2_4_admits_any_livepatch_function_helpers_too(profile):
     # ... but only livepatch modules, and only perf kprobes
     assert refused(s, "kprobe", "mod_ei:mod_ei_work", override=-1).errno == -EINVAL
     with pytest.raises(AttachError):
-        s.system.bpf.attach("kprobe_multi", [("lp_hooks", "lp_show")], override=-1)
+        s.system.bpf.attach(LinkKind.KPROBE_MULTI, [("lp_hooks", "lp_show")], override=-1)
     # fmod_ret was not touched by the RFC either
     assert refused(s, "fmod_ret", "lp_hooks:lp_show").errno == -EINVAL
 

@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from klpsim.model.health import attachment_health, entry_for
 from klpsim.tools.session import CheckedSession
 from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import LinkKind
 
 FUNCS = ["cmdline_proc_show", "meminfo_proc_show", "__x64_sys_getppid", "__x64_sys_uname"]
 KINDS = ["kprobe", "kprobe_override", "kprobe_body", "kretprobe", "kprobe_multi", "fentry",
@@ -99,7 +100,7 @@ class AttachmentMachine(RuleBasedStateMachine):
         elif kind == "fmod_ret_pass":
             kind = "fmod_ret"
         with contextlib.suppress(AttachError):  # refusals are the rules' business
-            self.system.bpf.attach(kind, [target], **kw)
+            self.system.bpf.attach(LinkKind(kind), [target], **kw)
 
     @precondition(lambda self: self.system.bpf.links)
     @rule(data=st.data())

@@ -8,7 +8,18 @@ every other function takes it as its first argument.
 from klpsim.kernel.clock import DelayedWork
 from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
 from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
+from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.livepatch import transition
+from klpsim.livepatch.events import (
+    KlpEvent,
+    ModuleRefused,
+    PatchEnabled,
+    PatchFreed,
+    PatchRefused,
+    RefusalReason,
+    TransitionEvent,
+    When,
+)
 from klpsim.livepatch.patch import (
     klp_patch_object,
     klp_unpatch_object,
@@ -51,8 +62,8 @@ class Klp:
         self.shadow = ShadowHash(self)
         self.freed: list[KlpPatch] = []  # patches whose free work has run
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
-        self.transition_seq = 0  # counts transition events, for observers
-        self.event_hooks: list = []  # observers (invariant checks), see event()
+        self.transition_seq = 0  # counts transition steps, for observers
+        self.tp: Tracepoint[KlpEvent] = Tracepoint()  # see emit()
         self._fmt_cache: dict[str, tuple] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
@@ -96,12 +107,11 @@ class Klp:
         """%p of *obj*: a hashed pointer, stable for the object's life."""
         return self.kernel.hashed_ptr(obj)
 
-    def event(self, name: str) -> None:
-        """Tell observers where the model is (``start:after``, ``complete:before``...)."""
-        if name.endswith(":before"):
+    def emit(self, event: KlpEvent) -> None:
+        """Tell the probes of :attr:`tp` what happened (livepatch/events.py)."""
+        if isinstance(event, TransitionEvent) and event.when is When.BEFORE:
             self.transition_seq += 1
-        for hook in self.event_hooks:
-            hook(name)
+        self.tp(event)
 
     @property
     def current(self):
@@ -402,14 +412,18 @@ def klp_add_nops(klp, patch: KlpPatch) -> int:
     return 0
 
 
-def klp_unpatch_replaced_patches(klp, new_patch: KlpPatch) -> None:
+def klp_unpatch_replaced_patches(klp, new_patch: KlpPatch) -> list[KlpPatch]:
+    """Unpatch the patches *new_patch* replaces; the model returns them."""
+    replaced = []
     for old_patch in klp.patches:
         if old_patch is new_patch:
-            return
+            break
         if not klp.policy.replaces(new_patch, old_patch):
             continue
         old_patch.enabled = False
         klp_unpatch_objects(klp, old_patch)
+        replaced.append(old_patch)
+    return replaced
 
 
 def __klp_free_objects(klp, patch: KlpPatch, nops_only: bool) -> None:
@@ -449,6 +463,7 @@ def klp_free_patch_finish(klp, patch: KlpPatch) -> None:
     if not patch.forced:
         patch.mod.module_put("livepatch")
     patch.freed = True
+    klp.emit(PatchFreed(patch.name))
 
 
 def klp_free_patch_work_fn(klp, patch: KlpPatch) -> None:
@@ -522,32 +537,44 @@ def klp_enable_patch(klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
+    ret, reason = _klp_enable_patch(klp, patch)
+    if ret:
+        klp.emit(PatchRefused(patch.name, patch.mod.name, ret, reason))
+    else:
+        klp.emit(PatchEnabled(patch.name, patch.mod.name))
+    return ret
+
+
+def _klp_enable_patch(klp, patch: KlpPatch) -> tuple[int, RefusalReason]:
+    """klp_enable_patch() itself; the model also says which check failed."""
     for obj in patch.objs:
         if obj.funcs is None:
-            return -EINVAL
+            return -EINVAL, RefusalReason.INVALID
     if not patch.mod.klp:
         klp.msg("not_livepatch", patch.mod.name)
-        return -EINVAL
+        return -EINVAL, RefusalReason.NOT_LIVEPATCH
     if klp.root_kobj is None:
-        return -ENODEV
+        return -ENODEV, RefusalReason.INVALID
     if not klp.reliable_stack:
         klp.msg("no_reliable_stack")
         klp.msg("may_never_complete")
     if not klp_is_patch_compatible(klp, patch):
         klp.msg("incompatible", patch.name)
-        return -EINVAL
+        return -EINVAL, RefusalReason.INCOMPATIBLE
     if not patch.mod.try_module_get("livepatch"):
-        return -ENODEV
+        return -ENODEV, RefusalReason.NO_MODULE_REFERENCE
     klp.all_patches.append(patch)
     klp_init_patch_early(patch)
     ret = klp_init_patch(klp, patch)
+    reason = RefusalReason.INIT
     if not ret:
         ret = __klp_enable_patch(klp, patch)
         if not ret:
-            return 0
+            return 0, reason
+        reason = RefusalReason.ENABLE
     klp_free_patch_start(klp, patch)
     klp_free_patch_finish(klp, patch)
-    return ret
+    return ret, reason
 
 
 # -- module notifier ---------------------------------------------------------------
@@ -613,6 +640,7 @@ def klp_module_coming(klp, mod) -> int:
 
 def _coming_failed(klp, mod, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
     klp.msg("refusing_module", patch.name, mod.name, mod.name)
+    klp.emit(ModuleRefused(patch.name, mod.name, ret))
     mod.klp_alive = False
     obj.mod = None
     klp_cleanup_module_patches_limited(klp, mod, patch)

@@ -14,6 +14,14 @@ stack".
 from klpsim.kernel.clock import NSEC_PER_SEC
 from klpsim.kernel.errno import EADDRINUSE, EBUSY, EINVAL
 from klpsim.livepatch import core
+from klpsim.livepatch.events import (
+    PatchesReplaced,
+    TransitionEvent,
+    TransitionForced,
+    TransitionPhase,
+    TransitionTarget,
+    When,
+)
 from klpsim.livepatch.patch import klp_unpatch_objects
 from klpsim.livepatch.structs import (
     KLP_TRANSITION_IDLE,
@@ -44,6 +52,12 @@ SIGNALS_TIMEOUT = 15
 
 def _state_name(state: int) -> str:
     return "patching" if state == KLP_TRANSITION_PATCHED else "unpatching"
+
+
+def _event(klp, phase: TransitionPhase, when: When, patch: KlpPatch, target: int) -> None:
+    """A transition step; *target*: where the transition goes (for a
+    reversal, the new direction)."""
+    klp.emit(TransitionEvent(phase, when, patch.name, TransitionTarget(target)))
 
 
 def klp_update_patch_state(klp, task) -> None:
@@ -196,11 +210,12 @@ def klp_complete_transition(klp) -> None:
     """Finish the transition: tidy func_stacks, run post callbacks."""
     patch: KlpPatch = klp.transition_patch
     target = klp.target_state
-    klp.event("complete:before")
+    _event(klp, TransitionPhase.COMPLETE, When.BEFORE, patch, target)
     klp.msg("completing", patch.name, _state_name(target))
     if target == KLP_TRANSITION_PATCHED and klp.policy.adds_nops(patch):
-        core.klp_unpatch_replaced_patches(klp, patch)
+        replaced = core.klp_unpatch_replaced_patches(klp, patch)
         core.klp_discard_nops(klp, patch)
+        klp.emit(PatchesReplaced(patch.name, tuple(p.name for p in replaced)))
     if target == KLP_TRANSITION_UNPATCHED:
         klp_unpatch_objects(klp, patch)
     for obj in patch.obj_list:
@@ -218,7 +233,7 @@ def klp_complete_transition(klp) -> None:
     klp.msg("complete", patch.name, _state_name(target))
     klp.target_state = KLP_TRANSITION_IDLE
     klp.transition_patch = None
-    klp.event("complete:after")
+    _event(klp, TransitionPhase.COMPLETE, When.AFTER, patch, target)
 
 
 def klp_cancel_transition(klp) -> None:
@@ -232,7 +247,7 @@ def klp_cancel_transition(klp) -> None:
 
 def klp_init_transition(klp, patch: KlpPatch, state: int) -> None:
     """Set every task to the initial state and mark the patch's funcs."""
-    klp.event("init:before")
+    _event(klp, TransitionPhase.INIT, When.BEFORE, patch, state)
     klp.transition_patch = patch
     klp.target_state = state
     klp.msg("initializing", patch.name, _state_name(state))
@@ -256,13 +271,13 @@ def klp_start_transition(klp) -> None:
             task.patch_pending = True
     klp.sched_try_switch_key = True
     klp.signals_cnt = 0
-    klp.event("start:after")
+    _event(klp, TransitionPhase.START, When.AFTER, patch, target)
 
 
 def klp_reverse_transition(klp) -> None:
     """Turn the running transition around (``enabled`` written mid-way)."""
     patch = klp.transition_patch
-    klp.event("reverse:before")
+    _event(klp, TransitionPhase.REVERSE, When.BEFORE, patch, 1 - klp.target_state)
     klp.msg(
         "reversing",
         patch.name,
@@ -289,7 +304,10 @@ def klp_force_transition(klp) -> None:
     tp = klp.transition_patch
     if klp.target_state == KLP_TRANSITION_UNPATCHED:
         tp.forced = True
+        pinned = [tp]
     else:
-        for patch in klp.patches:
-            if patch is not tp and klp.policy.force_marks(tp, patch):
-                patch.forced = True
+        pinned = [p for p in klp.patches if p is not tp and klp.policy.force_marks(tp, p)]
+        for patch in pinned:
+            patch.forced = True
+    target = TransitionTarget(klp.target_state)
+    klp.emit(TransitionForced(tp.name, target, tuple(p.name for p in pinned)))

@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 from klpsim.kernel.symbols import Symbol
 from klpsim.livepatch.patch import KlpOps
-from klpsim.trace.bpf import KPROBE_TYPES, TRAMP_TYPES, BpfLink
+from klpsim.trace.bpf import BpfLink
+from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
 from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY
 
 __all__ = ["Health", "attachment_health", "entry_for", "effective_target", "redirect_of"]
@@ -100,7 +101,7 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
         if system.kprobes is not None and ops is system.kprobes.ftrace_ops:
             for link in bpf.links.values():
                 if (
-                    link.kind == "kprobe"
+                    link.kind is LinkKind.KPROBE
                     and link.override is not None
                     and link.target is sym
                     and any(kp.armed for kp in link.kprobes)
@@ -109,7 +110,7 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
         elif ops is bpf.fprobe.ops:
             for link in bpf.links.values():
                 if (
-                    link.kind == "kprobe_multi"
+                    link.kind is LinkKind.KPROBE_MULTI
                     and link.override is not None
                     and sym in link.targets
                 ):
@@ -119,10 +120,15 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
             if live:
                 ip = live[0].new_func
     tr = bpf.trampolines.get(sym)
-    if tr is not None and tr.fops.enabled and sym.fentry is not None and "CALL_ORIG" in tr.flags:
-        if any(link.ret for link in tr.links["fmod_ret"]):
+    if (
+        tr is not None
+        and tr.fops.enabled
+        and sym.fentry is not None
+        and TrampolineFlag.CALL_ORIG in tr.flags
+    ):
+        if any(link.ret for link in tr.links[LinkKind.FMOD_RET]):
             return None
-        if "ORIG_STACK" not in tr.flags:
+        if TrampolineFlag.ORIG_STACK not in tr.flags:
             return sym
     if follow and ip is not sym and ip.fentry is not None:
         return effective_target(system, ip)  # the new function's own call site
@@ -134,7 +140,7 @@ def _health(system, link: BpfLink) -> Health:
     for sym in link.targets:
         if sym.owner.name not in kernel.kallsyms.objects:
             return Health(link, "gone", f"{sym.owner.name} was unloaded")
-    if link.kind in KPROBE_TYPES and not link.int3 and not any(k.registered for k in link.kprobes):
+    if link.kind in KPROBE_KINDS and not link.int3 and not any(k.registered for k in link.kprobes):
         return Health(link, "gone", "its kprobe was removed")
     if not bpf.is_armed(link):
         return Health(link, "silent", "not armed (kprobes or ftrace disabled)")
@@ -146,11 +152,10 @@ def _health(system, link: BpfLink) -> Health:
                 return Health(link, "active", "a helper of a patch in effect")
             why = why or f"no call reaches {sym.name}: its patch is not in effect"
             continue
-        if link.kind == "fmod_ret":
-            tr = system.bpf.trampolines[sym]
-            first = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None)
-            mine = tr.links["fmod_ret"].index(link)
-            if first is not None and tr.links["fmod_ret"].index(first) < mine:
+        if link.kind is LinkKind.FMOD_RET:
+            fmod_ret = system.bpf.trampolines[sym].links[LinkKind.FMOD_RET]
+            first = next((lk for lk in fmod_ret if lk.ret), None)
+            if first is not None and fmod_ret.index(first) < fmod_ret.index(link):
                 # invoke_bpf_mod_ret(): a nonzero return skips the later ones
                 return Health(link, "silent", f"fmod_ret {first.name} returns {first.ret} first")
         if entry is sym and not link.int3:
@@ -171,24 +176,30 @@ def _note(system, link: BpfLink, sym: Symbol) -> str:
     klp, ftrace, bpf = system.klp, system.ftrace, system.bpf
     ops = redirect_of(klp, sym)
     tr = bpf.trampolines.get(sym)
-    fmod = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None) if tr else None
+    fmod = next((lk for lk in tr.links[LinkKind.FMOD_RET] if lk.ret), None) if tr else None
     if link.override is not None:
         if fmod is not None:
             return f"override lost: fmod_ret {fmod.name} returns {fmod.ret} first"
-        if tr is not None and "CALL_ORIG" in tr.flags and "ORIG_STACK" not in tr.flags:
+        if (
+            tr is not None
+            and TrampolineFlag.CALL_ORIG in tr.flags
+            and TrampolineFlag.ORIG_STACK not in tr.flags
+        ):
             return "override lost: the trampoline calls the original body"
         if ops is not None:
             order = ftrace.ops_on(sym)
-            mine = bpf.fprobe.ops if link.kind == "kprobe_multi" else system.kprobes.ftrace_ops
+            mine = (
+                bpf.fprobe.ops if link.kind is LinkKind.KPROBE_MULTI else system.kprobes.ftrace_ops
+            )
             if mine in order and order.index(ops.fops) > order.index(mine):
                 return f"override lost: {ops.fops.name} is older and runs after it"
             return f"override wins: {ops.fops.name} is newer and runs before it"
         return ""
-    if link.kind == "fmod_ret" and link.ret and ops is not None:
+    if link.kind is LinkKind.FMOD_RET and link.ret and ops is not None:
         return "skips the call: the livepatch never runs"
-    if ops is not None and link.kind not in ("fmod_ret",):
+    if ops is not None and link.kind is not LinkKind.FMOD_RET:
         new = _live_funcs(ops)[0].new_func
-        if link.kind in TRAMP_TYPES or link.kind in KPROBE_TYPES or "multi" in link.kind:
+        if link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
             return f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
     return ""
 

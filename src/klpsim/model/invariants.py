@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from klpsim.kernel.symbols import Regs
 from klpsim.livepatch import patch as patch_mod
+from klpsim.livepatch.events import KlpEvent, TransitionEvent, TransitionPhase, When
 from klpsim.livepatch.patch import klp_func_for_task
 from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED
 
@@ -288,7 +289,7 @@ class ViewTracker:
         self.funcs: dict = {}  # every function ever patched: {old_func: name}
         self.before: dict | None = None
         self.violations: list[Violation] = []
-        klp.event_hooks.append(self._event)
+        klp.tp.register(self._event)
 
     def _views(self):
         kernel = self.klp.kernel
@@ -331,14 +332,16 @@ class ViewTracker:
         self.violations.extend(out)
         return out
 
-    def _event(self, name: str) -> None:
+    def _event(self, event: KlpEvent) -> None:
         """Starting, reversing and completing a transition switch no task:
         no view may change across them."""
-        if name.endswith(":before"):
+        if not isinstance(event, TransitionEvent):
+            return
+        if event.when is When.BEFORE:
             self.snapshot()
-        elif name == "start:after":
+        elif event.phase is TransitionPhase.START:
             self.compare("starting the transition")
-        elif name == "complete:after":
+        elif event.phase is TransitionPhase.COMPLETE:
             self.compare("completing the transition")
 
 

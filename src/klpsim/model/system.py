@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from klpsim.kernel.machine import Kernel, KernelConfig
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import Profile, get_profile
+from klpsim.model.events import EventLog
 from klpsim.trace.bpf import Bpf
 from klpsim.trace.error_inject import ErrorInjection
 from klpsim.trace.ftrace import Ftrace
@@ -28,8 +29,10 @@ class System:
     tracer: FunctionTracer
     kprobes: Kprobes | None
     klp: Klp
-    error_injection: ErrorInjection | None = None
-    bpf: Bpf | None = None
+    error_injection: ErrorInjection
+    bpf: Bpf
+    events: EventLog
+    """Every typed event since boot (model/events.py)."""
 
 
 def boot(
@@ -67,4 +70,7 @@ def boot(
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
     bpf = Bpf(kernel, ftrace, kprobes, error_injection)
-    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf)
+    events = EventLog(kernel.clock)
+    for tp in (klp.tp, error_injection.tp, bpf.tp):
+        events.attach(tp)
+    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events)

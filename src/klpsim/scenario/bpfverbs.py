@@ -31,7 +31,14 @@ from klpsim.kernel.errno import errno_name, strerror
 from klpsim.model.health import attachment_health
 from klpsim.scenario.parser import ScriptError
 from klpsim.scenario.simverbs import _function, _task
-from klpsim.trace.bpf import LINK_TYPES, MULTI_TYPES, AttachError
+from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import (
+    MULTI_KINDS,
+    CallPhase,
+    FailFunctionInjected,
+    LinkKind,
+    ProgramRan,
+)
 
 __all__ = ["BPF_VERBS"]
 
@@ -51,14 +58,14 @@ def _number(rt, opt: str, text: str) -> int:
         _fail(rt, f"{opt}: expected a number or -EXXX, got '{text}'")
 
 
-def _parse_func(rt, kind: str, spec: str) -> tuple[list[tuple[str | None, str]], int]:
-    parts = spec.split(",") if kind in MULTI_TYPES else [spec]
+def _parse_func(rt, kind: LinkKind, spec: str) -> tuple[list[tuple[str | None, str]], int]:
+    parts = spec.split(",") if kind in MULTI_KINDS else [spec]
     funcs, offset = [], 0
     for part in parts:
         objname, _, name = part.rpartition(":")
         name, plus, off = name.partition("+")
         if plus:
-            if kind not in ("kprobe", "kretprobe"):
+            if kind not in (LinkKind.KPROBE, LinkKind.KRETPROBE):
                 _fail(rt, f"bpf_attach: {kind}: FUNC+OFFSET is for kprobes only")
             try:
                 offset = int(off, 0)
@@ -70,9 +77,11 @@ def _parse_func(rt, kind: str, spec: str) -> tuple[list[tuple[str | None, str]],
     return funcs, offset
 
 
-def bpf_attach(rt, kind: str, func: str, *opts: str) -> None:
-    if kind not in LINK_TYPES:
-        _fail(rt, f"bpf_attach: unknown type '{kind}' (one of {', '.join(LINK_TYPES)})")
+def bpf_attach(rt, kind_name: str, func: str, *opts: str) -> None:
+    kinds = {k.value: k for k in LinkKind}
+    if kind_name not in kinds:
+        _fail(rt, f"bpf_attach: unknown type '{kind_name}' (one of {', '.join(kinds)})")
+    kind = kinds[kind_name]
     override = None
     ret = 0
     name = None
@@ -83,11 +92,11 @@ def bpf_attach(rt, kind: str, func: str, *opts: str) -> None:
             _fail(rt, f"bpf_attach: bad option '{opt}' (--override RET, --ret RET, --name NAME)")
         value = opts[i + 1]
         if opt == "--override":
-            if kind not in ("kprobe", "kprobe_multi"):
+            if kind not in (LinkKind.KPROBE, LinkKind.KPROBE_MULTI):
                 _fail(rt, "bpf_attach: --override is for kprobe and kprobe_multi programs")
             override = _number(rt, opt, value)
         elif opt == "--ret":
-            if kind != "fmod_ret":
+            if kind is not LinkKind.FMOD_RET:
                 _fail(rt, "bpf_attach: --ret is for fmod_ret programs")
             ret = _number(rt, opt, value)
         else:
@@ -121,7 +130,7 @@ def bpf_detach(rt, name: str) -> None:
 def _program(link) -> str:
     if link.override is not None:
         return f"override {link.override}"
-    if link.kind == "fmod_ret":
+    if link.kind is LinkKind.FMOD_RET:
         return f"returns {link.ret}"
     return "-"
 
@@ -131,7 +140,15 @@ def bpf_attachments(rt) -> None:
     for h in attachment_health(rt.system):
         link = h.link
         rows.append(
-            (link.name, link.kind, link.where(), _program(link), str(link.hits), h.state, h.note)
+            (
+                link.name,
+                str(link.kind),
+                link.where(),
+                _program(link),
+                str(link.hits),
+                h.state,
+                h.note,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
@@ -156,24 +173,21 @@ def _ran(rt, sym, target) -> str:
 def call(rt, func: str, pid: str | None = None) -> None:
     task = _task(rt, pid) if pid else rt.kernel.sched.current
     sym = _function(rt, func)
-    (target, result), events = rt.system.bpf.trace_call(lambda: rt.kernel.invoke(task, sym, []))
+    with rt.system.events.capture() as events:
+        target, result = rt.kernel.invoke(task, sym, [])
     out = [f"call {func} from {task.comm}:{task.pid}"]
-    entry = [e for e in events if " saw return " not in e and not _is_body(rt, e)]
-    body = [e for e in events if _is_body(rt, e)]
-    exits = [e for e in events if " saw return " in e]
-    out += [f"  {e}" for e in entry]
+
+    traced = [e for e in events if isinstance(e, ProgramRan | FailFunctionInjected)]
+
+    def phase(e: ProgramRan | FailFunctionInjected) -> CallPhase:
+        return e.phase if isinstance(e, ProgramRan) else CallPhase.ENTRY
+
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.ENTRY]
     out.append(f"  {_ran(rt, sym, target)}")
-    out += [f"  {e}" for e in body + exits]
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.BODY]
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.EXIT]
     out.append(f"  returned {result}")
     rt.stdout("".join(line + "\n" for line in out))
-
-
-def _is_body(rt, event: str) -> bool:
-    name = event.split(" ", 2)[1]
-    if event.startswith("fail_function "):
-        return False
-    link = rt.system.bpf.links.get(name)
-    return link is not None and link.int3
 
 
 BPF_VERBS = {

@@ -30,6 +30,7 @@ from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.model.system import boot
 from klpsim.modules.base import LivepatchCode
 from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import CallPhase, LinkKind
 from klpsim.trace.ftrace import FtraceOps
 
 __all__ = ["Cell", "MEASURED", "PEERS", "run_cell", "run_table", "render", "main"]
@@ -206,7 +207,12 @@ class Suite:
             fs.write("/sys/kernel/debug/fail_function/verbose", "0")
             return 0
         if peer in "CDFK":
-            kind = {"C": "kprobe", "D": "fmod_ret", "F": "fexit", "K": "fentry"}[peer]
+            kind = {
+                "C": LinkKind.KPROBE,
+                "D": LinkKind.FMOD_RET,
+                "F": LinkKind.FEXIT,
+                "K": LinkKind.FENTRY,
+            }[peer]
             try:
                 link = bpf.attach(
                     kind,
@@ -294,7 +300,7 @@ def run_cell(peer: str, order: str, fixed: bool = True) -> Cell:
     regs_ip = list(s.regs_ip)
     link = s.peer_state.get("link")
     if link is not None:
-        saw = [e.split(" ")[0] for e in link.seen]
+        saw = [e.func for e in link.seen]
     if peer == "N":  # the trace line: "cmdline_proc_show <-..."
         saw = [e.split(": ", 1)[1].split(" <-")[0] for e in s.system.tracer.entries]
     ret_seen = None
@@ -305,8 +311,8 @@ def run_cell(peer: str, order: str, fixed: bool = True) -> Cell:
             link.seen.clear()
         s.call()
         if link is not None:
-            seen = [e for e in link.seen if "saw return" in e]
-            ret_seen = int(seen[-1].rsplit(" ", 1)[1]) if seen else None
+            seen = [e.saw_return for e in link.seen if e.phase is CallPhase.EXIT]
+            ret_seen = int(seen[-1]) if seen else None
         else:
             ret_seen = s.returns[-1] if s.returns else None
     label = _classify(peer, order, r2, outcome, ret_seen, regs_ip)

@@ -33,6 +33,8 @@ from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
 from klpsim.kernel.printk import KERN_NOTICE
 from klpsim.kernel.symbols import Symbol
+from klpsim.kernel.tracepoint import Tracepoint
+from klpsim.trace.events import FailFunctionInjected
 
 __all__ = [
     "EI_ETYPE_NULL",
@@ -198,7 +200,7 @@ class ErrorInjection:
         self._ax: dict[int, int] = {}  # pid -> regs->ax set by an override
         self.fei: list[FeiAttr] = []
         self.fei_attr = FaultAttr(kernel, "fail_function")
-        kernel.exports["error_injection"] = self
+        self.tp: Tracepoint[FailFunctionInjected] = Tracepoint()
         if not self.enabled:
             return
         self._populate_vmlinux()
@@ -318,9 +320,7 @@ class ErrorInjection:
             if self.fei_attr.should_fail():
                 value = to_signed(_attr.retval)
                 self.override_function_with_return(task, regs, value)
-                bpf = self.kernel.exports.get("bpf")  # the call verb's trace
-                if bpf is not None and bpf.recorder is not None:
-                    bpf.recorder.append(f"fail_function on {name}: injected {value}")
+                self.tp(FailFunctionInjected(name, value))
                 return 1
             return 0
 
