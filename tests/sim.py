@@ -4,8 +4,9 @@ import io
 from pathlib import Path
 
 from klpsim.model.system import boot
+from klpsim.modules.resolver import ModuleResolver
 from klpsim.scenario.parser import parse_script
-from klpsim.scenario.runner import ModuleResolver, Runner
+from klpsim.scenario.runner import Runner
 
 
 class Sim:

@@ -11,8 +11,9 @@ __all__ = ["main"]
 def _cmd_run(args) -> int:
     from klpsim.livepatch.profiles import all_profiles
     from klpsim.model.system import boot
+    from klpsim.modules.resolver import ModuleResolver
     from klpsim.scenario.parser import ScriptError, parse_script
-    from klpsim.scenario.runner import ModuleResolver, Runner
+    from klpsim.scenario.runner import Runner
 
     profiles = all_profiles()
     if args.kernel not in profiles:

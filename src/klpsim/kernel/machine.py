@@ -15,7 +15,7 @@ from klpsim.kernel.params import kstrtobool
 from klpsim.kernel.printk import Printk
 from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
 from klpsim.kernel.tasks import Scheduler, Task
-from klpsim.kernel.vmlinux import PROC_FILES, build_vmlinux
+from klpsim.kernel.vmlinux import PROC_SHOW, build_vmlinux
 
 __all__ = ["KernelConfig", "Kernel", "CallContext"]
 
@@ -133,7 +133,7 @@ class Kernel:
             "/dev",
         ):
             fs.mkdir(d)
-        for path, func in PROC_FILES.items():
+        for func, path in PROC_SHOW.items():
             fs.create_file(path, 0o444, self._proc_show(func))
         fs.create_file("/proc/kallsyms", 0o444, self._kallsyms_show)
         fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)

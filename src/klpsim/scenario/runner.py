@@ -10,64 +10,23 @@ import inspect
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TextIO
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import EACCES, ENOENT, strerror
+from klpsim.model.schema import DefinitionError
 from klpsim.model.system import System
-from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
-from klpsim.modules.selftests import builtin_modules
+from klpsim.modules.resolver import ModuleNotFound, ModuleResolver
 from klpsim.scenario.bpfverbs import BPF_VERBS
 from klpsim.scenario.helpers import HELPERS, ScriptExit
 from klpsim.scenario.parser import Command, ScriptError
 from klpsim.scenario.shell import SHELL_COMMANDS
 from klpsim.scenario.simverbs import SIM_VERBS
 
-__all__ = ["Runner", "ModuleResolver"]
+__all__ = ["Runner"]
 
 EPOCH = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 COMMAND_COST_NS = NSEC_PER_MSEC
-
-
-class ModuleResolver:
-    """Find a module by name: --modules dirs, test_modules/ beside the script, built-ins."""
-
-    def __init__(self, profile, module_dirs: list[Path], script_dir: Path | None):
-        self.profile = profile
-        self.dirs = list(module_dirs)
-        if script_dir is not None:
-            self.dirs.append(script_dir / "test_modules")
-        self._builtin = None
-        self._cache: dict[str, object] = {}
-        self.texts: dict[str, str] = {}  # in-memory definitions: {name: TOML text}
-
-    @staticmethod
-    def module_name(path: str) -> str:
-        name = path.rsplit("/", 1)[-1]
-        if name.endswith(".ko"):
-            name = name[:-3]
-        return name.replace("-", "_")
-
-    def resolve(self, path: str):
-        """The ModuleSpec for an insmod argument, or None if there is none."""
-        name = self.module_name(path)
-        if name in self._cache:
-            return self._cache[name]
-        spec = None
-        if name in self.texts:
-            spec = parse_definition(self.texts[name], Path(f"{name}.toml"), self.profile)
-        for d in self.dirs if spec is None else ():
-            candidate = d / f"{name}.toml"
-            if candidate.is_file():
-                spec = load_definition(candidate, self.profile)
-                break
-        if spec is None:
-            if self._builtin is None:
-                self._builtin = builtin_modules(self.profile)
-            spec = self._builtin.get(name)
-        self._cache[name] = spec
-        return spec
 
 
 class Runner:
@@ -154,14 +113,9 @@ class Runner:
 
     def resolve_module(self, path: str):
         try:
-            spec = self.resolver.resolve(path)
-        except DefinitionError as e:
+            return self.resolver.resolve(path)
+        except (DefinitionError, ModuleNotFound) as e:
             raise ScriptError(self.path, self.line, str(e)) from None
-        if spec is None:
-            raise ScriptError(
-                self.path, self.line, f"unknown module '{self.resolver.module_name(path)}'"
-            )
-        return spec
 
     def write(self, path: str, data: str) -> int:
         """A shell redirection into *path*; errors as bash reports them."""

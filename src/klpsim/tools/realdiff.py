@@ -19,9 +19,10 @@ import io
 from pathlib import Path
 
 from klpsim.model.system import boot
+from klpsim.modules.resolver import ModuleResolver
 from klpsim.scenario.helpers import ScriptExit, filter_check_result
 from klpsim.scenario.parser import parse_script
-from klpsim.scenario.runner import ModuleResolver, Runner
+from klpsim.scenario.runner import Runner
 
 __all__ = ["run_model", "model_log", "comparable", "compare", "diff_scripts"]
 

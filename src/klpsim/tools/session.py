@@ -12,9 +12,10 @@ from pathlib import Path
 from klpsim.model.checker import Checker
 from klpsim.model.invariants import Violation
 from klpsim.model.system import boot
+from klpsim.modules.resolver import ModuleResolver
 from klpsim.scenario.helpers import ScriptExit
 from klpsim.scenario.parser import parse_script
-from klpsim.scenario.runner import ModuleResolver, Runner
+from klpsim.scenario.runner import Runner
 
 __all__ = ["CheckedSession", "InvariantViolation"]
 
