@@ -2,7 +2,7 @@
 
 import pytest
 
-from _harness import klpsim
+from harness import klpsim
 
 
 def script(tmp_path, text, name="s.sh"):

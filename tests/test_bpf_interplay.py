@@ -4,11 +4,10 @@ and replace-set. Section numbers refer to lpc26-truth.md."""
 
 import pytest
 
-from _harness import ROOT
+from harness import ROOT, Sim
 from klpsim.kernel.errno import EBUSY, EPERM
 from klpsim.model.health import attachment_health
 from klpsim.trace.events import LinkKind, TrampolineFlag
-from sim import Sim
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
 PROFILES = ["7.1", "replace-set"]

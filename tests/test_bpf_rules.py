@@ -3,14 +3,13 @@ on 7.1 and replace-set (and where the config differs, on Debian's 6.12)."""
 
 import pytest
 
-from _harness import ROOT
+from harness import ROOT, Sim
 from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, ERANGE, ESRCH
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.modules.base import LivepatchCode
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.events import LinkKind
-from sim import Sim
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
 PROFILES = ["7.1", "replace-set"]
@@ -185,7 +184,7 @@ def test_without_rfc_livepatch_functions_are_not_overridable(profile):
 
 
 def test_rfc_option_from_the_command_line(tmp_path):
-    from _harness import klpsim
+    from harness import klpsim
 
     script = tmp_path / "s.sh"
     script.write_text("load_lp test_klp_livepatch\n"
@@ -233,7 +232,7 @@ def test_fail_function_inject_rules(profile):
     ],
 )
 def test_bad_verb_lines_exit_2(tmp_path, line, msg):
-    from _harness import klpsim
+    from harness import klpsim
 
     script = tmp_path / "bad.sh"
     script.write_text(f"echo hi\n{line}\n")

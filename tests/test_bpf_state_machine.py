@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from klpsim.model.health import attachment_health, entry_for
-from klpsim.tools.session import CheckedSession
+from klpsim.session import Session
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.events import LinkKind
 
@@ -43,7 +43,7 @@ class AttachmentMachine(RuleBasedStateMachine):
 
     @initialize()
     def boot(self):
-        self.session = CheckedSession(self.profile)
+        self.session = Session(self.profile)
         self.system = self.session.system
         self.n = 0
 

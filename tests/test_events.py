@@ -1,5 +1,6 @@
 """The model's typed events: what happened, without reading the log."""
 
+from harness import Sim
 from klpsim.kernel.errno import EINVAL
 from klpsim.livepatch.events import (
     PatchEnabled,
@@ -14,7 +15,6 @@ from klpsim.livepatch.events import (
     When,
 )
 from klpsim.trace.events import LinkAttached, LinkKind, ProgramRan
-from sim import Sim
 
 
 def events(s: Sim, start: int = 0) -> list:

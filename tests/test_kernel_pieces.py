@@ -1,9 +1,9 @@
 """The simulated kernel's own pieces: dynamic debug, module parameters,
 sysfs permissions, procfs and kallsyms."""
 
+from harness import Sim
 from klpsim.kernel.fs import mode_string
 from klpsim.kernel.params import ParamSpec, kstrtobool
-from sim import Sim
 
 
 def test_dynamic_debug_control_enables_the_per_task_messages():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _harness import klpsim
+from harness import klpsim
 from klpsim.model.schema import load_definition, parse_definition
 from klpsim.real.vm.api import module_names_in
 from klpsim.real.vm.cli import main

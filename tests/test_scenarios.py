@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from _harness import ROOT, SELFTESTS, klpsim
+from harness import ROOT, SELFTESTS, after_last_canary, expected_block, klpsim
 from klpsim.livepatch.profiles import all_profiles
 from klpsim.scenario.helpers import filter_check_result
-from test_selftests import after_last_canary, expected_block
 
 SCENARIOS = ROOT / "tests" / "scenarios"
 PROFILES = set(all_profiles())
