@@ -20,6 +20,7 @@ from klpsim.livepatch.events import (
     TransitionEvent,
     When,
 )
+from klpsim.livepatch.messages import KLP_PREFIX
 from klpsim.livepatch.patch import (
     klp_patch_object,
     klp_unpatch_object,
@@ -36,7 +37,6 @@ from klpsim.livepatch.structs import (
     KlpObject,
     KlpPatch,
 )
-from klpsim.messages import KLP_PREFIX
 
 __all__ = ["Klp", "klp_enable_patch", "klp_is_object_loaded", "klp_find_func"]
 

@@ -9,7 +9,7 @@ difference names the commit or posted patch behind it.
 
 from dataclasses import dataclass, field
 
-from klpsim.messages import CATALOGUE, Message
+from klpsim.livepatch.messages import CATALOGUE, Message
 
 __all__ = ["Profile", "ReplacePolicy", "PROFILES", "get_profile", "DEFAULT_PROFILE"]
 
