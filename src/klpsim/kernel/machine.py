@@ -75,6 +75,7 @@ class Kernel:
         )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
+        self.clock.quiet.append(self.sched.idle_while_time_passes)
         self.call_observers: list = []
         self.data_symbols: list[str] = []
         self._pointers: dict[int, tuple[object, str]] = {}

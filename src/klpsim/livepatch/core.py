@@ -58,7 +58,11 @@ class Klp:
         self.ops: dict = {}  # klp_ops, keyed by old_func
         self.sched_try_switch_key = False
         self.reliable_stack = kernel.has_config("HAVE_RELIABLE_STACKTRACE")
-        self.transition_work = DelayedWork(lambda: transition.klp_transition_work_fn(self))
+        self.transition_work = DelayedWork(
+            lambda: transition.klp_transition_work_fn(self),
+            lambda expires, horizon: transition.klp_transition_fast_forward(self, expires, horizon),
+        )
+        self.retry_states: dict[int, tuple[int, tuple]] = {}  # see klp_transition_work_fn()
         self.shadow = ShadowHash(self)
         self.freed: list[KlpPatch] = []  # patches whose free work has run
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on

@@ -10,6 +10,7 @@ difference names the commit or posted patch behind it.
 from dataclasses import dataclass, field
 
 from klpsim.livepatch.messages import CATALOGUE, Message
+from klpsim.livepatch.state import klp_get_state
 
 __all__ = ["Profile", "ReplacePolicy", "PROFILES", "get_profile", "DEFAULT_PROFILE"]
 
@@ -44,7 +45,7 @@ class ReplacePolicy:
 
     def state_compatible(self, new, old_patch, old_state) -> bool:
         """klp_is_state_compatible(): a cumulative patch must keep every state."""
-        state = _get_state(new, old_state.id)
+        state = klp_get_state(new, old_state.id)
         if state is None:
             return not new.replace
         return state.version >= old_state.version
@@ -56,13 +57,6 @@ class ReplacePolicy:
     def force_marks(self, transition_patch, other) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
         return bool(transition_patch.replace)
-
-
-def _get_state(patch, id):
-    for state in patch.states:
-        if state.id == id:
-            return state
-    return None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ __all__ = [
     "klp_sched_try_switch",
     "klp_cond_resched",
     "klp_transition_work_fn",
+    "klp_transition_fast_forward",
     "SIGNALS_TIMEOUT",
 ]
 
@@ -203,7 +204,68 @@ def klp_try_complete_transition(klp) -> bool:
 def klp_transition_work_fn(klp) -> None:
     """The delayed work that retries a stalled transition."""
     if klp.transition_patch is not None:
+        if klp.signals_cnt % SIGNALS_TIMEOUT == 0:
+            # What the system looks like at the start of a signal period,
+            # for klp_transition_fast_forward().
+            klp.retry_states = {
+                klp.signals_cnt: (klp.kernel.clock.now, _retry_state(klp)),
+            }
         klp_try_complete_transition(klp)
+
+
+PERIOD_NS = SIGNALS_TIMEOUT * NSEC_PER_SEC
+"""A stalled transition repeats itself every SIGNALS_TIMEOUT retries, one a second."""
+
+
+def _retry_state(klp) -> tuple:
+    """Everything a retry of the transition reads or may change, but the
+    clock and signals_cnt."""
+    kernel = klp.kernel
+    tasks = tuple(
+        (
+            t.pid,
+            t.patch_state,
+            t.patch_pending,
+            t.signal_pending,
+            t.woken,
+            t.on_cpu,
+            t.freezable,
+            t.reliable,
+            tuple(map(id, t.stack)),
+        )
+        for t in kernel.sched.all_tasks()
+    )
+    return (
+        len(kernel.log.records),
+        len(kernel.log.dyndbg.rules),
+        klp.transition_seq,
+        id(klp.transition_patch),
+        klp.target_state,
+        klp.sched_try_switch_key,
+        tuple(kernel.sched.cpu_online),
+        tasks,
+    )
+
+
+def klp_transition_fast_forward(klp, expires: int, horizon: int) -> int:
+    """The model's shortcut for a transition that can never complete on its
+    own (a task sleeps on a patched function): when the last full signal
+    period, SIGNALS_TIMEOUT retries and one round of signals, changed
+    nothing at all (no task switched, nothing logged), every later period
+    will change nothing either, so the retries due before *horizon* are
+    skipped a period at a time: signals_cnt moves on as they would have
+    moved it, and the retry runs again (for real) at the first period that
+    does not fit. The log is the one stepping through every retry gives."""
+    if klp.transition_patch is None or klp.signals_cnt % SIGNALS_TIMEOUT:
+        return expires
+    seen = klp.retry_states.get(klp.signals_cnt - SIGNALS_TIMEOUT)
+    if seen != (expires - PERIOD_NS, _retry_state(klp)):
+        return expires
+    periods = (horizon - expires) // PERIOD_NS
+    if periods < 1:
+        return expires
+    klp.signals_cnt += periods * SIGNALS_TIMEOUT
+    return expires + periods * PERIOD_NS
 
 
 def klp_complete_transition(klp) -> None:

@@ -153,7 +153,10 @@ def module_name_error(name: str) -> str | None:
     if not _C_IDENT.fullmatch(name):
         return f"'{escape(name)}' is not a module name (letters, digits and '_')"
     if len(name) > MODULE_NAME_MAX:
-        return f"'{escape(name[:20])}...' is longer than {MODULE_NAME_MAX} characters"
+        return (
+            f"module name '{escape(name[:20])}...' is longer than {MODULE_NAME_MAX} characters "
+            "(MODULE_NAME_LEN)"
+        )
     return None
 
 

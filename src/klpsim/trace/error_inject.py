@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
+from klpsim.kernel.params import kstrtoint, kstrtoull
 from klpsim.kernel.printk import KERN_NOTICE
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tracepoint import Tracepoint
@@ -138,11 +139,20 @@ class FaultAttr:
         return lambda: f"{getattr(self, attr)}\n"
 
     def _store(self, attr):
+        """debugfs_create_ul() (kstrtoull) for probability, interval and
+        verbose; debugfs_create_atomic_t() (kstrtoll, into an int) for times
+        and space."""
+        signed = attr in ("times", "space")
+
         def store(text: str) -> int:
-            try:
-                value = int(text.strip(), 0)
-            except ValueError:
-                return -EINVAL
+            if signed:
+                err, value = kstrtoint(text, -(2**63), 2**63 - 1)
+                value = (value + 2**31) % 2**32 - 2**31  # atomic_set() of an int
+            else:
+                value = kstrtoull(text)
+                err = min(value, 0)  # a negative errno, or 0
+            if err:
+                return err
             if attr == "probability" and not 0 <= value <= 100:
                 return -EINVAL
             if attr == "interval" and value < 1:
@@ -160,25 +170,6 @@ class FeiAttr:
         self.name = name
         self.kp = kprobe
         self.retval = retval  # unsigned long, as the kernel stores it
-
-
-def kstrtoull(text: str) -> int | None:
-    """kstrtoull(s, 0): decimal, 0x hex or 0 octal; no sign."""
-    s = text.strip()
-    if s.startswith("+"):
-        s = s[1:]
-    try:
-        if s[:2].lower() == "0x":
-            value = int(s[2:], 16)
-        elif len(s) > 1 and s[0] == "0":
-            value = int(s[1:], 8)
-        else:
-            value = int(s, 10) if s.isdigit() else None
-    except ValueError:
-        return None
-    if value is None or value >= U64:
-        return None
-    return value
 
 
 def to_signed(value: int) -> int:
@@ -346,9 +337,9 @@ class ErrorInjection:
         """fei_retval_set(): a value the function's type cannot return is -EINVAL."""
         if attr not in self.fei:
             return -ENOENT
-        value = kstrtoull(text)
-        if value is None:
-            return -EINVAL
+        value = kstrtoull(text)  # simple_attr_write()
+        if value < 0:
+            return value
         if self.adjust_error_retval(sym, value) != value:
             return -EINVAL
         attr.retval = value
