@@ -12,9 +12,9 @@ import pytest
 
 from klpsim.livepatch.profiles import get_profile
 from klpsim.model.schema import DefinitionError, LivepatchDef, parse_definition
-from klpsim.model.system import boot
 from klpsim.modules.resolver import ModuleResolver
 from klpsim.real.vm.modgen import DEBIAN, generate_file
+from klpsim.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "data" / "bad-toml"
@@ -34,7 +34,7 @@ def model_verdict(path: Path, profile: str) -> str:
         spec = reader(path)
     except DefinitionError as e:
         return str(e)
-    system = boot(profile)
+    system = Session(profile).system
     ret = system.kernel.modules.load_module(spec, [])
     assert ret <= 0  # any errno is the kernel's verdict, but no crash
     return "ok"

@@ -26,8 +26,8 @@ from klpsim.kernel.errno import EINVAL, EIO, EPERM, errno_name
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.kernel.params import ParamSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
-from klpsim.model.system import boot
 from klpsim.modules.base import LivepatchCode
+from klpsim.session import Session
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.events import CallPhase, LinkKind
 from klpsim.trace.ftrace import FtraceOps
@@ -133,7 +133,7 @@ class Suite:
     """One booted kernel with the suite's patches and its consumers."""
 
     def __init__(self, fixed: bool = True):
-        self.system = boot("7.1")
+        self.system = Session("7.1").system
         self.kernel = self.system.kernel
         self.sym = self.kernel.vmlinux.lookup(FUNC)
         if fixed:
