@@ -82,15 +82,6 @@ class Clock:
         """Queue *work* to run as soon as time passes (a kworker picks it up)."""
         return self.schedule_delayed_work(work, 0)
 
-    def cancel_delayed_work(self, work: DelayedWork) -> bool:
-        was = work.pending
-        work.pending = False  # the heap entry is dropped lazily
-        return was
-
-    def next_expiry(self) -> int | None:
-        self._drop_cancelled()
-        return self._timers[0][0] if self._timers else None
-
     def _drop_cancelled(self) -> None:
         t = self._timers
         while t and (not t[0][2].pending or t[0][2]._seq != t[0][1]):
@@ -126,7 +117,3 @@ class Clock:
                 horizon = min(horizon, when - 1)
         assert work.fast_forward is not None
         return work.fast_forward(expires, horizon)
-
-    def settle(self) -> None:
-        """Run work that is due now, without moving the clock."""
-        self.advance(0)

@@ -67,9 +67,6 @@ class ModuleCode:
 
     has_exit = True
 
-    def param(self, name: str) -> Any:
-        return self.mod.params[name]
-
     def sym(self, name: str):
         """A function of this module's own text."""
         return self.mod.text.lookup(name)

@@ -92,23 +92,12 @@ class Printk:
         self.records: list[LogRecord] = []
         self.dyndbg = DynamicDebug()
         self.listeners: list[Callable[[LogRecord], None]] = []
-        self._once: set[str] = set()
 
     def printk(self, level: int, text: str, origin: str = "kernel") -> None:
         rec = LogRecord(self.clock.now, level, text.rstrip("\n"), origin)
         self.records.append(rec)
         for listener in self.listeners:
             listener(rec)
-
-    def printk_once(self, key: str, level: int, text: str) -> None:
-        """pr_*_once(): print at most once per boot."""
-        if key not in self._once:
-            self._once.add(key)
-            self.printk(level, text)
-
-    def pr_debug(self, file: str, func: str, text: str) -> None:
-        if self.dyndbg.enabled(file, func):
-            self.printk(KERN_DEBUG, text)
 
     def dmesg(self, notime: bool = True) -> list[str]:
         """The lines ``dmesg`` (``--notime``) prints."""

@@ -27,10 +27,6 @@ class Tracepoint(Generic[E]):
         """tracepoint_probe_register()."""
         self.probes.append(probe)
 
-    def unregister(self, probe: Callable[[E], None]) -> None:
-        """tracepoint_probe_unregister()."""
-        self.probes.remove(probe)
-
     def __call__(self, event: E) -> None:
         for probe in self.probes:
             probe(event)

@@ -27,7 +27,6 @@ from klpsim.kernel.symbols import Symbol
 from klpsim.livepatch.patch import KlpOps
 from klpsim.trace.bpf import BpfLink
 from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
-from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY
 
 __all__ = ["Health", "attachment_health", "entry_for", "effective_target", "redirect_of"]
 
@@ -207,10 +206,3 @@ def _note(system, link: BpfLink, sym: Symbol) -> str:
 def attachment_health(system) -> list[Health]:
     """Every attachment, in attach order."""
     return [_health(system, link) for link in system.bpf.links.values()]
-
-
-def ipmodify_owner_name(ftrace, sym: Symbol) -> str | None:
-    for ops in ftrace.ops_on(sym):
-        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
-            return ops.name
-    return None

@@ -18,6 +18,7 @@ characters in anything taken from the file escaped.
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -204,6 +205,16 @@ class _Reader:
         assert isinstance(t, dict)
         return t
 
+    def tables(
+        self, key: str, v: object, allowed: tuple[str, ...]
+    ) -> Iterator[tuple[str, dict[str, object]]]:
+        """An array of tables, each with only *allowed* keys: (its key, it)."""
+        for i, item in enumerate(self.array(key, v)):
+            ikey = f"{key}[{i}]"
+            table = self.table(ikey, item)
+            self.keys(table, ikey + ".", allowed)
+            yield ikey, table
+
     def identifier(self, key: str, v: object, what: str) -> str:
         s = self.string(key, v)
         if not _C_IDENT.fullmatch(s):
@@ -293,10 +304,7 @@ def _livepatch(r: _Reader, name: str, data: dict[str, object]) -> LivepatchDef:
     replaceable = r.boolean("replaceable", data.get("replaceable", False))
     objects: list[ObjectDef] = []
     new_names: dict[str, str] = {}  # new_name -> its key
-    for i, o in enumerate(r.array("objects", data.get("objects", []))):
-        okey = f"objects[{i}]"
-        obj = r.table(okey, o)
-        r.keys(obj, okey + ".", ("name", "funcs"))
+    for okey, obj in r.tables("objects", data.get("objects", []), ("name", "funcs")):
         if "name" not in obj:
             r.fail(okey + ".name", "missing: 'vmlinux' or a module's name")
         oname = r.string(okey + ".name", obj["name"])
@@ -307,9 +315,8 @@ def _livepatch(r: _Reader, name: str, data: dict[str, object]) -> LivepatchDef:
         if any(prev.name == oname for prev in objects):
             r.fail(okey + ".name", f"object '{oname}' is listed twice")
         funcs: list[FuncDef] = []
-        for j, f in enumerate(r.array(okey + ".funcs", obj.get("funcs", []))):
-            fkey = f"{okey}.funcs[{j}]"
-            func = _func(r, fkey, r.table(fkey, f))
+        for fkey, f in r.tables(okey + ".funcs", obj.get("funcs", []), _FUNC_KEYS):
+            func = _func(r, fkey, f)
             if any((p.old_name, p.old_sympos) == (func.old_name, func.old_sympos) for p in funcs):
                 r.fail(
                     fkey + ".old_name",
@@ -324,10 +331,7 @@ def _livepatch(r: _Reader, name: str, data: dict[str, object]) -> LivepatchDef:
             funcs.append(func)
         objects.append(ObjectDef(oname, tuple(funcs)))
     states: list[StateDef] = []
-    for i, st in enumerate(r.array("states", data.get("states", []))):
-        skey = f"states[{i}]"
-        table = r.table(skey, st)
-        r.keys(table, skey + ".", ("id", "version"))
+    for skey, table in r.tables("states", data.get("states", []), ("id", "version")):
         if "id" not in table:
             r.fail(skey + ".id", "missing")
         # id 0 ends the kernel's zero-terminated states array
@@ -340,8 +344,10 @@ def _livepatch(r: _Reader, name: str, data: dict[str, object]) -> LivepatchDef:
     )
 
 
+_FUNC_KEYS = ("old_name", "new_name", "old_sympos", "output", "return")
+
+
 def _func(r: _Reader, key: str, f: dict[str, object]) -> FuncDef:
-    r.keys(f, key + ".", ("old_name", "new_name", "old_sympos", "output", "return"))
     if "old_name" not in f:
         r.fail(key + ".old_name", "missing")
     old = r.string(key + ".old_name", f["old_name"])

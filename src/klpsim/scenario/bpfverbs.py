@@ -33,7 +33,7 @@ from klpsim.kernel import errno as errno_mod
 from klpsim.kernel.errno import errno_name, strerror
 from klpsim.model.health import attachment_health
 from klpsim.scenario.simverbs import FUNC, PID, function, task
-from klpsim.scenario.verbs import REGISTRY, Arg, Bound, Opt
+from klpsim.scenario.verbs import REGISTRY, Arg, Bound, Opt, checked_by
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.events import (
     MULTI_KINDS,
@@ -96,14 +96,6 @@ def _type_error(word: str) -> str | None:
     return None if word in KINDS else f"unknown type '{word}' (one of {', '.join(KINDS)})"
 
 
-def _ret_error(word: str) -> str | None:
-    try:
-        parse_ret(word)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
 def _name_error(word: str) -> str | None:
     return None if word.isidentifier() else f"bad name '{word}'"
 
@@ -122,7 +114,7 @@ def _attach_error(b: Bound) -> str | None:
     return None
 
 
-RET = Arg("RET", check=_ret_error)
+RET = Arg("RET", check=checked_by(parse_ret))
 
 
 @bpf_verb(

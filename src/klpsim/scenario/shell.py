@@ -12,7 +12,7 @@ from typing import Any
 
 from klpsim.kernel.errno import EAGAIN, EEXIST, EINVAL, ENOENT, strerror
 from klpsim.kernel.fs import mode_string
-from klpsim.scenario.verbs import REGISTRY, Arg, Result
+from klpsim.scenario.verbs import REGISTRY, Arg, Result, checked_by
 
 __all__ = ["bre_to_python", "insmod_strerror", "sleep_ns", "KTIME_MAX"]
 
@@ -244,15 +244,7 @@ def sleep_ns(word: str) -> int:
     return int(seconds * 1e9)
 
 
-def _interval_error(word: str) -> str | None:
-    try:
-        sleep_ns(word)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-@command("sleep", Arg("NUMBER", repeat=True, check=_interval_error))
+@command("sleep", Arg("NUMBER", repeat=True, check=checked_by(sleep_ns)))
 def sleep(rt, args: list[str]) -> Result:
     ns = sum(sleep_ns(a) for a in args)
     if rt.kernel.clock.now + ns > KTIME_MAX:

@@ -27,6 +27,7 @@ __all__ = [
     "FAMILIES",
     "default_registry",
     "Result",
+    "checked_by",
 ]
 
 Result = tuple[int, str, str]
@@ -34,6 +35,19 @@ Result = tuple[int, str, str]
 
 Check = Callable[[str], str | None]
 """Why a word does not fit an argument (None: it fits)."""
+
+
+def checked_by(parse: Callable[[str], object]) -> Check:
+    """A check from a parser: the parser's ValueError is why a word is bad."""
+
+    def check(word: str) -> str | None:
+        try:
+            parse(word)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    return check
 
 
 class ArgError(Exception):

@@ -154,17 +154,6 @@ class Suite:
             kernel.clock.advance(100_000_000)
         return ret
 
-    def unload_klp(self, spec: ModuleSpec) -> None:
-        kernel, klp = self.kernel, self.system.klp
-        kernel.fs.write(f"/sys/kernel/livepatch/{spec.name}/enabled", "0")
-        for _ in range(600):
-            if klp.transition_patch is None and not kernel.fs.lookup(
-                f"/sys/kernel/livepatch/{spec.name}"
-            ):
-                break
-            kernel.clock.advance(100_000_000)
-        kernel.modules.delete_module(spec.name)
-
     # observers the suite builds as modules
     def _entry_ops(self, name: str, exit_hook: bool = False, regs_ip: bool = True) -> int:
         """An ftrace_ops observer; *regs_ip*: it records

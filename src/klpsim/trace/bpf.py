@@ -85,7 +85,6 @@ from klpsim.trace.ftrace import (
     FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER,
     FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF,
     FTRACE_OPS_FL_DIRECT,
-    FTRACE_OPS_FL_IPMODIFY,
     FTRACE_OPS_FL_SAVE_REGS,
     FtraceOps,
 )
@@ -558,10 +557,3 @@ class Bpf:
             else (self.fprobe_graph if link.kind is LinkKind.KRETPROBE_MULTI else self.fprobe).ops
         )
         return ops.enabled and all(s.fentry is not None for s in link.targets)
-
-
-def ipmodify_ops_on(ftrace, sym: Symbol) -> FtraceOps | None:
-    for ops in ftrace.ops_on(sym):
-        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
-            return ops
-    return None

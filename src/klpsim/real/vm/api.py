@@ -250,21 +250,6 @@ class RealKernel:
         tomls = sorted(p for d in modules_dirs for p in Path(d).glob("*.toml"))
         return self.build_definitions(tomls) if tomls else {}
 
-    def run_many(
-        self,
-        scripts: list[str | Path],
-        modules_dirs: list[str | Path] = (),
-        timeout: float = 900.0,
-    ) -> list[VMResult]:
-        """Boot once and run ``scripts`` (paths or texts) one after another.
-
-        All TOML definitions in ``modules_dirs`` are built first, in one
-        kbuild run, which is what a fuzzer with a pool of modules wants.
-        """
-        self.prebuild(modules_dirs)
-        with self.boot() as vm:
-            return [self.run_script(vm, s, modules_dirs, timeout=timeout) for s in scripts]
-
     def run_selftests(self, vm: VM, names: list[str] | None = None) -> list[SelftestResult]:
         out = []
         for name in names or list_selftests(self.tree.selftests_dir):
