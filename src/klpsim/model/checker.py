@@ -6,13 +6,14 @@ invariants of model/invariants.py plus the temporal one (a task's code
 changes only when that task switches).
 """
 
+from klpsim.livepatch.core import Klp
 from klpsim.model.invariants import ViewTracker, Violation, check_all
 
 __all__ = ["Checker"]
 
 
 class Checker:
-    def __init__(self, klp):
+    def __init__(self, klp: Klp):
         self.klp = klp
         self.views = ViewTracker(klp)
         self._seq = 0

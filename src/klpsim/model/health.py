@@ -24,7 +24,10 @@ not know the patch's call graph.
 from typing import NamedTuple
 
 from klpsim.kernel.symbols import Symbol
+from klpsim.livepatch.core import Klp
 from klpsim.livepatch.patch import KlpOps
+from klpsim.livepatch.structs import KlpFunc
+from klpsim.model.system import System
 from klpsim.trace.bpf import BpfLink
 from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
 
@@ -42,7 +45,7 @@ class Health(NamedTuple):
     """Why, or what a user would be surprised by; may be empty."""
 
 
-def _live_funcs(ops: KlpOps) -> list:
+def _live_funcs(ops: KlpOps) -> list[KlpFunc]:
     """The func_stack entries some task may run: the top one, and during a
     transition the one below it (klp_ftrace_handler())."""
     stack = ops.func_stack
@@ -54,7 +57,7 @@ def _live_funcs(ops: KlpOps) -> list:
     return [f for f in funcs if not f.nop]
 
 
-def redirect_of(klp, sym: Symbol):
+def redirect_of(klp: Klp, sym: Symbol) -> KlpOps | None:
     """The klp_ops that redirects calls of *sym*, if a livepatch does."""
     ops = klp.ops.get(sym)
     if ops is None or not ops.fops.enabled:
@@ -62,7 +65,7 @@ def redirect_of(klp, sym: Symbol):
     return ops if _live_funcs(ops) else None
 
 
-def entry_for(klp, sym: Symbol) -> Symbol | None:
+def entry_for(klp: Klp, sym: Symbol) -> Symbol | None:
     """The function whose call reaches *sym*: itself, or for a livepatch's
     new_func the original function it replaces (None: nothing reaches it)."""
     mod = klp.kernel.modules.find_module(sym.owner.name)
@@ -73,11 +76,12 @@ def entry_for(klp, sym: Symbol) -> Symbol | None:
             continue
         for func in _live_funcs(ops):
             if func.new_func is sym:
-                return ops.old_func
+                old: Symbol = ops.old_func
+                return old
     return None
 
 
-def _helper_reached(klp, sym: Symbol) -> bool:
+def _helper_reached(klp: Klp, sym: Symbol) -> bool:
     for patch in klp.patches:
         for obj in patch.obj_list:
             if any(func.new_func is sym for func in obj.func_list):
@@ -85,7 +89,7 @@ def _helper_reached(klp, sym: Symbol) -> bool:
     return any(p.enabled and p.mod.name == sym.owner.name for p in klp.patches)
 
 
-def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
+def effective_target(system: System, sym: Symbol, follow: bool = True) -> Symbol | None:
     """Whose body a call of *sym* runs, read off the call site without making
     the call (tasks are assumed out of any transition): the last regs->ip
     writer among the list handlers wins (a livepatch, or an override whose
@@ -134,7 +138,7 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
     return ip
 
 
-def _health(system, link: BpfLink) -> Health:
+def _health(system: System, link: BpfLink) -> Health:
     klp, kernel, bpf = system.klp, system.kernel, system.bpf
     for sym in link.targets:
         if sym.owner.name not in kernel.kallsyms.objects:
@@ -170,7 +174,7 @@ def _health(system, link: BpfLink) -> Health:
     return Health(link, "silent", why)
 
 
-def _note(system, link: BpfLink, sym: Symbol) -> str:
+def _note(system: System, link: BpfLink, sym: Symbol) -> str:
     """What the program sees or achieves on a livepatched function."""
     klp, ftrace, bpf = system.klp, system.ftrace, system.bpf
     ops = redirect_of(klp, sym)
@@ -187,9 +191,11 @@ def _note(system, link: BpfLink, sym: Symbol) -> str:
             return "override lost: the trampoline calls the original body"
         if ops is not None:
             order = ftrace.ops_on(sym)
-            mine = (
-                bpf.fprobe.ops if link.kind is LinkKind.KPROBE_MULTI else system.kprobes.ftrace_ops
-            )
+            if link.kind is LinkKind.KPROBE_MULTI:
+                mine = bpf.fprobe.ops
+            else:
+                assert system.kprobes is not None  # a kprobe link needs them
+                mine = system.kprobes.ftrace_ops
             if mine in order and order.index(ops.fops) > order.index(mine):
                 return f"override lost: {ops.fops.name} is older and runs after it"
             return f"override wins: {ops.fops.name} is newer and runs before it"
@@ -198,11 +204,11 @@ def _note(system, link: BpfLink, sym: Symbol) -> str:
         return "skips the call: the livepatch never runs"
     if ops is not None and link.kind is not LinkKind.FMOD_RET:
         new = _live_funcs(ops)[0].new_func
-        if link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
+        if new is not None and link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
             return f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
     return ""
 
 
-def attachment_health(system) -> list[Health]:
+def attachment_health(system: System) -> list[Health]:
     """Every attachment, in attach order."""
     return [_health(system, link) for link in system.bpf.links.values()]

@@ -6,13 +6,17 @@ invariant holds. :class:`ViewTracker` checks the temporal ones: which code a
 task runs may change only when that task switches.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
-from klpsim.kernel.symbols import Regs
+from klpsim.kernel.machine import Kernel
+from klpsim.kernel.symbols import Regs, Symbol
+from klpsim.kernel.tasks import Task
 from klpsim.livepatch import patch as patch_mod
+from klpsim.livepatch.core import Klp
 from klpsim.livepatch.events import KlpEvent, TransitionEvent, TransitionPhase, When
-from klpsim.livepatch.patch import klp_func_for_task
-from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED
+from klpsim.livepatch.patch import KlpOps, klp_func_for_task
+from klpsim.livepatch.structs import KLP_TRANSITION_IDLE, KLP_TRANSITION_PATCHED, KlpFunc
 
 __all__ = ["Violation", "check_all", "ViewTracker", "CHECKS"]
 
@@ -27,11 +31,11 @@ class Violation(NamedTuple):
     functions: tuple[str, ...] = ()
 
 
-def _patch_name(func) -> str:
+def _patch_name(func: KlpFunc) -> str:
     return func.obj.patch.name if func.obj and func.obj.patch else "?"
 
 
-def transition_state(klp) -> list[Violation]:
+def transition_state(klp: Klp) -> list[Violation]:
     """klp_transition_patch, klp_target_state and every task's patch_state
     agree: a transition patch exactly while the target state is not IDLE,
     that patch in klp_patches, and outside a transition every task IDLE.
@@ -56,7 +60,7 @@ def transition_state(klp) -> list[Violation]:
     return out
 
 
-def func_stack_order(klp) -> list[Violation]:
+def func_stack_order(klp: Klp) -> list[Violation]:
     """Every func_stack lists its patches newest first, in klp_patches order,
     and holds no func of a freed patch."""
     out = []
@@ -88,15 +92,15 @@ def func_stack_order(klp) -> list[Violation]:
     return out
 
 
-def expected_code(ops, task):
+def expected_code(ops: KlpOps, task: Task) -> Symbol:
     """The code a task must run for a patched function, from func_stack alone."""
     func = klp_func_for_task(ops, task.patch_state)
-    if func is None or func.nop:
+    if func is None or func.nop or func.new_func is None:
         return ops.old_func
     return func.new_func
 
 
-def tasks_run_the_right_code(klp) -> list[Violation]:
+def tasks_run_the_right_code(klp: Klp) -> list[Violation]:
     """A patched (or idle) task runs the top of each func_stack; an unpatched
     task during a transition runs the entry below it or the original."""
     out = []
@@ -131,7 +135,7 @@ def tasks_run_the_right_code(klp) -> list[Violation]:
     return out
 
 
-def klp_redirect(klp, task, old_func):
+def klp_redirect(klp: Klp, task: Task, old_func: Symbol) -> Symbol:
     """Where livepatch sends *task*'s call of *old_func*: the ftrace handler
     itself, run alone, so that checking has no side effects on other ftrace
     users (tracers, probes, BPF programs)."""
@@ -143,7 +147,7 @@ def klp_redirect(klp, task, old_func):
     return regs.ip
 
 
-def ftrace_plumbing(klp) -> list[Violation]:
+def ftrace_plumbing(klp: Klp) -> list[Violation]:
     """Every klp_ops is registered with ftrace on its function, and the call
     site is armed while ftrace is enabled."""
     out = []
@@ -167,7 +171,7 @@ def ftrace_plumbing(klp) -> list[Violation]:
     return out
 
 
-def _sample_tasks(kernel):
+def _sample_tasks(kernel: Kernel) -> list[Task]:
     """Every task, or a spread of them on a big machine."""
     tasks = list(kernel.sched.all_tasks())
     if len(tasks) > 64:
@@ -176,7 +180,7 @@ def _sample_tasks(kernel):
     return tasks
 
 
-def module_refcounts(klp) -> list[Violation]:
+def module_refcounts(klp: Klp) -> list[Violation]:
     """A livepatch module holds one reference while its patch lives (or was
     forced), none once it is freed."""
     out = []
@@ -198,7 +202,7 @@ def module_refcounts(klp) -> list[Violation]:
     return out
 
 
-def freed_sysfs_gone(klp) -> list[Violation]:
+def freed_sysfs_gone(klp: Klp) -> list[Violation]:
     """A patch whose free work ran has no directory under /sys/kernel/livepatch."""
     out = []
     live = {p.name for p in klp.patches} | {p.name for p in klp.all_patches if not p.freed}
@@ -216,7 +220,7 @@ def freed_sysfs_gone(klp) -> list[Violation]:
     return out
 
 
-def one_patch_per_set(klp) -> list[Violation]:
+def one_patch_per_set(klp: Klp) -> list[Violation]:
     """replace-set: once transitions end, at most one enabled patch per set."""
     if not klp.policy.disjoint_sets or klp.transition_patch is not None:
         return []
@@ -237,7 +241,7 @@ def one_patch_per_set(klp) -> list[Violation]:
     return out
 
 
-def disjoint_sets(klp) -> list[Violation]:
+def disjoint_sets(klp: Klp) -> list[Violation]:
     """replace-set: no function is patched by two sets."""
     if not klp.policy.disjoint_sets:
         return []
@@ -255,7 +259,7 @@ def disjoint_sets(klp) -> list[Violation]:
     return out
 
 
-CHECKS = (
+CHECKS: tuple[Callable[[Klp], list[Violation]], ...] = (
     transition_state,
     ftrace_plumbing,
     func_stack_order,
@@ -267,11 +271,15 @@ CHECKS = (
 )
 
 
-def check_all(klp) -> list[Violation]:
+def check_all(klp: Klp) -> list[Violation]:
     out = []
     for check in CHECKS:
         out.extend(check(klp))
     return out
+
+
+View = tuple[int, str, Symbol]
+"""(pid, comm, function): what a task runs for one function."""
 
 
 class ViewTracker:
@@ -283,18 +291,18 @@ class ViewTracker:
     view must stay as it was.
     """
 
-    def __init__(self, klp):
+    def __init__(self, klp: Klp):
         self.klp = klp
-        self.funcs: dict = {}  # every function ever patched: {old_func: name}
-        self.before: dict | None = None
+        self.funcs: dict[Symbol, str] = {}  # every function ever patched
+        self.before: dict[View, tuple[Symbol | None, int]] | None = None
         self.violations: list[Violation] = []
         klp.tp.register(self._event)
 
-    def _views(self):
+    def _views(self) -> dict[View, tuple[Symbol | None, int]]:
         kernel = self.klp.kernel
         for f in self.klp.ops:
             self.funcs.setdefault(f, f.name)
-        views = {}
+        views: dict[View, tuple[Symbol | None, int]] = {}
         for task in _sample_tasks(kernel):
             for f in self.funcs:
                 if f.owner.name not in kernel.kallsyms.objects:
@@ -344,7 +352,7 @@ class ViewTracker:
             self.compare("completing the transition")
 
 
-def _where(code, old_func) -> str:
+def _where(code: Symbol | None, old_func: Symbol) -> str:
     if code is None:
         return "an override"
     return "the original" if code is old_func else f"{code.owner.name}:{code.name}"

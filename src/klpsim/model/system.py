@@ -59,7 +59,7 @@ def boot(
     extra_funcs: int = 0,
     config: frozenset[str] | None = None,
     config_overrides: dict[str, bool] | None = None,
-    dyndbg=SELFTEST_DYNDBG,
+    dyndbg: tuple[str, ...] = SELFTEST_DYNDBG,
 ) -> System:
     """Boot a kernel that behaves as *profile*."""
     if isinstance(profile, str):

@@ -19,6 +19,7 @@ from typing import Any
 from klpsim.kernel.machine import CallContext
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
 from klpsim.kernel.params import ParamSpec
+from klpsim.kernel.symbols import Symbol
 from klpsim.livepatch.profiles import Profile
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
 from klpsim.model.schema import LivepatchDef, ModuleDef, TargetDef
@@ -56,7 +57,7 @@ class TargetModule(ModuleCode):
         kernel = self.kernel
         for sym in self.mod.text.symbols:
 
-            def read(sym=sym) -> str:
+            def read(sym: Symbol = sym) -> str:
                 seq: list[str] = []
                 kernel.call(kernel.sched.current, sym, seq)
                 return "".join(seq)

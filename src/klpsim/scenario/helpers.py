@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from klpsim.kernel.fs import mode_string
 from klpsim.scenario.runner import ScriptExit
@@ -43,13 +43,13 @@ def helper(name: str, *args: Arg, **kw: Any) -> Callable[[Callable[..., Any]], C
     return REGISTRY.verb(name, FAMILY, *args, **kw)
 
 
-def die(rt, msg: str) -> None:
+def die(rt, msg: str) -> NoReturn:
     rt.log(f"ERROR: {msg}")
     rt.stderr(f"ERROR: {msg}\n")
     raise ScriptExit(1)
 
 
-def skip(rt, msg: str) -> None:
+def skip(rt, msg: str) -> NoReturn:
     rt.log(f"SKIP: {msg}")
     rt.stderr(f"SKIP: {msg}\n")
     raise ScriptExit(4)

@@ -123,7 +123,8 @@ def bre_to_python(pattern: str, extended: bool = False) -> str:
 
 @command("grep")
 def grep(rt, args: list[str]) -> Result:
-    opts, rest = set(), []
+    opts: set[str] = set()
+    rest: list[str] = []
     it = iter(args)
     for a in it:
         if a == "-e":

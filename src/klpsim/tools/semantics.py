@@ -10,6 +10,7 @@ modules stay pinned, and whether the consistency model broke. The table is
 regenerated from the code, and a test compares it with the committed file.
 """
 
+import io
 import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -39,12 +40,14 @@ def scenarios(folder: Traversable) -> tuple[list[Traversable], dict[str, str]]:
 
 
 def run_cell(script: Traversable, label: str, definitions: dict[str, str], profile: str) -> str:
-    session = Session(profile, definitions=definitions, path=label)
+    err = io.StringIO()
+    session = Session(profile, definitions=definitions, path=label, err=err)
     kernel = session.kernel
     original = {name: kernel.fs.read(path) for name, path in FILES.items()}
     session.run(script.read_text(), check=True, stop_at_violation=False)
     parts = []
     active = kernel.fs.listdir("/sys/kernel/livepatch")
+    assert isinstance(active, list)
     parts.append("enabled: " + (", ".join(active) if active else "none"))
     shown = []
     for name, path in FILES.items():
@@ -53,13 +56,13 @@ def run_cell(script: Traversable, label: str, definitions: dict[str, str], profi
             shown.append(f"{name}={str(text).strip()}")
     if shown:
         parts.append(" ".join(shown))
-    refused = [f"{m} ({why})" for m, why in REFUSED.findall(session.err.getvalue())]
+    refused = [f"{m} ({why})" for m, why in REFUSED.findall(err.getvalue())]
     if refused:
         parts.append("refused: " + ", ".join(refused))
     pinned = [
         m.name
         for m in kernel.modules.modules.values()
-        if m.klp and m.refcnt and getattr(m.code, "patch", None) is not None and m.code.patch.freed
+        if m.klp and m.refcnt and getattr(getattr(m.code, "patch", None), "freed", False)
     ]
     if pinned:
         parts.append("pinned for good: " + ", ".join(pinned))
