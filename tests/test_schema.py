@@ -12,7 +12,7 @@ import pytest
 
 from klpsim.livepatch.profiles import get_profile
 from klpsim.model.schema import DefinitionError, LivepatchDef, parse_definition
-from klpsim.modules.resolver import ModuleResolver
+from klpsim.modules.resolver import ModuleError, ModuleResolver
 from klpsim.real.vm.modgen import DEBIAN, generate_file
 from klpsim.session import Session
 
@@ -32,7 +32,7 @@ def model_verdict(path: Path, profile: str) -> str:
     reader = ModuleResolver(get_profile(profile)).readers[".toml"]
     try:
         spec = reader(path)
-    except DefinitionError as e:
+    except ModuleError as e:
         return str(e)
     system = Session(profile).system
     ret = system.kernel.modules.load_module(spec, [])

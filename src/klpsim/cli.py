@@ -7,12 +7,18 @@ module definition, an option); 3 ``--check`` found a broken invariant;
 output could not be written.
 """
 
+from __future__ import annotations
+
 import argparse
 import errno
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+
+TYPE_CHECKING = False  # typing costs start-up time; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn, TextIO
 
 __all__ = ["main", "entry", "build_parser", "EX_SOFTWARE", "EX_IOERR"]
 
@@ -24,7 +30,7 @@ EX_IOERR = 74
 
 def _err(message: str) -> int:
     """One line on stderr; exit status 2 (bad input)."""
-    from klpsim.model.schema import escape
+    from klpsim.kernel.printk import escape
 
     print(f"klpsim: {escape(message)}", file=sys.stderr)
     return 2
@@ -136,7 +142,7 @@ def _cmd_truth_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _real_tier(fn: Any) -> int:
+def _real_tier(fn: Callable[[], int]) -> int:
     """Run a command of the real-kernel tier; its errors are one line, exit 2."""
     from klpsim.real.vm.errors import VMError
 
@@ -345,7 +351,7 @@ def entry() -> None:
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
-    from klpsim.model.schema import escape
+    from klpsim.kernel.printk import escape
 
     if debug:
         import traceback

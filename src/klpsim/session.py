@@ -9,22 +9,26 @@ lines it ran, with the module definitions they use, as a standalone
 scenario (:meth:`Session.write_scenario`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import io
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from klpsim.kernel.machine import Kernel
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import DEFAULT_PROFILE, Profile, all_profiles
-from klpsim.model.checker import Checker
-from klpsim.model.invariants import Violation
 from klpsim.model.system import System, UnknownConfig, boot
 from klpsim.modules.resolver import ModuleResolver
 from klpsim.scenario.output import Output
 from klpsim.scenario.parser import Command, parse_script
 from klpsim.scenario.runner import Runner, ScriptExit
 from klpsim.scenario.verbs import default_registry
+
+if TYPE_CHECKING:
+    from klpsim.model.checker import Checker
+    from klpsim.model.invariants import Violation
 
 __all__ = ["Session", "SessionError", "CheckFailed", "InvariantViolation"]
 
@@ -136,14 +140,21 @@ class Session:
         :attr:`violations` and the script goes on.
         """
         commands = self.parse(text)
-        if check and self.checker is None:
-            self.checker = Checker(self.klp)
+        if check:
+            self._checker()
         try:
             for cmd in commands:
                 self._execute(cmd, check, stop_at_violation)
         except ScriptExit as e:
             return e.status
         return 0
+
+    def _checker(self) -> Checker:
+        if self.checker is None:
+            from klpsim.model.checker import Checker  # only for checked runs
+
+            self.checker = Checker(self.klp)
+        return self.checker
 
     def _execute(self, cmd: Command, check: bool, stop: bool) -> None:
         checker = self.checker if check else None
@@ -162,9 +173,8 @@ class Session:
         """Run one script line (commands may fail, as in a shell), then check
         the invariants; with *check*, a violation raises InvariantViolation."""
         self.lines.append(line)
-        if self.checker is None:
-            self.checker = Checker(self.klp)
-        self.checker.before()
+        checker = self._checker()
+        checker.before()
         step = len(self.lines)
         commands = [dataclasses.replace(c, line=step) for c in parse_script(line, self.path)]
         self.runner.validate(commands)
@@ -173,7 +183,7 @@ class Session:
                 self.runner.execute(cmd)
         except ScriptExit:
             pass
-        violations = self.checker.after()
+        violations = checker.after()
         if violations and check:
             raise InvariantViolation(len(self.lines), line, violations)
         return violations

@@ -21,10 +21,19 @@ __all__ = [
     "LogRecord",
     "Printk",
     "DynamicDebug",
+    "escape",
 ]
 
 KERN_EMERG, KERN_ALERT, KERN_CRIT, KERN_ERR = 0, 1, 2, 3
 KERN_WARNING, KERN_NOTICE, KERN_INFO, KERN_DEBUG = 4, 5, 6, 7
+
+
+def escape(text: str) -> str:
+    """*text* on one line: control (and other unprintable) characters as
+    backslash escapes, as util-linux's dmesg shows them (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @dataclass(slots=True, frozen=True)

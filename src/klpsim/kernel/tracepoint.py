@@ -10,9 +10,30 @@ listens. The model's event log (model/events.py) is one such probe.
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Tracepoint"]
+__all__ = ["Tracepoint", "distinct"]
 
 E = TypeVar("E")
+R = TypeVar("R", bound=tuple[object, ...])
+
+
+def distinct(cls: type[R]) -> type[R]:
+    """Make a NamedTuple event equal only to events of its own type (a plain
+    tuple compares by its values alone). Events are NamedTuples, not
+    dataclasses, because defining a dataclass costs start-up time."""
+
+    def __eq__(self: R, other: object) -> bool:
+        return type(self) is type(other) and tuple.__eq__(self, other)
+
+    def __ne__(self: R, other: object) -> bool:
+        return not __eq__(self, other)
+
+    def __hash__(self: R) -> int:
+        return hash((type(self).__name__, tuple(self)))
+
+    cls.__eq__ = __eq__  # type: ignore[assignment,method-assign]
+    cls.__ne__ = __ne__  # type: ignore[assignment,method-assign]
+    cls.__hash__ = __hash__  # type: ignore[assignment,method-assign]
+    return cls
 
 
 class Tracepoint(Generic[E]):

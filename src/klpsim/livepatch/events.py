@@ -8,8 +8,10 @@ event names patches and modules by name: an event stays true after the
 objects it talks about are freed.
 """
 
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
+
+from klpsim.kernel.tracepoint import distinct
 
 __all__ = [
     "TransitionPhase",
@@ -76,8 +78,8 @@ class RefusalReason(Enum):
     """__klp_enable_patch() failed: busy, a pre_patch callback, or ftrace."""
 
 
-@dataclass(frozen=True, slots=True)
-class TransitionEvent:
+@distinct
+class TransitionEvent(NamedTuple):
     """A transition step of *patch* towards *target*."""
 
     phase: TransitionPhase
@@ -86,8 +88,8 @@ class TransitionEvent:
     target: TransitionTarget
 
 
-@dataclass(frozen=True, slots=True)
-class PatchEnabled:
+@distinct
+class PatchEnabled(NamedTuple):
     """klp_enable_patch() returned 0: the patch is registered and its
     patching transition started (it may not have completed)."""
 
@@ -95,8 +97,8 @@ class PatchEnabled:
     module: str
 
 
-@dataclass(frozen=True, slots=True)
-class PatchRefused:
+@distinct
+class PatchRefused(NamedTuple):
     """klp_enable_patch() returned *errno* (negative)."""
 
     patch: str
@@ -105,8 +107,8 @@ class PatchRefused:
     reason: RefusalReason
 
 
-@dataclass(frozen=True, slots=True)
-class PatchesReplaced:
+@distinct
+class PatchesReplaced(NamedTuple):
     """klp_complete_transition() of *patch* unpatched the patches it
     replaces (atomic replace, or the profile's replace policy)."""
 
@@ -114,8 +116,8 @@ class PatchesReplaced:
     replaced: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TransitionForced:
+@distinct
+class TransitionForced(NamedTuple):
     """klp_force_transition(): every task switched, safe or not. *pinned*:
     the patches whose modules can never be removed now."""
 
@@ -124,16 +126,16 @@ class TransitionForced:
     pinned: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PatchFreed:
+@distinct
+class PatchFreed(NamedTuple):
     """klp_free_patch_finish(): the patch's sysfs directory is gone and its
     module reference dropped (unless it was forced)."""
 
     patch: str
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleRefused:
+@distinct
+class ModuleRefused(NamedTuple):
     """klp_module_coming() refused *module*: *patch* could not patch it."""
 
     patch: str

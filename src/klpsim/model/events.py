@@ -10,11 +10,10 @@ instead of parsing the kernel log.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from klpsim.kernel.clock import Clock
-from klpsim.kernel.tracepoint import Tracepoint
+from klpsim.kernel.tracepoint import Tracepoint, distinct
 from klpsim.livepatch.events import KlpEvent
 from klpsim.trace.events import TraceEvent
 
@@ -26,8 +25,8 @@ Event = KlpEvent | TraceEvent
 E = TypeVar("E", bound=Event)
 
 
-@dataclass(frozen=True, slots=True)
-class Stamped:
+@distinct
+class Stamped(NamedTuple):
     """One event and when it happened."""
 
     ts_ns: int

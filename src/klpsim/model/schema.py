@@ -16,12 +16,13 @@ Errors are one line, ``FILE: key 'K': what is wrong``, with control
 characters in anything taken from the file escaped.
 """
 
-import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+from klpsim.kernel.module import is_c_identifier, module_name_error
+from klpsim.kernel.printk import escape
 
 __all__ = [
     "FuncDef",
@@ -32,16 +33,11 @@ __all__ = [
     "ModuleDef",
     "DefinitionError",
     "ERROR_INJECTION_TYPES",
-    "MODULE_NAME_MAX",
     "PATCH_FIELDS",
-    "escape",
-    "module_name_error",
     "parse_definition",
     "load_definition",
 ]
 
-MODULE_NAME_MAX = 55
-"""MODULE_NAME_LEN (56) less the terminating NUL."""
 ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
 """include/asm-generic/error-injection.h: EI_ETYPE_NULL ... EI_ETYPE_TRUE."""
 PATCH_FIELDS = ("replace", "replace_set", "replaceable")
@@ -51,9 +47,8 @@ U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
-_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # kallsyms names: C identifiers plus the compiler's suffixes (foo.isra.0, foo.cold)
-_KSYM = re.compile(r"[A-Za-z0-9_.]+")
+_KSYM_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 # C11 keywords, and names the kernel's headers make keywords or types
 _C_RESERVED = frozenset((
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
@@ -71,7 +66,7 @@ class DefinitionError(Exception):
     """A definition that cannot be used: one line naming the file and the key."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FuncDef:
     """One ``struct klp_func`` of a livepatch, and its replacement."""
 
@@ -87,7 +82,7 @@ class FuncDef:
     """What the replacement returns (TOML key ``return``; a C int)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ObjectDef:
     """One ``struct klp_object``: ``vmlinux`` or a module, and its funcs."""
 
@@ -95,7 +90,7 @@ class ObjectDef:
     funcs: tuple[FuncDef, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StateDef:
     """One ``struct klp_state``."""
 
@@ -103,7 +98,7 @@ class StateDef:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LivepatchDef:
     """A livepatch module (``livepatch = true``)."""
 
@@ -124,7 +119,7 @@ class LivepatchDef:
         return f"{self.name}: this has been live patched"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TargetDef:
     """A plain module whose functions a livepatch may patch: each one a
     seq_file show function behind ``/proc/MOD/F``."""
@@ -139,26 +134,6 @@ ModuleDef = LivepatchDef | TargetDef
 
 _LIVEPATCH_KEYS = ("objects", "states", *PATCH_FIELDS)
 _TARGET_KEYS = ("functions",)
-
-
-def escape(text: str) -> str:
-    """*text* on one line: control (and other unprintable) characters as
-    backslash escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
-def module_name_error(name: str) -> str | None:
-    """Why *name* cannot be a module's name, or None."""
-    if not _C_IDENT.fullmatch(name):
-        return f"'{escape(name)}' is not a module name (letters, digits and '_')"
-    if len(name) > MODULE_NAME_MAX:
-        return (
-            f"module name '{escape(name[:20])}...' is longer than {MODULE_NAME_MAX} characters "
-            "(MODULE_NAME_LEN)"
-        )
-    return None
 
 
 class _Reader:
@@ -217,7 +192,7 @@ class _Reader:
 
     def identifier(self, key: str, v: object, what: str) -> str:
         s = self.string(key, v)
-        if not _C_IDENT.fullmatch(s):
+        if not is_c_identifier(s):
             self.fail(key, f"'{escape(s)}' is not {what} (a C identifier)")
         if s in _C_RESERVED:
             self.fail(key, f"'{s}' is a C keyword")
@@ -245,6 +220,8 @@ def parse_definition(text: str, path: Path) -> ModuleDef:
     why = module_name_error(name)
     if why is not None:
         raise DefinitionError(f"{escape(str(path))}: the file name gives no module name: {why}")
+    import tomllib  # only when a definition is read: klpsim starts faster
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -351,7 +328,7 @@ def _func(r: _Reader, key: str, f: dict[str, object]) -> FuncDef:
     if "old_name" not in f:
         r.fail(key + ".old_name", "missing")
     old = r.string(key + ".old_name", f["old_name"])
-    if not _KSYM.fullmatch(old):
+    if not old or not _KSYM_CHARS.issuperset(old):
         r.fail(
             key + ".old_name",
             f"'{escape(old)}' is not a symbol name (letters, digits, '_' and '.')",

@@ -11,19 +11,32 @@ there, beside ``.toml``.
 from collections.abc import Callable
 from pathlib import Path
 
-from klpsim.kernel.module import ModuleSpec
+from klpsim.kernel.module import ModuleSpec, module_name_error
+from klpsim.kernel.printk import escape
 from klpsim.livepatch.profiles import Profile
-from klpsim.model.schema import DefinitionError, escape, load_definition, module_name_error
-from klpsim.model.schema import parse_definition as parse_toml
-from klpsim.modules.definition import build_module
 from klpsim.modules.selftests import builtin_modules
 
-__all__ = ["ModuleResolver", "ModuleNotFound", "module_name"]
+__all__ = ["ModuleResolver", "ModuleError", "module_name"]
 
 
-class ModuleNotFound(Exception):
-    """No module of that name, or a name no module can have; one line saying
-    where the resolver looked."""
+class ModuleError(Exception):
+    """A module that cannot be loaded: no module of that name, a name no
+    module can have (saying where the resolver looked), or a definition that
+    does not fit the schema. One line."""
+
+
+def _build(text: str | None, path: Path, profile: Profile) -> ModuleSpec:
+    """The module the definition at *path* (or its *text*) defines."""
+    # The schema and the builder only when a definition is read: start-up
+    # stays light for scripts that use the built-in modules.
+    from klpsim.model.schema import DefinitionError, load_definition, parse_definition
+    from klpsim.modules.definition import build_module
+
+    try:
+        defn = load_definition(path) if text is None else parse_definition(text, path)
+    except DefinitionError as e:
+        raise ModuleError(str(e)) from None
+    return build_module(defn, profile)
 
 
 def module_name(path: str) -> str:
@@ -52,14 +65,15 @@ class ModuleResolver:
         self.texts: dict[str, str] = dict(texts or {})
         """In-memory definitions: {name: TOML text}."""
         self.readers: dict[str, Callable[[Path], ModuleSpec]] = {
-            ".toml": lambda path: build_module(load_definition(path), profile),
+            ".toml": lambda path: _build(None, path, profile),
         }
-        """How a file in a module directory becomes a module, by suffix."""
+        """How a file in a module directory becomes a module, by suffix; a
+        reader raises ModuleError for a file that holds no usable module."""
         self._builtin: dict[str, ModuleSpec] | None = None
         self._cache: dict[str, ModuleSpec] = {}
 
     def resolve(self, path: str) -> ModuleSpec:
-        """The module for an insmod argument; ModuleNotFound or DefinitionError."""
+        """The module for an insmod argument; ModuleError if there is none."""
         name = module_name(path)
         spec = self._cache.get(name)
         if spec is None:
@@ -69,24 +83,23 @@ class ModuleResolver:
     def _find(self, name: str) -> ModuleSpec:
         why = module_name_error(name)
         if why is not None:
-            raise ModuleNotFound(why)
+            raise ModuleError(why)
         if name in self.texts:
-            defn = parse_toml(self.texts[name], Path(f"{name}.toml"))
-            return build_module(defn, self.profile)
+            return _build(self.texts[name], Path(f"{name}.toml"), self.profile)
         for d in self.dirs:
             for suffix, read in self.readers.items():
                 candidate = d / f"{name}{suffix}"
                 try:
                     found = candidate.is_file()
                 except OSError as e:  # e.g. a name too long for the file system
-                    raise DefinitionError(f"{escape(str(candidate))}: {e.strerror}") from None
+                    raise ModuleError(f"{escape(str(candidate))}: {e.strerror}") from None
                 if found:
                     return read(candidate)
         if self._builtin is None:
             self._builtin = builtin_modules(self.profile)
         spec = self._builtin.get(name)
         if spec is None:
-            raise ModuleNotFound(f"unknown module '{name}' ({self.where(name)})")
+            raise ModuleError(f"unknown module '{name}' ({self.where(name)})")
         return spec
 
     def where(self, name: str) -> str:

@@ -31,7 +31,6 @@ from typing import Any
 
 from klpsim.kernel import errno as errno_mod
 from klpsim.kernel.errno import errno_name, strerror
-from klpsim.model.health import attachment_health
 from klpsim.scenario.simverbs import FUNC, PID, function, task
 from klpsim.scenario.verbs import REGISTRY, Arg, Bound, Opt, checked_by
 from klpsim.trace.bpf import AttachError
@@ -165,6 +164,8 @@ def _program(link) -> str:
 
 @bpf_verb("bpf_attachments")
 def bpf_attachments(rt) -> None:
+    from klpsim.model.health import attachment_health  # only this verb needs it
+
     rows = [("NAME", "TYPE", "TARGET", "PROGRAM", "HITS", "STATE", "NOTE")]
     for h in attachment_health(rt.system):
         link = h.link

@@ -6,7 +6,6 @@ A failing helper dies: it logs ``ERROR: MSG`` and stops the script with
 status 1.
 """
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -268,6 +267,8 @@ def check_result(rt, expected: str) -> None:
         rt.stdout("not ok\n")
         die(rt, "livepatch kselftest(s) failed")
     else:
+        import difflib  # only on a mismatch: start-up stays light
+
         diff = difflib.unified_diff(
             expect.split("\n"), result.split("\n"), "expected", "result", lineterm=""
         )

@@ -10,22 +10,22 @@ verb table's business (scenario/verbs.py); where output goes is
 scenario/output.py's; which module a name means is the resolver's.
 """
 
-from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import EACCES, ENOENT, strerror
 from klpsim.kernel.module import ModuleSpec
-from klpsim.model.schema import DefinitionError, escape
+from klpsim.kernel.printk import escape
 from klpsim.model.system import System
-from klpsim.modules.resolver import ModuleNotFound, ModuleResolver
+from klpsim.modules.resolver import ModuleError, ModuleResolver
 from klpsim.scenario.output import Output
 from klpsim.scenario.parser import Command, ScriptError
 from klpsim.scenario.verbs import ArgError, Registry, Result, Verb
 
 __all__ = ["Runner", "ScriptExit"]
 
-EPOCH = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+EPOCH = (2026, 11, 27, 12, 0, 0)
+"""The simulated machine's wall clock at boot (UTC)."""
 COMMAND_COST_NS = NSEC_PER_MSEC
 
 T = TypeVar("T")
@@ -87,8 +87,10 @@ class Runner:
         return len(self.kernel.log.records) - 1
 
     def rfc3339_ns(self) -> str:
+        from datetime import UTC, datetime, timedelta  # only start_test needs it
+
         now = self.kernel.clock.now
-        t = EPOCH + timedelta(microseconds=now // 1000)
+        t = datetime(*EPOCH, tzinfo=UTC) + timedelta(microseconds=now // 1000)
         return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{now % 10**9:09d}+00:00"
 
     def advance(self, ns: int) -> None:
@@ -98,7 +100,7 @@ class Runner:
         """The module an insmod argument names (checked before the script ran)."""
         try:
             return self.resolver.resolve(path)
-        except (DefinitionError, ModuleNotFound) as e:
+        except ModuleError as e:
             raise self.error(str(e)) from None
 
     def write(self, path: str, data: str) -> int:

@@ -228,7 +228,7 @@ def rmmod(rt, args: list[str]) -> Result:
 
 
 _SLEEP_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_FLOAT = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\+?inf(inity)?", re.IGNORECASE)
+_FLOAT = r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\+?inf(inity)?"
 
 
 def sleep_ns(word: str) -> int:
@@ -237,7 +237,7 @@ def sleep_ns(word: str) -> int:
     number, unit = word, 1
     if word[-1:] in _SLEEP_UNITS:
         number, unit = word[:-1], _SLEEP_UNITS[word[-1]]
-    if not _FLOAT.fullmatch(number):
+    if not re.fullmatch(_FLOAT, number, re.IGNORECASE):
         raise ValueError(f"invalid time interval '{word}'")
     seconds = float(number) * unit
     if math.isinf(seconds) or seconds * 1e9 > KTIME_MAX:

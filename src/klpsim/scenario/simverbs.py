@@ -21,11 +21,11 @@ kernel function. Scripts that use them run only in klpsim.
 bpfverbs.py.
 """
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from klpsim.kernel.module import is_c_identifier
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tasks import Task
 from klpsim.scenario.helpers import die
@@ -35,7 +35,7 @@ __all__ = ["PID", "FUNC", "function", "task"]
 
 FAMILY = "simulator"
 FIRST_PID = 1001
-_FUNC = re.compile(r"([A-Za-z_][A-Za-z0-9_]*:)?[A-Za-z0-9_.]+")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 
 
 def _pid_error(word: str) -> str | None:
@@ -48,7 +48,9 @@ def _pid_error(word: str) -> str | None:
 
 
 def _func_error(word: str) -> str | None:
-    return None if _FUNC.fullmatch(word) else f"'{word}' is not FUNC or MODULE:FUNC"
+    module, _, name = word.rpartition(":")
+    ok = (not module or is_c_identifier(module)) and name and set(name) <= _NAME_CHARS
+    return None if ok else f"'{word}' is not FUNC or MODULE:FUNC"
 
 
 PID = Arg("PID", check=_pid_error)

@@ -14,8 +14,7 @@ be redirected.
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Arg",
@@ -54,8 +53,7 @@ class ArgError(Exception):
     """A command's words do not fit the verb: one line, without the place."""
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """A positional argument."""
 
     name: str
@@ -68,26 +66,24 @@ class Arg:
     """A module to load: resolved and parsed before the script runs."""
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(NamedTuple):
     """An option: a bare flag, or a flag and its value."""
 
     flag: str
     value: Arg | None = None
 
 
-@dataclass(frozen=True)
 class Bound:
     """A command's words sorted into arguments and options."""
 
-    args: dict[str, list[str]] = field(default_factory=dict)
-    """Positional words, by argument name."""
-    opts: dict[str, str | None] = field(default_factory=dict)
-    """Options given: flag -> value (None for a bare flag)."""
+    def __init__(self) -> None:
+        self.args: dict[str, list[str]] = {}
+        """Positional words, by argument name."""
+        self.opts: dict[str, str | None] = {}
+        """Options given: flag -> value (None for a bare flag)."""
 
 
-@dataclass(frozen=True)
-class Verb:
+class Verb(NamedTuple):
     """One verb: its implementation and what it takes."""
 
     name: str

@@ -26,8 +26,7 @@ Without CONFIG_FUNCTION_ERROR_INJECTION (Debian's 6.1 and 6.12 kernels) the
 list is empty and neither debugfs directory exists.
 """
 
-import random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
@@ -36,6 +35,9 @@ from klpsim.kernel.printk import KERN_NOTICE
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.trace.events import FailFunctionInjected
+
+if TYPE_CHECKING:
+    from random import Random
 
 __all__ = [
     "EI_ETYPE_NULL",
@@ -94,7 +96,7 @@ class FaultAttr:
         self.space = 0
         self.verbose = 2
         self.count = 0
-        self.rng = random.Random(0)
+        self._rng: Random | None = None
         self._burst: list[int] = []  # DEFAULT_RATELIMIT_INTERVAL 5 s, burst 10
 
     def should_fail(self, size: int = 1) -> bool:
@@ -107,7 +109,11 @@ class FaultAttr:
             self.count += 1
             if self.count % self.interval:
                 return False
-        if self.probability <= self.rng.randrange(100):
+        if self._rng is None:  # seeded, created on first use (random costs start-up time)
+            from random import Random
+
+            self._rng = Random(0)
+        if self.probability <= self._rng.randrange(100):
             return False
         self._fail_dump()
         if self.times != -1:

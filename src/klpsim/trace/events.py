@@ -9,8 +9,10 @@ records on their tracepoints; the ``call`` verb and the model's event log
 read them.
 """
 
-from dataclasses import dataclass
 from enum import Enum, Flag, auto
+from typing import NamedTuple
+
+from klpsim.kernel.tracepoint import distinct
 
 __all__ = [
     "LinkKind",
@@ -80,8 +82,8 @@ class CallPhase(Enum):
     """When the call returned (kretprobe, fexit, an fprobe exit handler)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProgramRan:
+@distinct
+class ProgramRan(NamedTuple):
     """A BPF program ran; it reports the call as *func* (bpf_get_func_ip())."""
 
     link: str
@@ -106,8 +108,8 @@ class ProgramRan:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class FailFunctionInjected:
+@distinct
+class FailFunctionInjected(NamedTuple):
     """fail_function's kprobe made *func* return *value* (should_fail() said so)."""
 
     func: str
@@ -117,8 +119,8 @@ class FailFunctionInjected:
         return f"fail_function on {self.func}: injected {self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class LinkAttached:
+@distinct
+class LinkAttached(NamedTuple):
     """A program was loaded and attached."""
 
     link: str
@@ -127,8 +129,8 @@ class LinkAttached:
     """``func``, ``mod:func``, ``func+0x10`` or a comma-separated list."""
 
 
-@dataclass(frozen=True, slots=True)
-class AttachRefused:
+@distinct
+class AttachRefused(NamedTuple):
     """The kernel refused to attach a program: *errno* (negative)."""
 
     kind: LinkKind
@@ -138,8 +140,8 @@ class AttachRefused:
     """What the verifier or the attach path said."""
 
 
-@dataclass(frozen=True, slots=True)
-class LinkDetached:
+@distinct
+class LinkDetached(NamedTuple):
     """The link was closed."""
 
     link: str
