@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from klpsim.cli import main as klpsim_main  # noqa: E402
 from klpsim.kernel.module import FunctionSpec, ModuleSpec  # noqa: E402
 from klpsim.livepatch.structs import KlpFunc, KlpObject  # noqa: E402
-from klpsim.livepatch.system import boot  # noqa: E402
 from klpsim.modules.base import LivepatchCode  # noqa: E402
 from klpsim.scenario.parser import parse_script  # noqa: E402
+from klpsim.session import Session  # noqa: E402
 
 SELFTESTS = ROOT / "tests" / "selftests"
 FOUNDATION = ("test-livepatch-", "test-sysfs-", "test-syscall-")
@@ -49,7 +49,7 @@ def run_scenarios(scripts) -> float:
 
 def scale(tasks: int, funcs: int = 1000, depth: int = 8) -> float:
     """Seconds of wall time for insmod → transition complete."""
-    system = boot("7.1", extra_funcs=funcs)
+    system = Session("7.1", extra_funcs=funcs).system
     kernel = system.kernel
     frames = [
         "ret_from_fork",

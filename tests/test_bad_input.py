@@ -1,8 +1,14 @@
 """Bad input: one clear line naming the file and the place, exit 2, no traceback."""
 
+import shlex
+import subprocess
+import sys
+import time
+
 import pytest
 
-from _harness import klpsim
+from harness import klpsim
+from klpsim.session import Session
 
 
 def script(tmp_path, text, name="s.sh"):
@@ -49,7 +55,10 @@ def test_nothing_runs_before_an_unknown_verb(tmp_path):
 def test_unknown_module(tmp_path):
     path = script(tmp_path, "log a\nload_lp no_such_module\n")
     msg = one_line_error(klpsim("run", str(path)))
-    assert msg == f"klpsim: {path}:2: unknown module 'no_such_module'"
+    assert msg == (
+        f"klpsim: {path}:2: unknown module 'no_such_module' (looked for no_such_module.toml "
+        f"in {tmp_path}/test_modules/, then in klpsim's built-in modules)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,3 +146,229 @@ def test_loop_until_fails_without_stopping_the_script(tmp_path):
     assert r.status == 0
     assert r.err == "loop_until: gave up after 600 retries: test -e /no/such/file\n"
     assert r.out.splitlines()[-1] == "livepatch: after"
+
+
+# -- regression tests for what the bad-input fuzzer found (issue 9) -----------------------
+
+
+def test_fuzz_dry_run_out_is_a_file(tmp_path):
+    out = tmp_path / "a-file"
+    out.write_text("")
+    msg = one_line_error(
+        klpsim(
+            "fuzz", "--kernel", "6.1", "--seed", "1", "--count", "1", "--dry-run", "--out", str(out)
+        )  # fmt: skip
+    )
+    assert msg == f"klpsim: --out {out}: not a directory"
+
+
+@pytest.mark.parametrize("form", ["load_lp {}", "insmod test_modules/{}.ko", "modprobe {}"])
+def test_module_name_longer_than_the_file_system_allows(tmp_path, form):
+    (tmp_path / "test_modules").mkdir()
+    path = script(tmp_path, "log a\n" + form.format("x" * 300) + "\n")
+    msg = one_line_error(klpsim("run", str(path)))
+    assert msg == (
+        f"klpsim: {path}:2: module name 'xxxxxxxxxxxxxxxxxxxx...' is longer than 55 characters "
+        "(MODULE_NAME_LEN)"
+    )
+
+
+@pytest.mark.parametrize(
+    "line, usage",
+    [
+        ("set_ftrace_enabled", "usage: set_ftrace_enabled VALUE [--fail]"),
+        ("set_ftrace_enabled --fail", "usage: set_ftrace_enabled VALUE [--fail]"),
+        ("loop_until", "usage: loop_until COMMAND [ARG...]"),
+    ],
+)
+def test_verbs_without_their_argument(tmp_path, line, usage):
+    path = script(tmp_path, f"log a\n{line}\n")
+    assert one_line_error(klpsim("run", str(path))) == f"klpsim: {path}:2: {usage}"
+
+
+def run_cli(*argv: str, shell_suffix: str) -> subprocess.CompletedProcess:
+    """``klpsim ARGV`` as a separate process, with a shell redirection."""
+    cmd = " ".join([shlex.quote(sys.executable), "-m", "klpsim", *map(shlex.quote, argv)])
+    return subprocess.run(
+        ["bash", "-c", f"{cmd} {shell_suffix}"], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "suffix, message",
+    [
+        (">&-", "klpsim: write error: Bad file descriptor"),
+        (">/dev/full", "klpsim: write error: No space left on device"),
+    ],
+)
+def test_stdout_closed_or_full(tmp_path, suffix, message):
+    path = script(tmp_path, "log hello\ncat /proc/cmdline\n")
+    r = run_cli("run", "--kernel", "7.1", str(path), shell_suffix=suffix)
+    assert (r.returncode, r.stderr) == (74, message + "\n")
+
+
+def test_stdout_closed_early_is_quiet(tmp_path):
+    path = script(tmp_path, "".join(f"log line {i}\n" for i in range(3000)))
+    r = run_cli("run", "--kernel", "7.1", str(path), shell_suffix="| head -1")
+    assert r.stderr == "" and r.stdout.startswith("$ log line 0")
+
+
+def test_target_with_an_empty_function_name(tmp_path):
+    (tmp_path / "test_modules").mkdir()
+    toml = tmp_path / "test_modules" / "tgt.toml"
+    toml.write_text('functions = [""]\n')
+    path = script(tmp_path, "load_mod tgt\n")
+    assert one_line_error(klpsim("run", str(path))) == (
+        f"klpsim: {path}:1: {toml}: key 'functions[0]': '' is not a function name (a C identifier)"
+    )
+
+
+def test_semantics_with_a_bad_script_names_the_file(tmp_path):
+    (tmp_path / "1-bad.sh").write_text("log a\nlog b | c\n")
+    msg = one_line_error(klpsim("semantics", "--scenarios", str(tmp_path)))
+    assert msg == (
+        f"klpsim: {tmp_path}/1-bad.sh:2:7: pipes ('|') are not supported: one command a line"
+    )
+
+
+@pytest.mark.parametrize(
+    "word, why",
+    [
+        ("nan", "invalid time interval 'nan'"),
+        ("inf", "'inf' never ends: the simulated clock stops at KTIME_MAX (292 years)"),
+        ("1e400", "'1e400' never ends: the simulated clock stops at KTIME_MAX (292 years)"),
+        ("-1", "invalid time interval '-1'"),
+        ("1x", "invalid time interval '1x'"),
+    ],
+)
+def test_sleep_of_no_finite_interval(tmp_path, word, why):
+    path = script(tmp_path, f"log a\nsleep {word}\n")
+    assert one_line_error(klpsim("run", str(path))) == f"klpsim: {path}:2: sleep: NUMBER: {why}"
+
+
+def test_sleep_takes_coreutils_units(tmp_path):
+    path = script(tmp_path, "sleep 1.5s 1m 0.001h\ncat /proc/uptime\nlog done\n")
+    r = klpsim("run", "--kernel", "7.1", str(path))
+    assert r.status == 0, r.err
+    assert "[   65.10" in r.out  # 1.5 + 60 + 3.6 s, and a millisecond a command
+
+
+def test_huge_number_into_a_module_parameter(tmp_path):
+    huge = "9" * 5000
+    path = script(
+        tmp_path,
+        "load_lp test_klp_callbacks_demo\n"
+        f"echo {huge} > /sys/module/test_klp_callbacks_demo/parameters/pre_patch_ret\n"
+        f"load_mod test_klp_callbacks_mod\n"
+        "log after\n",
+    )
+    r = klpsim("run", "--kernel", "7.1", "--dmesg", str(path))
+    assert r.status == 0, r.err
+    assert r.err == "bash: echo: write error: Numerical result out of range\n"
+    assert r.out.splitlines()[-1] == "after"
+
+
+def test_huge_number_on_the_insmod_line(tmp_path):
+    path = script(
+        tmp_path, f"insmod test_modules/test_klp_callbacks_demo.ko pre_patch_ret=1{'0' * 5000}\n"
+    )
+    r = klpsim("run", "--kernel", "7.1", "--dmesg", str(path))
+    assert r.status == 0
+    assert (
+        r.err
+        == "insmod: ERROR: could not insert module test_modules/test_klp_callbacks_demo.ko: Numerical result out of range\n"
+    )
+
+
+def test_sleeping_kthread_and_a_long_sleep_take_no_time(tmp_path):
+    """The clock jumps over the retries of a transition that cannot complete,
+    and the log is byte for byte the one stepping through them gives."""
+    text = (
+        "spawn_task kt --kthread\n"
+        "sleep_task 1001 cmdline_proc_show\n"
+        "load_lp_nowait test_klp_livepatch\n"
+        "sleep {}\n"
+        "wake_task 1001\n"
+        "sleep 2\n"
+        "cat /sys/kernel/livepatch/test_klp_livepatch/transition\n"
+    )
+    start = time.perf_counter()
+    r = klpsim("run", "--kernel", "7.1", str(script(tmp_path, text.format("1e7"))))
+    assert time.perf_counter() - start < 1.0
+    assert r.status == 0 and r.out.endswith(
+        "$ cat /sys/kernel/livepatch/test_klp_livepatch/transition\n0\n"
+    )
+    assert "[10000001.000000] livepatch: 'test_klp_livepatch': patching complete" in r.out
+    logs = []
+    for jump in (True, False):
+        s = Session("7.1", transcript=True)
+        s.kernel.clock.fast_forward_enabled = jump
+        assert s.run(text.format("20000")) == 0
+        logs.append((s.out.getvalue(), s.dmesg(notime=False), s.klp.signals_cnt))
+    assert logs[0] == logs[1]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("load_lp no_such_module", "unknown module 'no_such_module'"),
+        ("load_mod badmod", "badmod.toml: key 'livepatch'"),
+        ("bpf_attach kprobe", "usage: bpf_attach TYPE FUNC"),
+        ("bpf_attach kprobe cmdline_proc_show --override", "bpf_attach: --override needs RET"),
+        ("bpf_attach kprobe_multi a,b+4", "FUNC+OFFSET is for kprobes only"),
+        ("load_lp test_klp_livepatch > /dev/kmsg", "'load_lp' cannot be redirected"),
+        ("spawn_task x --busy", "spawn_task: --busy needs FUNC"),
+        ("loop_until frobnicate", "loop_until: unknown command 'frobnicate'"),
+        ("loop_until load_lp test_klp_livepatch", "'load_lp' is not a shell command it can run"),
+        ("loop_until sleep nan", "sleep: NUMBER: invalid time interval 'nan'"),
+        ("call f 12x", "call: PID: '12x' is not a pid"),
+        ("kill", "usage: kill PID"),
+    ],
+)
+def test_late_errors_are_found_before_line_one(tmp_path, line, message):
+    (tmp_path / "test_modules").mkdir()
+    (tmp_path / "test_modules" / "badmod.toml").write_text('livepatch = "yes"\n')
+    path = script(tmp_path, f"log first\nsleep 1\n{line}\n")
+    r = klpsim("run", "--dmesg", str(path))
+    msg = one_line_error(r)
+    assert msg.startswith(f"klpsim: {path}:3: ") and message in msg
+    assert r.out == ""  # "log first" never ran
+
+
+def test_a_newline_from_the_input_is_escaped(tmp_path):
+    path = script(tmp_path, "log a\nload_lp 'bad\nname'\n")
+    msg = one_line_error(klpsim("run", str(path)))
+    assert msg == f"klpsim: {path}:2: 'bad\\nname' is not a module name (letters, digits and '_')"
+
+
+def test_pid_hint_says_pids_are_deterministic(tmp_path):
+    path = script(tmp_path, "spawn_task t\nsleep_task PID cmdline_proc_show\n")
+    assert one_line_error(klpsim("run", str(path))) == (
+        f"klpsim: {path}:2: sleep_task: PID: 'PID' is not a pid: pids are deterministic "
+        "(spawn_task prints each new one, counting from 1001), so write the number"
+    )
+
+
+def test_internal_error_is_one_line_with_its_own_status(monkeypatch, capsys, tmp_path):
+    from klpsim import cli
+    from klpsim.scenario import runner
+
+    def crash(self, cmd):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(runner.Runner, "execute", crash)
+    path = script(tmp_path, "log a\n")
+    for debug in ([], ["--debug"]):
+        monkeypatch.setattr(sys, "argv", ["klpsim", *debug, "run", str(path)])
+        with pytest.raises(SystemExit) as e:
+            cli.entry()
+        assert e.value.code == cli.EX_SOFTWARE == 70
+        err = capsys.readouterr().err
+        last = err.splitlines()[-1]
+        if debug:
+            assert "Traceback (most recent call last)" in err
+            assert last == "klpsim: internal error: KeyError: 'boom'"
+        else:
+            assert err == (
+                "klpsim: internal error: KeyError: 'boom' (run with --debug for the traceback)\n"
+            )

@@ -3,13 +3,13 @@ on 7.1 and replace-set (and where the config differs, on Debian's 6.12)."""
 
 import pytest
 
-from _harness import ROOT
+from harness import ROOT, Sim
 from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, ERANGE, ESRCH
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.modules.base import LivepatchCode
 from klpsim.trace.bpf import AttachError
-from sim import Sim
+from klpsim.trace.events import LinkKind
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
 PROFILES = ["7.1", "replace-set"]
@@ -22,7 +22,7 @@ def sim(profile, **kw) -> Sim:
 
 def attach(s, kind, func, **kw):
     objname, _, name = func.rpartition(":")
-    return s.system.bpf.attach(kind, [(objname or None, name)], **kw)
+    return s.system.bpf.attach(LinkKind(kind), [(objname or None, name)], **kw)
 
 
 def refused(s, kind, func, **kw) -> AttachError:
@@ -70,7 +70,7 @@ def test_no_list_without_function_error_injection():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_override_needs_entry_of_listed_function(profile):
     s = sim(profile)
-    assert attach(s, "kprobe", "__x64_sys_getppid", override=-1).kind == "kprobe"
+    assert attach(s, "kprobe", "__x64_sys_getppid", override=-1).kind is LinkKind.KPROBE
     assert refused(s, "kprobe", "cmdline_proc_show", override=-1).errno == -EINVAL
     assert refused(s, "kprobe", "__x64_sys_getppid", offset=4, override=-1).errno == -EINVAL
     # without an override the same kprobes attach
@@ -91,11 +91,11 @@ def test_override_helper_needs_config(profile):
 def test_kprobe_multi_checks_every_address(profile):
     s = sim(profile)
     bpf = s.system.bpf
-    ok = bpf.attach("kprobe_multi", [(None, "__x64_sys_getppid"), (None, "__x64_sys_getpid")],
+    ok = bpf.attach(LinkKind.KPROBE_MULTI, [(None, "__x64_sys_getppid"), (None, "__x64_sys_getpid")],
                     override=-1)  # fmt: skip
     assert len(ok.targets) == 2
     with pytest.raises(AttachError) as e:
-        bpf.attach("kprobe_multi", [(None, "__x64_sys_getppid"), (None, "cmdline_proc_show")],
+        bpf.attach(LinkKind.KPROBE_MULTI, [(None, "__x64_sys_getppid"), (None, "cmdline_proc_show")],
                    override=-1)  # fmt: skip
     assert e.value.errno == -EINVAL
 
@@ -171,7 +171,7 @@ def test_rfc_2_4_admits_any_livepatch_function_helpers_too(profile):
     # ... but only livepatch modules, and only perf kprobes
     assert refused(s, "kprobe", "mod_ei:mod_ei_work", override=-1).errno == -EINVAL
     with pytest.raises(AttachError):
-        s.system.bpf.attach("kprobe_multi", [("lp_hooks", "lp_show")], override=-1)
+        s.system.bpf.attach(LinkKind.KPROBE_MULTI, [("lp_hooks", "lp_show")], override=-1)
     # fmod_ret was not touched by the RFC either
     assert refused(s, "fmod_ret", "lp_hooks:lp_show").errno == -EINVAL
 
@@ -184,7 +184,7 @@ def test_without_rfc_livepatch_functions_are_not_overridable(profile):
 
 
 def test_rfc_option_from_the_command_line(tmp_path):
-    from _harness import klpsim
+    from harness import klpsim
 
     script = tmp_path / "s.sh"
     script.write_text("load_lp test_klp_livepatch\n"
@@ -232,7 +232,7 @@ def test_fail_function_inject_rules(profile):
     ],
 )
 def test_bad_verb_lines_exit_2(tmp_path, line, msg):
-    from _harness import klpsim
+    from harness import klpsim
 
     script = tmp_path / "bad.sh"
     script.write_text(f"echo hi\n{line}\n")

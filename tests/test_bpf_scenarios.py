@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from _harness import ROOT, klpsim
+from harness import ROOT, klpsim
 
 SCENARIOS = ROOT / "tests" / "scenarios" / "bpf"
 EXAMPLE = ROOT / "examples" / "bpf-hook-patch.sh"

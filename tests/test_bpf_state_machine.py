@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from klpsim.tools.attachments import attachment_health, entry_for
-from klpsim.tools.session import CheckedSession
+from klpsim.model.health import attachment_health, entry_for
+from klpsim.session import Session
 from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import LinkKind
 
 FUNCS = ["cmdline_proc_show", "meminfo_proc_show", "__x64_sys_getppid", "__x64_sys_uname"]
 KINDS = ["kprobe", "kprobe_override", "kprobe_body", "kretprobe", "kprobe_multi", "fentry",
@@ -42,7 +43,7 @@ class AttachmentMachine(RuleBasedStateMachine):
 
     @initialize()
     def boot(self):
-        self.session = CheckedSession(self.profile)
+        self.session = Session(self.profile)
         self.system = self.session.system
         self.n = 0
 
@@ -99,7 +100,7 @@ class AttachmentMachine(RuleBasedStateMachine):
         elif kind == "fmod_ret_pass":
             kind = "fmod_ret"
         with contextlib.suppress(AttachError):  # refusals are the rules' business
-            self.system.bpf.attach(kind, [target], **kw)
+            self.system.bpf.attach(LinkKind(kind), [target], **kw)
 
     @precondition(lambda self: self.system.bpf.links)
     @rule(data=st.data())

@@ -4,7 +4,7 @@ enabled_functions, all 28 cells; and docs/truth-table.md is current."""
 
 import pytest
 
-from _harness import ROOT
+from harness import ROOT
 from klpsim.tools.truthtable import MEASURED, ORDERS, PEERS, render, run_cell
 
 CELLS = [(p, o) for p in PEERS for o in ORDERS]

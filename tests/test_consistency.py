@@ -2,7 +2,7 @@
 states in the middle of a transition, the retry timer, signals, force and
 reversal."""
 
-from sim import Sim
+from harness import Sim
 
 
 def stalled_busy(profile="7.1"):

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from _harness import klpsim
 from elfmini import SHT_NOBITS, A, Sec, Sym, W, X, elf
+from harness import klpsim
 
 MODINFO = "name=lp_mini\0vermagic=6.1.0-99-amd64 SMP preempt mod_unload \0parmtype=replace:int\0"
 STRS = b"cmdline_proc_show\0version_proc_show\0nfs\0nfs_permission\0"

@@ -3,9 +3,9 @@ sysfs permissions, procfs and kallsyms."""
 
 import pytest
 
+from harness import Sim
 from klpsim.kernel.fs import mode_string
 from klpsim.kernel.params import ParamSpec, kstrtobool
-from sim import Sim
 
 
 def test_dynamic_debug_control_enables_the_per_task_messages():

@@ -4,7 +4,7 @@ unloaded under a stalled transition, and IPMODIFY conflicts in both orders."""
 
 import pytest
 
-from sim import Sim
+from harness import Sim
 
 DEMO = "/sys/kernel/livepatch/test_klp_callbacks_demo"
 

@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from _harness import klpsim
+from harness import klpsim
 from klpsim.scenario import parser
 from klpsim.scenario.parser import Command, ScriptError, parse_script
 

@@ -10,10 +10,9 @@ import re
 
 import pytest
 
-from _harness import ROOT, SELFTESTS, klpsim
+from harness import ROOT, SELFTESTS, after_last_canary, klpsim
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.scenario.parser import parse_script
-from test_selftests import after_last_canary
 
 DATA = ROOT / "tests" / "data" / "real"
 OVERRIDES = ROOT / "tests" / "real_kernel_cases"

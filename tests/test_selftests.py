@@ -8,23 +8,10 @@ that block byte for byte.
 
 import pytest
 
-from _harness import SELFTESTS, klpsim
+from harness import SELFTESTS, after_last_canary, expected_block, klpsim
 from klpsim.scenario.helpers import filter_check_result
-from klpsim.scenario.parser import parse_script
 
 SCRIPTS = sorted(SELFTESTS.glob("test-*.sh"))
-
-
-def expected_block(path) -> str:
-    (cmd,) = [c for c in parse_script(path.read_text(), str(path)) if c.words[0] == "check_result"]
-    return cmd.words[1]
-
-
-def after_last_canary(lines: list[str]) -> list[str]:
-    idx = max(
-        i for i, line in enumerate(lines) if line.startswith("livepatch kselftest timestamp:")
-    )
-    return lines[idx + 1 :]
 
 
 def test_all_32_cases_are_here():

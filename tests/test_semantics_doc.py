@@ -1,6 +1,6 @@
 """docs/semantics.md is generated from the code and must not drift."""
 
-from _harness import ROOT, klpsim
+from harness import ROOT, klpsim
 
 
 def test_semantics_doc_is_up_to_date():

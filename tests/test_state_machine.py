@@ -15,7 +15,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from klpsim.tools.session import CheckedSession, InvariantViolation
+from klpsim.session import InvariantViolation, Session
 
 VMLINUX_FUNCS = ["cmdline_proc_show", "meminfo_proc_show", "version_proc_show", "uptime_proc_show"]
 TARGET_FUNCS = ["tgt_a_show", "tgt_a_work"]
@@ -58,8 +58,8 @@ class LivepatchMachine(RuleBasedStateMachine):
 
     @initialize()
     def boot(self):
-        self.session = CheckedSession(
-            self.profile, {"tgt_a": f"functions = {TARGET_FUNCS!r}\n".replace("'", '"')}
+        self.session = Session(
+            self.profile, definitions={"tgt_a": f"functions = {TARGET_FUNCS!r}\n".replace("'", '"')}
         )
         self.n = 0
         self.tasks: list[int] = []
@@ -176,7 +176,7 @@ def test_replaceable_breaks_per_task_consistency():
 
 
 def test_shadow_variables_are_freed_as_the_api_promises():
-    s = CheckedSession("7.1")
+    s = Session("7.1")
     s.step("insmod test_modules/test_klp_shadow_vars.ko")
     assert s.klp.shadow.vars == {}
     s.step("rmmod test_klp_shadow_vars")

@@ -1,91 +1,113 @@
-"""The ``klpsim`` command line."""
+"""The ``klpsim`` command line.
+
+Exit status: 0 success; 1 a script failed (a helper died, a check_result
+differed) or a comparison found differences; 2 bad input (a script, a
+module definition, an option); 3 ``--check`` found a broken invariant;
+70 (EX_SOFTWARE) an internal error of klpsim itself; 74 (EX_IOERR) the
+output could not be written.
+"""
+
+from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
 
-from klpsim.tools.inspect import add_inspect_parser
+TYPE_CHECKING = False  # typing costs start-up time; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn, TextIO
 
-__all__ = ["main"]
+__all__ = ["main", "entry", "build_parser", "EX_SOFTWARE", "EX_IOERR"]
+
+EX_SOFTWARE = 70
+"""sysexits.h: an internal software error (a crash of klpsim itself)."""
+EX_IOERR = 74
+"""sysexits.h: an error writing the output (a full device, a closed stdout)."""
 
 
-def _cmd_run(args) -> int:
-    from klpsim.livepatch.profiles import all_profiles
-    from klpsim.livepatch.system import boot
-    from klpsim.scenario.parser import ScriptError, parse_script
-    from klpsim.scenario.runner import ModuleResolver, Runner
+def _err(message: str) -> int:
+    """One line on stderr; exit status 2 (bad input)."""
+    from klpsim.kernel.printk import escape
 
-    profiles = all_profiles()
-    if args.kernel not in profiles:
-        print(
-            f"klpsim: unknown kernel profile '{args.kernel}' (see 'klpsim kernels')",
-            file=sys.stderr,
-        )
-        return 2
-    for d in args.modules:
-        if not Path(d).is_dir():
-            print(f"klpsim: --modules {d}: not a directory", file=sys.stderr)
-            return 2
-    overrides = {}
-    for item in args.config:
-        option, eq, value = item.partition("=")
-        if not option.startswith("CONFIG_") or value not in ("y", "n"):
-            print(f"klpsim: --config {item}: expected CONFIG_NAME=y or =n", file=sys.stderr)
-            return 2
-        overrides[option[len("CONFIG_") :]] = value == "y"
-    path = Path(args.script)
+    print(f"klpsim: {escape(message)}", file=sys.stderr)
+    return 2
+
+
+def _script_place(name: str) -> tuple[str, Path]:
+    """(label for messages, directory whose test_modules/ holds its modules)
+    of SCRIPT; ``-`` is standard input, with modules beside the current
+    directory, as ``insmod test_modules/X.ko`` would find them."""
+    if name == "-":
+        return "<stdin>", Path.cwd()
+    return name, Path(name).parent
+
+
+def _read_script(name: str) -> str:
+    # Undecodable bytes become lone surrogates and a CR stays a CR: the
+    # parser names either with its line and column.
+    if name == "-":
+        return sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
     try:
-        # Undecodable bytes become lone surrogates, which the parser names.
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        data = Path(name).read_bytes()
     except OSError as e:
-        print(f"klpsim: {path}: {e.strerror}", file=sys.stderr)
-        return 2
-    try:
-        commands = parse_script(text, str(path))
-        system = boot(args.kernel, config_overrides=overrides)
-        resolver = ModuleResolver(system.profile, [Path(d) for d in args.modules], path.parent)
-        runner = Runner(
-            system, resolver, str(path), transcript=not args.dmesg, color=sys.stdout.isatty()
-        )
-        if args.check:
-            _install_checker(runner, system, str(path))
-        status = runner.run(commands)
-    except ScriptError as e:
-        print(f"klpsim: {e}", file=sys.stderr)
-        return 2
-    except _CheckFailed as e:
-        if args.dmesg:
-            sys.stdout.write("".join(line + "\n" for line in system.kernel.log.dmesg(notime=True)))
-        print(f"klpsim: check: {e}", file=sys.stderr)
-        return 3
-    if args.dmesg:
-        sys.stdout.write("".join(line + "\n" for line in system.kernel.log.dmesg(notime=True)))
-    return 1 if status else 0
+        raise _BadInput(f"{name}: {e.strerror}") from None
+    return data.decode("utf-8", errors="surrogateescape")
 
 
-class _CheckFailed(Exception):
+class _BadInput(Exception):
     pass
 
 
-def _install_checker(runner, system, path: str) -> None:
-    """--check: test the invariants after every command; stop at the first violation."""
-    from klpsim.tools.check import Checker
-
-    checker = Checker(system.klp)
-
-    def after(cmd) -> None:
-        violations = checker.after()
-        if violations:
-            v = violations[0]
-            funcs = f" [functions: {', '.join(v.functions)}]" if v.functions else ""
-            raise _CheckFailed(f"{path}:{cmd.line}: '{cmd.text}': {v.invariant}: {v.detail}{funcs}")
-
-    runner.before_command = lambda cmd: checker.before()
-    runner.after_command = after
+def _config(items: list[str]) -> dict[str, bool]:
+    overrides = {}
+    for item in items:
+        option, _, value = item.partition("=")
+        if not option.startswith("CONFIG_") or value not in ("y", "n"):
+            raise _BadInput(f"--config {item}: expected CONFIG_NAME=y or =n")
+        overrides[option.removeprefix("CONFIG_")] = value == "y"
+    return overrides
 
 
-def _cmd_kernels(args) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
+    from klpsim.scenario.parser import ScriptError
+    from klpsim.session import CheckFailed, Session, SessionError
+
+    try:
+        config = _config(args.config)
+        label, script_dir = _script_place(args.script)
+        session = Session(
+            args.kernel,
+            config=config,
+            module_dirs=[Path(d) for d in args.modules],
+            script_dir=script_dir,
+            out=sys.stdout,
+            err=sys.stderr,
+            transcript=not args.dmesg,
+            color=not args.dmesg and sys.stdout.isatty(),
+            show_stdout=not args.dmesg,
+            path=label,
+        )
+        status = session.run(_read_script(args.script), check=args.check)
+    except (_BadInput, SessionError, ScriptError) as e:
+        return _err(str(e))
+    except CheckFailed as e:
+        if args.dmesg:
+            _print_lines(sys.stdout, session.dmesg())
+        print(f"klpsim: check: {e}", file=sys.stderr)
+        return 3
+    if args.dmesg:
+        _print_lines(sys.stdout, session.dmesg())
+    return 1 if status else 0
+
+
+def _print_lines(out: TextIO, lines: list[str]) -> None:
+    out.write("".join(line + "\n" for line in lines))
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
     from klpsim.livepatch.profiles import DEFAULT_PROFILE, all_profiles
 
     for name, profile in all_profiles().items():
@@ -94,68 +116,102 @@ def _cmd_kernels(args) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line and exit status 2, not argparse's usage block."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+def _cmd_semantics(args: argparse.Namespace) -> int:
+    from klpsim.scenario.parser import ScriptError
+    from klpsim.tools.semantics import SHIPPED, generate
 
-
-def _cmd_semantics(args) -> int:
-    from klpsim.tools.semantics import DEFAULT_DIR, generate
-
-    directory = Path(args.scenarios) if args.scenarios else DEFAULT_DIR
-    if not directory.is_dir():
-        print(f"klpsim: {directory}: not a directory", file=sys.stderr)
-        return 2
-    sys.stdout.write(generate(directory))
+    if args.scenarios is None:
+        folder, label = SHIPPED, "semantics"
+    else:
+        folder, label = Path(args.scenarios), args.scenarios.rstrip("/")
+        if not folder.is_dir():
+            return _err(f"{args.scenarios}: not a directory")
+    try:
+        table = generate(folder, label)
+    except ScriptError as e:
+        return _err(str(e))
+    except OSError as e:
+        return _err(f"{e.filename}: {e.strerror}")
+    sys.stdout.write(table)
     return 0
 
 
-def _real_tier(fn):
+def _cmd_truth_table(args: argparse.Namespace) -> int:
+    from klpsim.tools.truthtable import render
+
+    sys.stdout.write(render())
+    return 0
+
+
+def _real_tier(fn: Callable[[], int]) -> int:
     """Run a command of the real-kernel tier; its errors are one line, exit 2."""
     from klpsim.real.vm.errors import VMError
 
     try:
-        return fn()
+        status: int = fn()
+        return status
     except VMError as e:
-        print(f"klpsim: {e}", file=sys.stderr)
-        return 2
+        return _err(str(e))
 
 
 def _log(msg: str) -> None:
     print(f"klpsim: {msg}", file=sys.stderr, flush=True)
 
 
-def _cmd_diff(args) -> int:
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from klpsim.scenario.parser import ScriptError
     from klpsim.tools.realdiff import diff_scripts
 
     scripts = [Path(s) for s in args.scripts]
     for p in scripts:
         if not p.is_file():
-            print(f"klpsim: {p}: No such file or directory", file=sys.stderr)
-            return 2
-    return _real_tier(
-        lambda: diff_scripts(
-            args.kernel, scripts, [Path(d) for d in args.modules], sys.stdout, _log
+            return _err(f"{p}: No such file or directory")
+    try:
+        return _real_tier(
+            lambda: diff_scripts(
+                args.kernel, scripts, [Path(d) for d in args.modules], sys.stdout, _log
+            )
         )
-    )
+    except ScriptError as e:
+        return _err(str(e))
 
 
-def _cmd_fuzz(args) -> int:
+def _cmd_fuzz(args: argparse.Namespace) -> int:
     from klpsim.tools.fuzz import fuzz, generate, write_scenario
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _err(f"--out {args.out}: not a directory")
+    if args.count < 0:
+        return _err(f"--count {args.count}: must not be negative")
     if args.dry_run:
-        for sc in generate(args.kernel, args.seed, args.count):
-            path = write_scenario(sc, Path(args.out) / args.kernel)
-            print(path)
+        try:
+            for sc in generate(args.kernel, args.seed, args.count):
+                print(write_scenario(sc, out / args.kernel))
+        except OSError as e:
+            return _err(f"--out {args.out}: {e.strerror}")
         return 0
-    return _real_tier(
-        lambda: fuzz(args.kernel, args.seed, args.count, Path(args.out), sys.stdout, _log)
-    )
+    return _real_tier(lambda: fuzz(args.kernel, args.seed, args.count, out, sys.stdout, _log))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and exit status 2, not argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _version() -> str:
+    from klpsim import __version__
+
+    return f"klpsim {__version__}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klpsim", description="An executable model of Linux kernel livepatching.")
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument(
+        "--debug", action="store_true", help="on an internal error, print the traceback too"
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a scenario script on a simulated kernel")
     run.add_argument(
@@ -186,10 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the livepatch invariants after every command; exit 3 at the first violation",
     )
-    run.add_argument("script")
+    run.add_argument("script", metavar="SCRIPT", help="the scenario script, or - for stdin")
     run.set_defaults(func=_cmd_run)
-    sem = sub.add_parser("semantics", help="run docs/semantics/ on every profile: a table")
-    sem.add_argument("--scenarios", metavar="DIR", help="the scenario folder")
+    sem = sub.add_parser("semantics", help="run the semantics scenarios on every profile: a table")
+    sem.add_argument(
+        "--scenarios", metavar="DIR", help="a folder of scenarios (default: klpsim's own)"
+    )
     sem.set_defaults(func=_cmd_semantics)
     sub.add_parser(
         "vm", help="run scenarios and selftests on real Debian kernels in QEMU", add_help=False
@@ -213,11 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only generate the scenarios into --out, run nothing"
     )
     fz.set_defaults(func=_cmd_fuzz)
-    sub.add_parser(
+    tt = sub.add_parser(
         "truth-table",
-        add_help=False,
         help="livepatch x ftrace users, both attach orders: docs/truth-table.md",
+        description="Print docs/truth-table.md: the model's truth table beside the measured one.",
     )
+    tt.set_defaults(func=_cmd_truth_table)
+    from klpsim.tools.inspect import add_inspect_parser
+
     add_inspect_parser(sub)
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
@@ -226,28 +287,84 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["truth-table"]:
-        from klpsim.tools.truthtable import main as truth_main
-
-        return truth_main(argv[1:])
-    if argv[:1] == ["vm"]:  # the real-kernel tier parses its own options
+    rest = argv[1:] if argv[:1] == ["--debug"] else argv
+    if rest[:1] == ["vm"]:  # the real-kernel tier parses its own options
         from klpsim.real.vm.cli import main as vm_main
 
-        return vm_main(argv[1:])
+        return vm_main(rest[1:])
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
+
+
+class _ClosedStream:
+    """Stands in for a standard stream whose descriptor is closed: the
+    first write fails as it would on the descriptor (EBADF)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Send whatever is still buffered for stdout nowhere, so that Python's
+    own flush at exit does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+    except OSError:
+        pass
 
 
 def entry() -> None:
-    """The console script: like main(), but quiet when stdout is closed early."""
+    """The console script: :func:`main`, with klpsim's own failures turned
+    into one line and an exit status of their own (never a traceback, unless
+    ``--debug``)."""
+    debug = sys.argv[1:2] == ["--debug"]
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()  # type: ignore[assignment]
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
     try:
         status = main()
         sys.stdout.flush()
     except BrokenPipeError:
         # e.g. "klpsim run ... | head": stop writing, as coreutils do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         status = 141
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            status = _internal_error(e, debug)
+        else:
+            _quiet_stdout()
+            print(f"klpsim: write error: {e.strerror}", file=sys.stderr)
+            status = EX_IOERR
+    except KeyboardInterrupt:
+        print("klpsim: interrupted", file=sys.stderr)
+        status = 130
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 (a crash of klpsim itself)
+        status = _internal_error(e, debug)
     sys.exit(status)
+
+
+def _internal_error(e: BaseException, debug: bool) -> int:
+    from klpsim.kernel.printk import escape
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    hint = "" if debug else " (run with --debug for the traceback)"
+    print(f"klpsim: internal error: {escape(detail)}{hint}", file=sys.stderr)
+    return EX_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from klpsim.kernel.params import kstrtobool
 from klpsim.kernel.printk import Printk
 from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
 from klpsim.kernel.tasks import Scheduler, Task
-from klpsim.kernel.vmlinux import PROC_FILES, build_vmlinux
+from klpsim.kernel.vmlinux import PROC_SHOW, build_vmlinux
 
 __all__ = ["KernelConfig", "Kernel", "CallContext", "CallObserver"]
 
@@ -86,6 +86,7 @@ class Kernel:
         )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
+        self.clock.quiet.append(self.sched.idle_while_time_passes)
         self.call_observers: list[CallObserver] = []
         self.data_symbols: list[str] = []
         self._pointers: dict[int, tuple[object, str]] = {}
@@ -144,7 +145,7 @@ class Kernel:
             "/dev",
         ):
             fs.mkdir(d)
-        for path, func in PROC_FILES.items():
+        for func, path in PROC_SHOW.items():
             fs.create_file(path, 0o444, self._proc_show(func))
         fs.create_file("/proc/kallsyms", 0o444, self._kallsyms_show)
         fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from klpsim.kernel.errno import EAGAIN, EBUSY, EEXIST, ENOENT, ENOEXEC, ENOSPC
 from klpsim.kernel.params import ParamSpec
-from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING
+from klpsim.kernel.printk import KERN_ERR, KERN_NOTICE, KERN_WARNING, escape
 
 if TYPE_CHECKING:
     from klpsim.kernel.fs import Show, Store
@@ -39,10 +39,38 @@ __all__ = [
     "ModuleCode",
     "Module",
     "ModuleLoader",
+    "MODULE_NAME_LEN",
+    "MODULE_NAME_MAX",
+    "is_c_identifier",
+    "module_name_error",
 ]
 
 MODULE_STATE_LIVE, MODULE_STATE_COMING, MODULE_STATE_GOING, MODULE_STATE_UNFORMED = 0, 1, 2, 3
 MODULE_NAME_LEN = 56
+MODULE_NAME_MAX = MODULE_NAME_LEN - 1
+"""The longest module name: MODULE_NAME_LEN less the terminating NUL."""
+
+_DIGITS = frozenset("0123456789")
+_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_") | _DIGITS
+
+
+def is_c_identifier(s: str) -> bool:
+    """``[A-Za-z_][A-Za-z0-9_]*``: what kbuild makes KBUILD_MODNAME of, and
+    what a C function is called."""
+    return bool(s) and s[0] not in _DIGITS and _IDENT_CHARS.issuperset(s)
+
+
+def module_name_error(name: str) -> str | None:
+    """Why *name* cannot be a module's name (as klpsim's modules are named),
+    or None."""
+    if not is_c_identifier(name):
+        return f"'{escape(name)}' is not a module name (letters, digits and '_')"
+    if len(name) > MODULE_NAME_MAX:
+        return (
+            f"module name '{escape(name[:20])}...' is longer than {MODULE_NAME_MAX} characters "
+            "(MODULE_NAME_LEN)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +102,6 @@ class ModuleCode:
         pass
 
     has_exit = True
-
-    def param(self, name: str) -> Any:
-        return self.mod.params[name]
 
     def sym(self, name: str) -> Symbol:
         """A function of this module's own text (its ModuleSpec declares it)."""

@@ -32,6 +32,10 @@ def kstrtobool(s: str, enable_disable: bool = True) -> bool | int:
     return -EINVAL
 
 
+_U64_DIGITS = {8: 22, 10: 20, 16: 16}
+"""Digits of 2**64 - 1 in each base."""
+
+
 def kstrtoull(s: str, base: int = 0) -> int:
     """_kstrtoull(): a non-negative value, or -EINVAL/-ERANGE.
 
@@ -52,7 +56,12 @@ def kstrtoull(s: str, base: int = 0) -> int:
     digits = "0123456789abcdef"[:base]
     if not s or any(ch.lower() not in digits for ch in s):
         return -EINVAL
-    value = int(s, base)
+    # _parse_integer_limit() notices the overflow digit by digit; here, more
+    # significant digits than a u64 has is -ERANGE before any conversion.
+    significant = s.lstrip("0")
+    if len(significant) > _U64_DIGITS[base]:
+        return -ERANGE
+    value = int(significant or "0", base)
     return value if value < 2**64 else -ERANGE
 
 

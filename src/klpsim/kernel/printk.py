@@ -27,10 +27,19 @@ __all__ = [
     "LogRecord",
     "Printk",
     "DynamicDebug",
+    "escape",
 ]
 
 KERN_EMERG, KERN_ALERT, KERN_CRIT, KERN_ERR = 0, 1, 2, 3
 KERN_WARNING, KERN_NOTICE, KERN_INFO, KERN_DEBUG = 4, 5, 6, 7
+
+
+def escape(text: str) -> str:
+    """*text* on one line: control (and other unprintable) characters as
+    backslash escapes, as util-linux's dmesg shows them (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,23 +107,12 @@ class Printk:
         self.records: list[LogRecord] = []
         self.dyndbg = DynamicDebug()
         self.listeners: list[Callable[[LogRecord], None]] = []
-        self._once: set[str] = set()
 
     def printk(self, level: int, text: str, origin: str = "kernel") -> None:
         rec = LogRecord(self.clock.now, level, text.rstrip("\n"), origin)
         self.records.append(rec)
         for listener in self.listeners:
             listener(rec)
-
-    def printk_once(self, key: str, level: int, text: str) -> None:
-        """pr_*_once(): print at most once per boot."""
-        if key not in self._once:
-            self._once.add(key)
-            self.printk(level, text)
-
-    def pr_debug(self, file: str, func: str, text: str) -> None:
-        if self.dyndbg.enabled(file, func):
-            self.printk(KERN_DEBUG, text)
 
     def dmesg(self, notime: bool = True) -> list[str]:
         """The lines ``dmesg`` (``--notime``) prints."""

@@ -153,6 +153,11 @@ class Scheduler:
         task.signal_pending = True
         self.wake_up_state(task)
 
+    def idle_while_time_passes(self) -> bool:
+        """Would a tick run nothing: no task on a CPU, none woken, no idle CPU
+        to kick?"""
+        return not (self._busy or self._woken or self._idle_wakeups)
+
     def tick(self) -> None:
         """Run what the CPUs would run while time passes."""
         if self._idle_wakeups:

@@ -16,15 +16,18 @@ from klpsim.kernel.symbols import VMLINUX_BASE, FuncBody, ObjectFile
 if TYPE_CHECKING:
     from klpsim.kernel.machine import CallContext
 
-__all__ = ["build_vmlinux", "PROC_FILES"]
+__all__ = ["build_vmlinux", "PROC_SHOW"]
 
-PROC_FILES = {
-    "/proc/cmdline": "cmdline_proc_show",
-    "/proc/meminfo": "meminfo_proc_show",
-    "/proc/version": "version_proc_show",
-    "/proc/loadavg": "loadavg_proc_show",
-    "/proc/uptime": "uptime_proc_show",
+PROC_SHOW = {
+    "cmdline_proc_show": "/proc/cmdline",
+    "meminfo_proc_show": "/proc/meminfo",
+    "version_proc_show": "/proc/version",
+    "loadavg_proc_show": "/proc/loadavg",
+    "uptime_proc_show": "/proc/uptime",
 }
+"""The single-record /proc files (proc_create_single()) and the show
+function behind each: {function: file}. Real on every kernel, so the fuzzer
+and the C generator patch them too."""
 
 MEMINFO = (
     "MemTotal:        2014880 kB\n"

@@ -13,7 +13,19 @@ from typing import TYPE_CHECKING
 from klpsim.kernel.clock import DelayedWork
 from klpsim.kernel.errno import EBUSY, EINVAL, ENODEV
 from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_STATE_GOING
+from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.livepatch import transition
+from klpsim.livepatch.events import (
+    KlpEvent,
+    ModuleRefused,
+    PatchEnabled,
+    PatchFreed,
+    PatchRefused,
+    RefusalReason,
+    TransitionEvent,
+    When,
+)
+from klpsim.livepatch.messages import KLP_PREFIX
 from klpsim.livepatch.patch import (
     klp_patch_object,
     klp_unpatch_object,
@@ -30,7 +42,6 @@ from klpsim.livepatch.structs import (
     KlpObject,
     KlpPatch,
 )
-from klpsim.messages import KLP_PREFIX
 
 if TYPE_CHECKING:
     from klpsim.kernel.fs import Inode, Show, Store
@@ -62,12 +73,17 @@ class Klp:
         self.ops: dict[Symbol, KlpOps] = {}  # klp_ops, keyed by old_func
         self.sched_try_switch_key = False
         self.reliable_stack = kernel.has_config("HAVE_RELIABLE_STACKTRACE")
-        self.transition_work = DelayedWork(lambda: transition.klp_transition_work_fn(self))
+        self.transition_work = DelayedWork(
+            lambda: transition.klp_transition_work_fn(self),
+            lambda expires, horizon: transition.klp_transition_fast_forward(self, expires, horizon),
+        )
+        # signals_cnt -> (time, state) at a signal period's start: klp_transition_work_fn()
+        self.retry_states: dict[int, tuple[int, transition.RetryState]] = {}
         self.shadow = ShadowHash(self)
         self.freed: list[KlpPatch] = []  # patches whose free work has run
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
-        self.transition_seq = 0  # counts transition events, for observers
-        self.event_hooks: list[Callable[[str], None]] = []  # observers, see event()
+        self.transition_seq = 0  # counts transition steps, for observers
+        self.tp: Tracepoint[KlpEvent] = Tracepoint()  # see emit()
         self._fmt_cache: dict[str, tuple[int, str, tuple[str, str] | None]] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
@@ -111,12 +127,11 @@ class Klp:
         """%p of *obj*: a hashed pointer, stable for the object's life."""
         return self.kernel.hashed_ptr(obj)
 
-    def event(self, name: str) -> None:
-        """Tell observers where the model is (``start:after``, ``complete:before``...)."""
-        if name.endswith(":before"):
+    def emit(self, event: KlpEvent) -> None:
+        """Tell the probes of :attr:`tp` what happened (livepatch/events.py)."""
+        if isinstance(event, TransitionEvent) and event.when is When.BEFORE:
             self.transition_seq += 1
-        for hook in self.event_hooks:
-            hook(name)
+        self.tp(event)
 
     @property
     def current(self) -> Task:
@@ -432,14 +447,18 @@ def klp_add_nops(klp: Klp, patch: KlpPatch) -> int:
     return 0
 
 
-def klp_unpatch_replaced_patches(klp: Klp, new_patch: KlpPatch) -> None:
+def klp_unpatch_replaced_patches(klp: Klp, new_patch: KlpPatch) -> list[KlpPatch]:
+    """Unpatch the patches *new_patch* replaces; the model returns them."""
+    replaced: list[KlpPatch] = []
     for old_patch in klp.patches:
         if old_patch is new_patch:
-            return
+            break
         if not klp.policy.replaces(new_patch, old_patch):
             continue
         old_patch.enabled = False
         klp_unpatch_objects(klp, old_patch)
+        replaced.append(old_patch)
+    return replaced
 
 
 def __klp_free_objects(klp: Klp, patch: KlpPatch, nops_only: bool) -> None:
@@ -479,6 +498,7 @@ def klp_free_patch_finish(klp: Klp, patch: KlpPatch) -> None:
     if not patch.forced:
         patch.mod.module_put("livepatch")
     patch.freed = True
+    klp.emit(PatchFreed(patch.name))
 
 
 def klp_free_patch_work_fn(klp: Klp, patch: KlpPatch) -> None:
@@ -552,32 +572,45 @@ def klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
+    ret, reason = _klp_enable_patch(klp, patch)
+    if ret:
+        klp.emit(PatchRefused(patch.name, patch.mod.name, ret, reason))
+    else:
+        klp.emit(PatchEnabled(patch.name, patch.mod.name))
+    return ret
+
+
+def _klp_enable_patch(klp: Klp, patch: KlpPatch) -> tuple[int, RefusalReason]:
+    """klp_enable_patch() itself; the model also says which check failed."""
+    assert patch.objs is not None  # checked by klp_enable_patch()
     for obj in patch.objs:
         if obj.funcs is None:
-            return -EINVAL
+            return -EINVAL, RefusalReason.INVALID
     if not patch.mod.klp:
         klp.msg("not_livepatch", patch.mod.name)
-        return -EINVAL
+        return -EINVAL, RefusalReason.NOT_LIVEPATCH
     if klp.root_kobj is None:
-        return -ENODEV
+        return -ENODEV, RefusalReason.INVALID
     if not klp.reliable_stack:
         klp.msg("no_reliable_stack")
         klp.msg("may_never_complete")
     if not klp_is_patch_compatible(klp, patch):
         klp.msg("incompatible", patch.name)
-        return -EINVAL
+        return -EINVAL, RefusalReason.INCOMPATIBLE
     if not patch.mod.try_module_get("livepatch"):
-        return -ENODEV
+        return -ENODEV, RefusalReason.NO_MODULE_REFERENCE
     klp.all_patches.append(patch)
     klp_init_patch_early(patch)
     ret = klp_init_patch(klp, patch)
+    reason = RefusalReason.INIT
     if not ret:
         ret = __klp_enable_patch(klp, patch)
         if not ret:
-            return 0
+            return 0, reason
+        reason = RefusalReason.ENABLE
     klp_free_patch_start(klp, patch)
     klp_free_patch_finish(klp, patch)
-    return ret
+    return ret, reason
 
 
 # -- module notifier ---------------------------------------------------------------
@@ -643,6 +676,7 @@ def klp_module_coming(klp: Klp, mod: Module) -> int:
 
 def _coming_failed(klp: Klp, mod: Module, patch: KlpPatch, obj: KlpObject, ret: int) -> int:
     klp.msg("refusing_module", patch.name, mod.name, mod.name)
+    klp.emit(ModuleRefused(patch.name, mod.name, ret))
     mod.klp_alive = False
     obj.mod = None
     klp_cleanup_module_patches_limited(klp, mod, patch)

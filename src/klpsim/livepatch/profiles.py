@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from klpsim.messages import CATALOGUE, Message
+from klpsim.livepatch.messages import CATALOGUE, Message
+from klpsim.livepatch.state import klp_get_state
 
 if TYPE_CHECKING:
     from klpsim.livepatch.core import Klp
@@ -67,7 +68,7 @@ class ReplacePolicy:
 
     def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
         """klp_is_state_compatible(): a cumulative patch must keep every state."""
-        state = _get_state(new, old_state.id)
+        state = klp_get_state(new, old_state.id)
         if state is None:
             return not new.replace
         return state.version >= old_state.version
@@ -79,13 +80,6 @@ class ReplacePolicy:
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
         return bool(transition_patch.replace)
-
-
-def _get_state(patch: KlpPatch, id: int) -> KlpState | None:
-    for state in patch.states:
-        if state.id == id:
-            return state
-    return None
 
 
 @dataclass(frozen=True)

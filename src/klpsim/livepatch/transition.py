@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING
 from klpsim.kernel.clock import NSEC_PER_SEC
 from klpsim.kernel.errno import EADDRINUSE, EBUSY, EINVAL
 from klpsim.livepatch import core
+from klpsim.livepatch.events import (
+    PatchesReplaced,
+    TransitionEvent,
+    TransitionForced,
+    TransitionPhase,
+    TransitionTarget,
+    When,
+)
 from klpsim.livepatch.patch import klp_unpatch_objects
 from klpsim.livepatch.structs import (
     KLP_TRANSITION_IDLE,
@@ -45,14 +53,24 @@ __all__ = [
     "klp_sched_try_switch",
     "klp_cond_resched",
     "klp_transition_work_fn",
+    "klp_transition_fast_forward",
     "SIGNALS_TIMEOUT",
 ]
 
 SIGNALS_TIMEOUT = 15
 
+RetryState = tuple[object, ...]
+"""What _retry_state() compares between two signal periods (equality only)."""
+
 
 def _state_name(state: int) -> str:
     return "patching" if state == KLP_TRANSITION_PATCHED else "unpatching"
+
+
+def _event(klp: Klp, phase: TransitionPhase, when: When, patch: KlpPatch, target: int) -> None:
+    """A transition step; *target*: where the transition goes (for a
+    reversal, the new direction)."""
+    klp.emit(TransitionEvent(phase, when, patch.name, TransitionTarget(target)))
 
 
 def klp_update_patch_state(klp: Klp, task: Task) -> None:
@@ -204,7 +222,68 @@ def klp_try_complete_transition(klp: Klp) -> bool:
 def klp_transition_work_fn(klp: Klp) -> None:
     """The delayed work that retries a stalled transition."""
     if klp.transition_patch is not None:
+        if klp.signals_cnt % SIGNALS_TIMEOUT == 0:
+            # What the system looks like at the start of a signal period,
+            # for klp_transition_fast_forward().
+            klp.retry_states = {
+                klp.signals_cnt: (klp.kernel.clock.now, _retry_state(klp)),
+            }
         klp_try_complete_transition(klp)
+
+
+PERIOD_NS = SIGNALS_TIMEOUT * NSEC_PER_SEC
+"""A stalled transition repeats itself every SIGNALS_TIMEOUT retries, one a second."""
+
+
+def _retry_state(klp: Klp) -> RetryState:
+    """Everything a retry of the transition reads or may change, but the
+    clock and signals_cnt."""
+    kernel = klp.kernel
+    tasks = tuple(
+        (
+            t.pid,
+            t.patch_state,
+            t.patch_pending,
+            t.signal_pending,
+            t.woken,
+            t.on_cpu,
+            t.freezable,
+            t.reliable,
+            tuple(map(id, t.stack)),
+        )
+        for t in kernel.sched.all_tasks()
+    )
+    return (
+        len(kernel.log.records),
+        len(kernel.log.dyndbg.rules),
+        klp.transition_seq,
+        id(klp.transition_patch),
+        klp.target_state,
+        klp.sched_try_switch_key,
+        tuple(kernel.sched.cpu_online),
+        tasks,
+    )
+
+
+def klp_transition_fast_forward(klp: Klp, expires: int, horizon: int) -> int:
+    """The model's shortcut for a transition that can never complete on its
+    own (a task sleeps on a patched function): when the last full signal
+    period, SIGNALS_TIMEOUT retries and one round of signals, changed
+    nothing at all (no task switched, nothing logged), every later period
+    will change nothing either, so the retries due before *horizon* are
+    skipped a period at a time: signals_cnt moves on as they would have
+    moved it, and the retry runs again (for real) at the first period that
+    does not fit. The log is the one stepping through every retry gives."""
+    if klp.transition_patch is None or klp.signals_cnt % SIGNALS_TIMEOUT:
+        return expires
+    seen = klp.retry_states.get(klp.signals_cnt - SIGNALS_TIMEOUT)
+    if seen != (expires - PERIOD_NS, _retry_state(klp)):
+        return expires
+    periods = (horizon - expires) // PERIOD_NS
+    if periods < 1:
+        return expires
+    klp.signals_cnt += periods * SIGNALS_TIMEOUT
+    return expires + periods * PERIOD_NS
 
 
 def klp_complete_transition(klp: Klp) -> None:
@@ -212,11 +291,12 @@ def klp_complete_transition(klp: Klp) -> None:
     patch = klp.transition_patch
     assert patch is not None  # called only during a transition
     target = klp.target_state
-    klp.event("complete:before")
+    _event(klp, TransitionPhase.COMPLETE, When.BEFORE, patch, target)
     klp.msg("completing", patch.name, _state_name(target))
     if target == KLP_TRANSITION_PATCHED and klp.policy.adds_nops(patch):
-        core.klp_unpatch_replaced_patches(klp, patch)
+        replaced = core.klp_unpatch_replaced_patches(klp, patch)
         core.klp_discard_nops(klp, patch)
+        klp.emit(PatchesReplaced(patch.name, tuple(p.name for p in replaced)))
     if target == KLP_TRANSITION_UNPATCHED:
         klp_unpatch_objects(klp, patch)
     for obj in patch.obj_list:
@@ -234,7 +314,7 @@ def klp_complete_transition(klp: Klp) -> None:
     klp.msg("complete", patch.name, _state_name(target))
     klp.target_state = KLP_TRANSITION_IDLE
     klp.transition_patch = None
-    klp.event("complete:after")
+    _event(klp, TransitionPhase.COMPLETE, When.AFTER, patch, target)
 
 
 def klp_cancel_transition(klp: Klp) -> None:
@@ -249,7 +329,7 @@ def klp_cancel_transition(klp: Klp) -> None:
 
 def klp_init_transition(klp: Klp, patch: KlpPatch, state: int) -> None:
     """Set every task to the initial state and mark the patch's funcs."""
-    klp.event("init:before")
+    _event(klp, TransitionPhase.INIT, When.BEFORE, patch, state)
     klp.transition_patch = patch
     klp.target_state = state
     klp.msg("initializing", patch.name, _state_name(state))
@@ -274,14 +354,14 @@ def klp_start_transition(klp: Klp) -> None:
             task.patch_pending = True
     klp.sched_try_switch_key = True
     klp.signals_cnt = 0
-    klp.event("start:after")
+    _event(klp, TransitionPhase.START, When.AFTER, patch, target)
 
 
 def klp_reverse_transition(klp: Klp) -> None:
     """Turn the running transition around (``enabled`` written mid-way)."""
     patch = klp.transition_patch
     assert patch is not None  # called only during a transition
-    klp.event("reverse:before")
+    _event(klp, TransitionPhase.REVERSE, When.BEFORE, patch, 1 - klp.target_state)
     klp.msg(
         "reversing",
         patch.name,
@@ -309,7 +389,10 @@ def klp_force_transition(klp: Klp) -> None:
     assert tp is not None  # called only during a transition
     if klp.target_state == KLP_TRANSITION_UNPATCHED:
         tp.forced = True
+        pinned = [tp]
     else:
-        for patch in klp.patches:
-            if patch is not tp and klp.policy.force_marks(tp, patch):
-                patch.forced = True
+        pinned = [p for p in klp.patches if p is not tp and klp.policy.force_marks(tp, p)]
+        for patch in pinned:
+            patch.forced = True
+    target = TransitionTarget(klp.target_state)
+    klp.emit(TransitionForced(tp.name, target, tuple(p.name for p in pinned)))

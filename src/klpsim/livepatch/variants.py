@@ -15,9 +15,9 @@ from klpsim.livepatch.profiles import (
     MAINLINE_CONFIG,
     Profile,
     ReplacePolicy,
-    _get_state,
     register,
 )
+from klpsim.livepatch.state import klp_get_state
 
 if TYPE_CHECKING:
     from klpsim.livepatch.core import Klp
@@ -44,7 +44,7 @@ class ReplaceSetPolicy(ReplacePolicy):
         return new.replace_set == old.replace_set
 
     def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
-        state = _get_state(new, old_state.id)
+        state = klp_get_state(new, old_state.id)
         if new.replace_set == old_patch.replace_set:
             return state is not None and state.version >= old_state.version
         return state is None  # different sets must not share a state id
@@ -179,7 +179,7 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
         return new.replace_set == 1 or new.replace_set == old.replace_set
 
     def state_compatible(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> bool:
-        state = _get_state(new, old_state.id)
+        state = klp_get_state(new, old_state.id)
         if state is None:
             return not self.replaces(new, old_patch)
         return state.version >= old_state.version

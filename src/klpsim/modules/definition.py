@@ -1,48 +1,50 @@
-"""Module definition files (``MOD.toml``): livepatches and plain target modules.
+"""Modules built from the schema: a module definition (model/schema.py)
+becomes the ModuleSpec insmod hands to the simulated kernel.
 
-The format is fixed by scenarios.md. A definition that does not fit is
-refused with a :class:`DefinitionError` naming the file and the key.
+What the built module does matches what real/vm/modgen.py generates in C
+from the same definition, for the same kernel:
+
+* a livepatch's replacement prints its ``output`` line into a seq_file
+  when it is given one (a /proc show function's caller passes it) and
+  returns the func's ``return`` value;
+* ``replace``, ``replace_set`` and ``replaceable`` become module parameters
+  (the TOML value is the default) for the fields the profile's kernel has
+  (``Profile.patch_fields``); the others are ignored;
+* a plain module's functions are show functions behind ``/proc/MOD/F``.
 """
 
-import tomllib
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
+from klpsim.kernel.machine import CallContext
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
-from klpsim.kernel.params import ParamSpec
+from klpsim.kernel.params import ParamSpec, ParamType
+from klpsim.kernel.symbols import Symbol
+from klpsim.livepatch.profiles import Profile
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
+from klpsim.model.schema import LivepatchDef, ModuleDef, TargetDef
 from klpsim.modules.base import LivepatchCode, seq_puts
 
-__all__ = ["DefinitionError", "load_definition", "parse_definition"]
+__all__ = ["build_module", "TargetModule"]
 
-ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
-
-
-class DefinitionError(Exception):
-    """A definition file that cannot be used: ``FILE: key 'K': what is wrong``."""
-
-
-def _fail(path: Path, key: str, what: str) -> None:
-    raise DefinitionError(f"{path}: key '{key}': {what}")
+# module_param() of each struct klp_patch field: (type, value from the definition)
+_PATCH_PARAMS: dict[str, tuple[ParamType, Callable[[LivepatchDef], int]]] = {
+    "replace": ("int", lambda d: int(d.replace)),
+    "replace_set": ("uint", lambda d: d.replace_set),
+    "replaceable": ("int", lambda d: int(d.replaceable)),
+}
 
 
-def _check(path, key, value, typ, what):
-    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        _fail(path, key, f"expected {what}, got {type(value).__name__} {value!r}")
+def _replacement(text: str, ret: int) -> Callable[..., int]:
+    """A replacement function: prints *text* into a seq_file when its caller
+    passes one (a /proc show), and returns *ret*."""
 
+    def new_func(ctx: CallContext, *args: Any) -> int:
+        if args and isinstance(args[0], list):
+            args[0].append(text + "\n")
+        return ret
 
-def _check_keys(path, prefix, table: dict, allowed: set, required: set | frozenset = frozenset()):
-    for key in table:
-        if key not in allowed:
-            _fail(path, f"{prefix}{key}", "unknown key")
-    for key in required:
-        if key not in table:
-            _fail(path, f"{prefix}{key}", "missing")
-
-
-def _replacement(modname: str, output: str | None):
-    """A replacement: a seq_file show function that prints *output*, as the
-    module generator for real kernels writes it (real/vm/modgen.py)."""
-    return seq_puts(output if output is not None else f"{modname}: this has been live patched")
+    return new_func
 
 
 class TargetModule(ModuleCode):
@@ -55,7 +57,7 @@ class TargetModule(ModuleCode):
         kernel = self.kernel
         for sym in self.mod.text.symbols:
 
-            def read(sym=sym) -> str:
+            def read(sym: Symbol = sym) -> str:
                 seq: list[str] = []
                 kernel.call(kernel.sched.current, sym, seq)
                 return "".join(seq)
@@ -68,148 +70,62 @@ class TargetModule(ModuleCode):
         self.pr_info(f"{self.mod.name}_exit")
 
 
-def load_definition(path: Path, profile) -> ModuleSpec:
-    """Read *path* and build the module it defines for *profile*'s kernel."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DefinitionError(f"{path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise DefinitionError(f"{path}: not a text file") from None
-    return parse_definition(text, path, profile)
+def build_module(defn: ModuleDef, profile: Profile) -> ModuleSpec:
+    """The module *defn* defines, as *profile*'s kernel loads it."""
+    if isinstance(defn, TargetDef):
+        return _target(defn)
+    return _livepatch(defn, profile)
 
 
-def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
-    """Build the module that TOML *text* (named *path*) defines."""
-    name = path.stem.replace("-", "_")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise DefinitionError(f"{path}: {e}") from None
-    livepatch = data.get("livepatch", False)
-    _check(path, "livepatch", livepatch, bool, "a boolean")
-    if livepatch:
-        return _livepatch(path, name, data, profile)
-    _check_keys(path, "", data, {"livepatch", "functions", "error_injection"})
-    funcs = data.get("functions", [])
-    _check(path, "functions", funcs, list, "an array of function names")
-    for i, f in enumerate(funcs):
-        _check(path, f"functions[{i}]", f, str, "a function name")
+def _target(defn: TargetDef) -> ModuleSpec:
+    name = defn.name
     return ModuleSpec(
         name,
         TargetModule,
-        functions=tuple(FunctionSpec(f, seq_puts(f"{name}: {f}: original output")) for f in funcs),
-        exports=tuple(funcs),  # EXPORT_SYMBOL_GPL, as the real-kernel generator writes them
-        error_injection=_error_injection(path, data, set(funcs)),
-        source=str(path),
+        functions=tuple(
+            FunctionSpec(f, seq_puts(f"{name}: {f}: original output")) for f in defn.functions
+        ),
+        exports=defn.functions,  # EXPORT_SYMBOL_GPL, as the real-kernel generator writes them
+        error_injection=defn.error_injection,
+        source=defn.source,
     )
 
 
-def _error_injection(path, data, funcs: set) -> tuple:
-    entries = data.get("error_injection", {})
-    _check(path, "error_injection", entries, dict, "a table of function = type")
-    out = []
-    for func, etype in entries.items():
-        _check(path, f"error_injection.{func}", etype, str, "a type name")
-        if etype not in ERROR_INJECTION_TYPES:
-            _fail(
-                path,
-                f"error_injection.{func}",
-                f"type must be one of {', '.join(ERROR_INJECTION_TYPES)}",
-            )
-        if func not in funcs:
-            _fail(path, f"error_injection.{func}", "not a function of this module")
-        out.append((func, etype))
-    return tuple(out)
-
-
-def _livepatch(path: Path, name: str, data: dict, profile) -> ModuleSpec:
-    fields = profile.patch_fields
-    allowed = {
-        "livepatch",
-        "objects",
-        "states",
-        "replace",
-        "replace_set",
-        "replaceable",
-        "error_injection",
-    }
-    _check_keys(path, "", data, allowed)
-    replace = data.get("replace", False)
-    _check(path, "replace", replace, bool, "a boolean")
-    replace_set = data.get("replace_set", 0)
-    _check(path, "replace_set", replace_set, int, "an integer")
-    if not 0 <= replace_set < 2**32:
-        _fail(path, "replace_set", "must be a u32")
-    replaceable = data.get("replaceable", False)
-    _check(path, "replaceable", replaceable, bool, "a boolean")
-    objects = data.get("objects", [])
-    _check(path, "objects", objects, list, "an array of tables")
-    functions: list[FunctionSpec] = []
-    obj_defs = []
-    for i, obj in enumerate(objects):
-        prefix = f"objects[{i}]."
-        _check(path, f"objects[{i}]", obj, dict, "a table")
-        _check_keys(path, prefix, obj, {"name", "funcs"}, {"name"})
-        _check(path, prefix + "name", obj["name"], str, "a string")
-        funcs = obj.get("funcs", [])
-        _check(path, prefix + "funcs", funcs, list, "an array of tables")
-        fdefs = []
-        for j, f in enumerate(funcs):
-            fp = f"{prefix}funcs[{j}]."
-            _check(path, f"{prefix}funcs[{j}]", f, dict, "a table")
-            _check_keys(path, fp, f, {"old_name", "new_name", "old_sympos", "output"}, {"old_name"})
-            _check(path, fp + "old_name", f["old_name"], str, "a string")
-            new_name = f.get("new_name", "livepatch_" + f["old_name"])
-            _check(path, fp + "new_name", new_name, str, "a string")
-            sympos = f.get("old_sympos", 0)
-            _check(path, fp + "old_sympos", sympos, int, "an integer")
-            if sympos < 0:
-                _fail(path, fp + "old_sympos", "must not be negative")
-            output = f.get("output")
-            if output is not None:
-                _check(path, fp + "output", output, str, "a string")
-            functions.append(FunctionSpec(new_name, _replacement(name, output)))
-            fdefs.append((f["old_name"], new_name, sympos))
-        obj_defs.append((None if obj["name"] == "vmlinux" else obj["name"], fdefs))
-    states = data.get("states", [])
-    _check(path, "states", states, list, "an array of tables")
-    state_defs = []
-    for i, st in enumerate(states):
-        sp = f"states[{i}]."
-        _check(path, f"states[{i}]", st, dict, "a table")
-        _check_keys(path, sp, st, {"id", "version"}, {"id"})
-        _check(path, sp + "id", st["id"], int, "an integer")
-        if st["id"] <= 0:
-            _fail(path, sp + "id", "must be positive")
-        version = st.get("version", 0)
-        _check(path, sp + "version", version, int, "an integer")
-        state_defs.append((st["id"], version))
-    params = []
-    if "replace" in fields:
-        params.append(ParamSpec("replace", "int", 0o644, int(replace)))
-    if "replace_set" in fields:
-        params.append(ParamSpec("replace_set", "uint", 0o644, replace_set))
-    if "replaceable" in fields:
-        params.append(ParamSpec("replaceable", "int", 0o644, int(replaceable)))
+def _livepatch(defn: LivepatchDef, profile: Profile) -> ModuleSpec:
+    functions = tuple(
+        FunctionSpec(
+            f.new_name,
+            _replacement(f.output if f.output is not None else defn.default_output, f.ret),
+        )
+        for obj in defn.objects
+        for f in obj.funcs
+    )
+    params = tuple(
+        ParamSpec(field, typ, 0o644, value(defn))
+        for field, (typ, value) in _PATCH_PARAMS.items()
+        if field in profile.patch_fields
+    )
 
     class DefinedLivepatch(LivepatchCode):
-        def objects(self):
+        def objects(self) -> list[KlpObject]:
             return [
-                KlpObject(objname, [KlpFunc(old, self.sym(new), pos) for old, new, pos in fd])
-                for objname, fd in obj_defs
+                KlpObject(
+                    None if obj.name == "vmlinux" else obj.name,
+                    [KlpFunc(f.old_name, self.sym(f.new_name), f.old_sympos) for f in obj.funcs],
+                )
+                for obj in defn.objects
             ]
 
-        def states(self):
-            return [KlpState(i, v) for i, v in state_defs]
+        def states(self) -> list[KlpState]:
+            return [KlpState(st.id, st.version) for st in defn.states]
 
-    DefinedLivepatch.__name__ = f"Livepatch_{name}"
+    DefinedLivepatch.__name__ = f"Livepatch_{defn.name}"
     return ModuleSpec(
-        name,
+        defn.name,
         DefinedLivepatch,
         livepatch=True,
-        params=tuple(params),
-        functions=tuple(functions),
-        error_injection=_error_injection(path, data, {f.name for f in functions}),
-        source=str(path),
+        params=params,
+        functions=functions,
+        error_injection=defn.error_injection,
+        source=defn.source,
     )

@@ -27,81 +27,113 @@ docs/bpf-and-livepatch.md.
 """
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any
 
 from klpsim.kernel import errno as errno_mod
 from klpsim.kernel.errno import errno_name, strerror
-from klpsim.scenario.parser import ScriptError
-from klpsim.scenario.simverbs import _function, _task
-from klpsim.tools.attachments import attachment_health
-from klpsim.trace.bpf import LINK_TYPES, MULTI_TYPES, AttachError
+from klpsim.scenario.simverbs import FUNC, PID, function, task
+from klpsim.scenario.verbs import REGISTRY, Arg, Bound, Opt, checked_by
+from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import (
+    MULTI_KINDS,
+    OVERRIDE_KINDS,
+    CallPhase,
+    FailFunctionInjected,
+    LinkKind,
+    ProgramRan,
+)
 
-__all__ = ["BPF_VERBS"]
+__all__ = ["parse_ret", "parse_target"]
+
+FAMILY = "bpf"
+KINDS = {k.value: k for k in LinkKind}
 
 
-def _fail(rt, msg: str) -> NoReturn:
-    raise ScriptError(rt.path, rt.line, msg)
+def bpf_verb(
+    name: str, *args: Arg, **kw: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a BPF verb (simulator-only)."""
+    return REGISTRY.verb(name, FAMILY, *args, **kw)
 
 
-def _number(rt, opt: str, text: str) -> int:
-    if text.lstrip("-").startswith("E"):
-        value = getattr(errno_mod, text.lstrip("-"), None)
+def parse_ret(text: str) -> int:
+    """A program's return or override value: a number (``0x`` hex too) or
+    ``-EPERM`` style. ValueError if it is neither."""
+    name = text.removeprefix("-")
+    if name.startswith("E"):
+        value = getattr(errno_mod, name, None)
         if isinstance(value, int):
             return -value if text.startswith("-") else value
+        raise ValueError(f"unknown errno '{text}'")
     try:
         return int(text, 0)
     except ValueError:
-        _fail(rt, f"{opt}: expected a number or -EXXX, got '{text}'")
+        raise ValueError(f"expected a number or -EXXX, got '{text}'") from None
 
 
-def _parse_func(rt, kind: str, spec: str) -> tuple[list[tuple[str | None, str]], int]:
-    parts = spec.split(",") if kind in MULTI_TYPES else [spec]
+def parse_target(kind: LinkKind, spec: str) -> tuple[list[tuple[str | None, str]], int]:
+    """FUNC of bpf_attach: ([(module or None, name)], offset). ValueError if bad."""
+    parts = spec.split(",") if kind in MULTI_KINDS else [spec]
     funcs, offset = [], 0
     for part in parts:
         objname, _, name = part.rpartition(":")
         name, plus, off = name.partition("+")
         if plus:
-            if kind not in ("kprobe", "kretprobe"):
-                _fail(rt, f"bpf_attach: {kind}: FUNC+OFFSET is for kprobes only")
+            if kind not in (LinkKind.KPROBE, LinkKind.KRETPROBE):
+                raise ValueError(f"{kind}: FUNC+OFFSET is for kprobes only")
             try:
                 offset = int(off, 0)
             except ValueError:
-                _fail(rt, f"bpf_attach: bad offset in '{part}'")
+                raise ValueError(f"bad offset in '{part}'") from None
         if not name or not all(c.isalnum() or c in "_." for c in name):
-            _fail(rt, f"bpf_attach: bad function '{part}'")
+            raise ValueError(f"bad function '{part}'")
         funcs.append((objname or None, name))
     return funcs, offset
 
 
-def bpf_attach(rt, kind: str, func: str, *opts: str) -> None:
-    if kind not in LINK_TYPES:
-        _fail(rt, f"bpf_attach: unknown type '{kind}' (one of {', '.join(LINK_TYPES)})")
-    override = None
-    ret = 0
-    name = None
-    i = 0
-    while i < len(opts):
-        opt = opts[i]
-        if opt not in ("--override", "--ret", "--name") or i + 1 >= len(opts):
-            _fail(rt, f"bpf_attach: bad option '{opt}' (--override RET, --ret RET, --name NAME)")
-        value = opts[i + 1]
-        if opt == "--override":
-            if kind not in ("kprobe", "kprobe_multi"):
-                _fail(rt, "bpf_attach: --override is for kprobe and kprobe_multi programs")
-            override = _number(rt, opt, value)
-        elif opt == "--ret":
-            if kind != "fmod_ret":
-                _fail(rt, "bpf_attach: --ret is for fmod_ret programs")
-            ret = _number(rt, opt, value)
-        else:
-            if not value.isidentifier():
-                _fail(rt, f"bpf_attach: --name: bad name '{value}'")
-            if value in rt.system.bpf.links:
-                _fail(rt, f"bpf_attach: --name: '{value}' is attached already")
-            name = value
-        i += 2
-    funcs, offset = _parse_func(rt, kind, func)
+def _type_error(word: str) -> str | None:
+    return None if word in KINDS else f"unknown type '{word}' (one of {', '.join(KINDS)})"
+
+
+def _name_error(word: str) -> str | None:
+    return None if word.isidentifier() else f"bad name '{word}'"
+
+
+def _attach_error(b: Bound) -> str | None:
+    """What only the words together show."""
+    kind = KINDS[b.args["TYPE"][0]]
+    if "--override" in b.opts and kind not in OVERRIDE_KINDS:
+        return "bpf_attach: --override is for kprobe and kprobe_multi programs"
+    if "--ret" in b.opts and kind is not LinkKind.FMOD_RET:
+        return "bpf_attach: --ret is for fmod_ret programs"
+    try:
+        parse_target(kind, b.args["FUNC"][0])
+    except ValueError as e:
+        return f"bpf_attach: {e}"
+    return None
+
+
+RET = Arg("RET", check=checked_by(parse_ret))
+
+
+@bpf_verb(
+    "bpf_attach",
+    Arg("TYPE", check=_type_error),
+    Arg("FUNC"),
+    opts=(Opt("--override", RET), Opt("--ret", RET), Opt("--name", Arg("NAME", check=_name_error))),
+    check=_attach_error,
+)
+def bpf_attach(rt, kind_name: str, func: str, *opts: str) -> None:
+    kind = KINDS[kind_name]
+    values = dict(zip(opts[::2], opts[1::2], strict=True))
+    override = parse_ret(values["--override"]) if "--override" in values else None
+    ret = parse_ret(values.get("--ret", "0"))
+    name = values.get("--name")
     bpf = rt.system.bpf
+    if name is not None and name in bpf.links:
+        rt.stderr(f"bpf_attach: --name: '{name}' is attached already\n")
+        return
+    funcs, offset = parse_target(kind, func)
     try:
         link = bpf.attach(kind, funcs, offset, override, ret, name)
     except AttachError as e:
@@ -112,6 +144,7 @@ def bpf_attach(rt, kind: str, func: str, *opts: str) -> None:
     rt.stdout(f"{link.name}: {kind} {link.where()} attached\n")
 
 
+@bpf_verb("bpf_detach", Arg("NAME"))
 def bpf_detach(rt, name: str) -> None:
     link = rt.system.bpf.links.get(name)
     if link is None:
@@ -124,17 +157,28 @@ def bpf_detach(rt, name: str) -> None:
 def _program(link) -> str:
     if link.override is not None:
         return f"override {link.override}"
-    if link.kind == "fmod_ret":
+    if link.kind is LinkKind.FMOD_RET:
         return f"returns {link.ret}"
     return "-"
 
 
+@bpf_verb("bpf_attachments")
 def bpf_attachments(rt) -> None:
+    from klpsim.model.health import attachment_health  # only this verb needs it
+
     rows = [("NAME", "TYPE", "TARGET", "PROGRAM", "HITS", "STATE", "NOTE")]
     for h in attachment_health(rt.system):
         link = h.link
         rows.append(
-            (link.name, link.kind, link.where(), _program(link), str(link.hits), h.state, h.note)
+            (
+                link.name,
+                str(link.kind),
+                link.where(),
+                _program(link),
+                str(link.hits),
+                h.state,
+                h.note,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
@@ -156,32 +200,21 @@ def _ran(rt, sym, target) -> str:
     return f"ran {where}"
 
 
+@bpf_verb("call", FUNC, Arg("PID", check=PID.check, optional=True))
 def call(rt, func: str, pid: str | None = None) -> None:
-    task = _task(rt, pid) if pid else rt.kernel.sched.current
-    sym = _function(rt, func)
-    (target, result), events = rt.system.bpf.trace_call(lambda: rt.kernel.invoke(task, sym, []))
-    out = [f"call {func} from {task.comm}:{task.pid}"]
-    entry = [e for e in events if " saw return " not in e and not _is_body(rt, e)]
-    body = [e for e in events if _is_body(rt, e)]
-    exits = [e for e in events if " saw return " in e]
-    out += [f"  {e}" for e in entry]
+    t = task(rt, pid) if pid else rt.kernel.sched.current
+    sym = function(rt, func)
+    with rt.system.events.capture() as events:
+        target, result = rt.kernel.invoke(t, sym, [])
+    traced = [e for e in events if isinstance(e, ProgramRan | FailFunctionInjected)]
+
+    def phase(e: ProgramRan | FailFunctionInjected) -> CallPhase:
+        return e.phase if isinstance(e, ProgramRan) else CallPhase.ENTRY
+
+    out = [f"call {func} from {t.comm}:{t.pid}"]
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.ENTRY]
     out.append(f"  {_ran(rt, sym, target)}")
-    out += [f"  {e}" for e in body + exits]
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.BODY]
+    out += [f"  {e}" for e in traced if phase(e) is CallPhase.EXIT]
     out.append(f"  returned {result}")
     rt.stdout("".join(line + "\n" for line in out))
-
-
-def _is_body(rt, event: str) -> bool:
-    name = event.split(" ", 2)[1]
-    if event.startswith("fail_function "):
-        return False
-    link = rt.system.bpf.links.get(name)
-    return link is not None and link.int3
-
-
-BPF_VERBS: dict[str, Callable[..., None]] = {
-    "bpf_attach": bpf_attach,
-    "bpf_detach": bpf_detach,
-    "bpf_attachments": bpf_attachments,
-    "call": call,
-}

@@ -6,13 +6,16 @@ A failing helper dies: it logs ``ERROR: MSG`` and stops the script with
 status 1.
 """
 
-import difflib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from klpsim.kernel.fs import mode_string
+from klpsim.scenario.runner import ScriptExit
+from klpsim.scenario.verbs import REGISTRY, Arg, Opt
 
-__all__ = ["HELPERS", "ScriptExit", "filter_check_result"]
+__all__ = ["filter_check_result", "die"]
 
 SYSFS_KLP_DIR = "/sys/kernel/livepatch"
 SYSFS_TRACING_DIR = "/sys/kernel/tracing"
@@ -20,21 +23,32 @@ MAX_RETRIES = 600
 RETRY_INTERVAL_NS = 100_000_000
 
 
-class ScriptExit(Exception):
-    """The script stops (die, skip, exit) with *status*."""
-
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
+FAMILY = "functions.sh"
+MOD = Arg("MOD")
+LOADS = (Arg("MOD", module=True), Arg("ARG=VAL", optional=True, repeat=True))
+WORDS = Arg("WORD", optional=True, repeat=True)
 
 
-def die(rt, msg: str) -> None:
+@dataclass
+class HelperState:
+    """What functions.sh keeps between helpers."""
+
+    last_dmesg: int | None = None
+    """The log record of the last start_test canary."""
+
+
+def helper(name: str, *args: Arg, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a functions.sh helper."""
+    return REGISTRY.verb(name, FAMILY, *args, **kw)
+
+
+def die(rt, msg: str) -> NoReturn:
     rt.log(f"ERROR: {msg}")
     rt.stderr(f"ERROR: {msg}\n")
     raise ScriptExit(1)
 
 
-def skip(rt, msg: str) -> None:
+def skip(rt, msg: str) -> NoReturn:
     rt.log(f"SKIP: {msg}")
     rt.stderr(f"SKIP: {msg}\n")
     raise ScriptExit(4)
@@ -84,12 +98,14 @@ def __load_mod(rt, mod: str, args: list[str]) -> None:
         die(rt, f"failed to load module {mod}")
 
 
+@helper("load_mod", *LOADS)
 def load_mod(rt, mod: str, *args: str) -> None:
     if is_livepatch_mod(rt, mod):
         die(rt, f"use load_lp() to load the livepatch module {mod}")
     __load_mod(rt, mod, list(args))
 
 
+@helper("load_lp_nowait", *LOADS)
 def load_lp_nowait(rt, mod: str, *args: str) -> None:
     if not is_livepatch_mod(rt, mod):
         die(rt, f"module {mod} is not a livepatch")
@@ -98,12 +114,14 @@ def load_lp_nowait(rt, mod: str, *args: str) -> None:
         die(rt, f"failed to load module {mod}")
 
 
+@helper("load_lp", *LOADS)
 def load_lp(rt, mod: str, *args: str) -> None:
     load_lp_nowait(rt, mod, *args)
     if not loop_until(rt, lambda: _read(rt, f"{SYSFS_KLP_DIR}/{mod}/transition") == "0"):
         die(rt, "failed to complete transition")
 
 
+@helper("load_failing_mod", *LOADS)
 def load_failing_mod(rt, mod: str, *args: str) -> None:
     status, out, err = rt.shell(_load_command(rt, mod, list(args)))
     ret = (out + err).rstrip("\n")
@@ -112,6 +130,8 @@ def load_failing_mod(rt, mod: str, *args: str) -> None:
     rt.log(ret)
 
 
+@helper("unload_mod", MOD)
+@helper("unload_lp", MOD)
 def unload_mod(rt, mod: str) -> None:
     if not loop_until(rt, lambda: _read(rt, f"/sys/module/{mod}/refcnt") == "0"):
         die(rt, f"failed to unload module {mod} (refcnt)")
@@ -124,6 +144,7 @@ def unload_mod(rt, mod: str) -> None:
         die(rt, f"failed to unload module {mod} (/sys/module)")
 
 
+@helper("disable_lp", MOD)
 def disable_lp(rt, mod: str) -> None:
     path = f"{SYSFS_KLP_DIR}/{mod}/enabled"
     rt.log(f"% echo 0 > {path}")
@@ -132,6 +153,7 @@ def disable_lp(rt, mod: str) -> None:
         die(rt, f"failed to disable livepatch {mod}")
 
 
+@helper("set_pre_patch_ret", MOD, Arg("RET"))
 def set_pre_patch_ret(rt, mod: str, ret: str) -> None:
     path = f"/sys/module/{mod}/parameters/pre_patch_ret"
     rt.log(f"% echo {ret} > {path}")
@@ -140,9 +162,10 @@ def set_pre_patch_ret(rt, mod: str, ret: str) -> None:
         die(rt, f"failed to set pre_patch_ret parameter for {mod} module")
 
 
+@helper("set_ftrace_enabled", Arg("VALUE"), opts=(Opt("--fail"),))
 def set_ftrace_enabled(rt, *args: str) -> None:
-    can_fail = args[:1] == ("--fail",)
-    value = args[-1]
+    can_fail = "--fail" in args
+    value = [a for a in args if a != "--fail"][-1]
     status, out, err = rt.shell(["sysctl", "-q", f"kernel.ftrace_enabled={value}"])
     result = _read(rt, "/proc/sys/kernel/ftrace_enabled")
     if result != value:
@@ -153,6 +176,7 @@ def set_ftrace_enabled(rt, *args: str) -> None:
     rt.log(f"livepatch: kernel.ftrace_enabled = {result}")
 
 
+@helper("check_sysfs_rights", MOD, Arg("REL"), Arg("RIGHTS"))
 def check_sysfs_rights(rt, mod: str, rel: str, expected: str) -> None:
     path = f"{SYSFS_KLP_DIR}/{mod}/{rel}"
     node = rt.fs.lookup(path)
@@ -161,6 +185,7 @@ def check_sysfs_rights(rt, mod: str, rel: str, expected: str) -> None:
         die(rt, f"Unexpected access rights of {path}: {expected} vs. {rights}")
 
 
+@helper("check_sysfs_value", MOD, Arg("REL"), Arg("VALUE"))
 def check_sysfs_value(rt, mod: str, rel: str, expected: str) -> None:
     path = f"{SYSFS_KLP_DIR}/{mod}/{rel}"
     value = _read(rt, path) or ""
@@ -168,6 +193,7 @@ def check_sysfs_value(rt, mod: str, rel: str, expected: str) -> None:
         die(rt, f"Unexpected value in {path}: {expected} vs. {value}")
 
 
+@helper("cleanup_tracing")
 def cleanup_tracing(rt) -> None:
     for name, value in (
         ("tracing_on", "0"),
@@ -178,6 +204,7 @@ def cleanup_tracing(rt) -> None:
         rt.write(f"{SYSFS_TRACING_DIR}/{name}", value + "\n")
 
 
+@helper("trace_function", Arg("FUNC"))
 def trace_function(rt, func: str) -> None:
     cleanup_tracing(rt)
     rt.write(f"{SYSFS_TRACING_DIR}/current_tracer", "function\n")
@@ -185,6 +212,7 @@ def trace_function(rt, func: str) -> None:
     rt.write(f"{SYSFS_TRACING_DIR}/tracing_on", "1\n")
 
 
+@helper("check_traced_functions", Arg("FUNC", optional=True, repeat=True))
 def check_traced_functions(rt, *funcs: str) -> None:
     for func in funcs:
         status, _, _ = rt.shell(["grep", "-Fwq", func, f"{SYSFS_TRACING_DIR}/trace"])
@@ -193,9 +221,10 @@ def check_traced_functions(rt, *funcs: str) -> None:
     cleanup_tracing(rt)
 
 
+@helper("start_test", Arg("NAME", optional=True, repeat=True))
 def start_test(rt, *words: str) -> None:
     name = " ".join(words)
-    rt.last_dmesg = rt.log(f"livepatch kselftest timestamp: {rt.rfc3339_ns()}")
+    rt.state(HelperState).last_dmesg = rt.log(f"livepatch kselftest timestamp: {rt.rfc3339_ns()}")
     rt.stdout(f"TEST: {name} ... ")
     rt.log(f"===== TEST: {name} =====")
 
@@ -216,28 +245,44 @@ def filter_check_result(lines: list[str]) -> list[str]:
     return out
 
 
+def dmesg_since_canary(rt) -> list[str]:
+    """``dmesg`` from the record after the last start_test canary on."""
+    log = rt.kernel.log
+    last = rt.state(HelperState).last_dmesg
+    start = 0 if last is None else last + 1
+    saved, log.records = log.records, log.records[start:]
+    try:
+        return log.dmesg(notime=False)
+    finally:
+        log.records = saved
+
+
+@helper("check_result", Arg("EXPECTED"))
 def check_result(rt, expected: str) -> None:
     expect = expected.rstrip("\n")
-    result = "\n".join(filter_check_result(rt.dmesg_since_canary())).rstrip("\n")
+    result = "\n".join(filter_check_result(dmesg_since_canary(rt))).rstrip("\n")
     if result == expect:
         rt.stdout("ok\n")
     elif not result:
         rt.stdout("not ok\n")
         die(rt, "livepatch kselftest(s) failed")
     else:
+        import difflib  # only on a mismatch: start-up stays light
+
         diff = difflib.unified_diff(
             expect.split("\n"), result.split("\n"), "expected", "result", lineterm=""
         )
         rt.stdout("not ok\n")
         rt.stderr("\n".join(diff) + "\n")
-        rt.check_failed = True
         die(rt, "livepatch kselftest(s) failed")
 
 
+@helper("log", WORDS)
 def log(rt, *words: str) -> None:
     rt.log(" ".join(words))
 
 
+@helper("loop_until", Arg("COMMAND"), Arg("ARG", optional=True, repeat=True), runs_command=True)
 def loop_until_verb(rt, *cmd: str) -> int:
     """functions.sh's ``loop_until CMD``: retry a command until it succeeds.
 
@@ -250,25 +295,11 @@ def loop_until_verb(rt, *cmd: str) -> int:
     return 1
 
 
-HELPERS: dict[str, Callable[..., int | None]] = {
-    "start_test": start_test,
-    "load_mod": load_mod,
-    "load_lp": load_lp,
-    "load_lp_nowait": load_lp_nowait,
-    "load_failing_mod": load_failing_mod,
-    "unload_mod": unload_mod,
-    "unload_lp": unload_mod,
-    "disable_lp": disable_lp,
-    "set_pre_patch_ret": set_pre_patch_ret,
-    "set_ftrace_enabled": set_ftrace_enabled,
-    "check_sysfs_rights": check_sysfs_rights,
-    "check_sysfs_value": check_sysfs_value,
-    "trace_function": trace_function,
-    "check_traced_functions": check_traced_functions,
-    "cleanup_tracing": cleanup_tracing,
-    "log": log,
-    "check_result": check_result,
-    "loop_until": loop_until_verb,
-    "die": lambda rt, *w: die(rt, " ".join(w)),
-    "skip": lambda rt, *w: skip(rt, " ".join(w)),
-}
+@helper("die", WORDS)
+def die_verb(rt, *words: str) -> None:
+    die(rt, " ".join(words))
+
+
+@helper("skip", WORDS)
+def skip_verb(rt, *words: str) -> None:
+    skip(rt, " ".join(words))

@@ -5,20 +5,33 @@ tools print (coreutils, grep, kmod, procps), so that a failing command
 looks the same here as on a test machine.
 """
 
+import math
 import re
+from collections.abc import Callable
+from typing import Any
 
-from klpsim.kernel.errno import EACCES, EAGAIN, EEXIST, EINVAL, ENOENT, strerror
+from klpsim.kernel.errno import EAGAIN, EEXIST, EINVAL, ENOENT, strerror
 from klpsim.kernel.fs import mode_string
+from klpsim.scenario.verbs import REGISTRY, Arg, Result, checked_by
 
-__all__ = ["SHELL_COMMANDS", "Result", "bre_to_python", "insmod_strerror"]
+__all__ = ["bre_to_python", "insmod_strerror", "sleep_ns", "KTIME_MAX"]
 
-Result = tuple[int, str, str]
+FAMILY = "shell"
+ANY = Arg("ARG", optional=True, repeat=True)
+KTIME_MAX = 2**63 - 1
+"""The kernel's clock (ktime_t) counts nanoseconds in an s64."""
+
+
+def command(name: str, *args: Arg, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a shell command (its output is captured and may be redirected)."""
+    return REGISTRY.verb(name, FAMILY, *(args or (ANY,)), command=True, **kw)
 
 
 def _err(status: int, text: str) -> Result:
     return status, "", text + "\n"
 
 
+@command("cat")
 def cat(rt, args: list[str]) -> Result:
     out, err, status = [], [], 0
     for path in args:
@@ -31,6 +44,7 @@ def cat(rt, args: list[str]) -> Result:
     return status, "".join(out), "".join(err)
 
 
+@command("ls")
 def ls(rt, args: list[str]) -> Result:
     flags = [a for a in args if a.startswith("-")]
     paths = [a for a in args if not a.startswith("-")] or ["."]
@@ -54,6 +68,7 @@ def ls(rt, args: list[str]) -> Result:
     return status, "".join(out), "".join(err)
 
 
+@command("echo")
 def echo(rt, args: list[str]) -> Result:
     newline = True
     while args and args[0] in ("-n", "-e", "-ne", "-en"):
@@ -106,6 +121,7 @@ def bre_to_python(pattern: str, extended: bool = False) -> str:
     return "".join(out)
 
 
+@command("grep")
 def grep(rt, args: list[str]) -> Result:
     opts: set[str] = set()
     rest: list[str] = []
@@ -163,6 +179,7 @@ def insmod_strerror(err: int) -> str:
     }.get(err, strerror(err))
 
 
+@command("insmod", Arg("FILE", optional=True, module=True), ANY)
 def insmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "insmod: ERROR: missing filename.")
@@ -174,6 +191,7 @@ def insmod(rt, args: list[str]) -> Result:
     return 0, "", ""
 
 
+@command("modprobe", Arg("MOD", optional=True, module=True), ANY)
 def modprobe(rt, args: list[str]) -> Result:
     """modprobe MOD [ARGS]: load by name; kmod's error wording."""
     if not args:
@@ -188,6 +206,7 @@ def modprobe(rt, args: list[str]) -> Result:
     return 0, "", ""
 
 
+@command("rmmod")
 def rmmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "rmmod: ERROR: missing module name.")
@@ -208,20 +227,40 @@ def rmmod(rt, args: list[str]) -> Result:
     return 0, "", ""
 
 
+_SLEEP_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_FLOAT = r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\+?inf(inity)?"
+
+
+def sleep_ns(word: str) -> int:
+    """coreutils' sleep interval: a number with an optional s, m, h or d, in
+    nanoseconds of simulated time. ValueError says why it is none."""
+    number, unit = word, 1
+    if word[-1:] in _SLEEP_UNITS:
+        number, unit = word[:-1], _SLEEP_UNITS[word[-1]]
+    if not re.fullmatch(_FLOAT, number, re.IGNORECASE):
+        raise ValueError(f"invalid time interval '{word}'")
+    seconds = float(number) * unit
+    if math.isinf(seconds) or seconds * 1e9 > KTIME_MAX:
+        raise ValueError(f"'{word}' never ends: the simulated clock stops at KTIME_MAX (292 years)")
+    return int(seconds * 1e9)
+
+
+@command("sleep", Arg("NUMBER", repeat=True, check=checked_by(sleep_ns)))
 def sleep(rt, args: list[str]) -> Result:
-    try:
-        seconds = sum(float(a.rstrip("s")) for a in args)
-    except ValueError:
-        return _err(1, f"sleep: invalid time interval '{args[0] if args else ''}'")
-    rt.advance(int(seconds * 1e9))
+    ns = sum(sleep_ns(a) for a in args)
+    if rt.kernel.clock.now + ns > KTIME_MAX:
+        return _err(1, "sleep: the simulated clock stops at KTIME_MAX (292 years)")
+    rt.advance(ns)
     return 0, "", ""
 
 
+@command("dmesg")
 def dmesg(rt, args: list[str]) -> Result:
     lines = rt.kernel.log.dmesg(notime="--notime" in args or "-t" in args)
     return 0, "".join(line + "\n" for line in lines), ""
 
 
+@command("sysctl")
 def sysctl(rt, args: list[str]) -> Result:
     quiet = "-q" in args
     values_only = "-n" in args or "--values" in args
@@ -249,6 +288,7 @@ def sysctl(rt, args: list[str]) -> Result:
     return status, "".join(out), "".join(err)
 
 
+@command("test")
 def test(rt, args: list[str]) -> Result:
     negate = bool(args) and args[0] == "!"
     if negate:
@@ -274,12 +314,14 @@ def test(rt, args: list[str]) -> Result:
     return (0 if ok != negate else 1), "", ""
 
 
+@command("getconf")
 def getconf(rt, args: list[str]) -> Result:
     if args == ["_NPROCESSORS_ONLN"]:
         return 0, f"{sum(rt.kernel.sched.cpu_online)}\n", ""
     return _err(1, f"getconf: Unrecognized variable '{' '.join(args)}'")
 
 
+@command("stat")
 def stat(rt, args: list[str]) -> Result:
     fmt = None
     paths = []
@@ -302,22 +344,11 @@ def stat(rt, args: list[str]) -> Result:
     return 0, "".join(out), ""
 
 
-SHELL_COMMANDS = {
-    "cat": cat,
-    "ls": ls,
-    "echo": echo,
-    "grep": grep,
-    "insmod": insmod,
-    "modprobe": modprobe,
-    "rmmod": rmmod,
-    "sleep": sleep,
-    "dmesg": dmesg,
-    "sysctl": sysctl,
-    "test": test,
-    "getconf": getconf,
-    "stat": stat,
-    "true": lambda rt, a: (0, "", ""),
-    "false": lambda rt, a: (1, "", ""),
-}
+@command("true")
+def true(rt, args: list[str]) -> Result:
+    return 0, "", ""
 
-_ = EACCES
+
+@command("false")
+def false(rt, args: list[str]) -> Result:
+    return 1, "", ""

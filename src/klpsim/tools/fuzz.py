@@ -20,17 +20,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from klpsim.kernel.vmlinux import PROC_SHOW as SHOW
 from klpsim.tools.realdiff import comparable, compare, model_log, run_model
 
 __all__ = ["Scenario", "generate", "fuzz"]
 
-SHOW = {
-    "cmdline_proc_show": "/proc/cmdline",
-    "meminfo_proc_show": "/proc/meminfo",
-    "version_proc_show": "/proc/version",
-    "loadavg_proc_show": "/proc/loadavg",
-    "uptime_proc_show": "/proc/uptime",
-}
 PREFIX = "test_klp_fz"  # check_result keeps lines naming test_klp modules
 
 

@@ -15,13 +15,11 @@ that configured state), and both logs start after the first
 """
 
 import difflib
-import io
 from pathlib import Path
 
-from klpsim.livepatch.system import boot
-from klpsim.scenario.helpers import ScriptExit, filter_check_result
-from klpsim.scenario.parser import parse_script
-from klpsim.scenario.runner import ModuleResolver, Runner
+from klpsim.model.system import System
+from klpsim.scenario.helpers import filter_check_result
+from klpsim.session import Session
 
 __all__ = ["run_model", "model_log", "comparable", "compare", "diff_scripts"]
 
@@ -31,18 +29,12 @@ SETUP_CONFIG_LINES = ("livepatch: kernel.ftrace_enabled = 1",)
 
 def run_model(
     text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
-):
+) -> tuple[int, System]:
     """Run a script on a freshly booted model: (exit status, the System after it)."""
-    system = boot(kernel)
-    resolver = ModuleResolver(system.profile, module_dirs, path.parent)
-    resolver.texts.update(texts or {})
-    out, err = io.StringIO(), io.StringIO()
-    runner = Runner(system, resolver, str(path), out, err, transcript=False)
-    try:
-        status = runner.run(parse_script(text, str(path)))
-    except ScriptExit as e:
-        status = e.status
-    return status, system
+    session = Session(
+        kernel, module_dirs=module_dirs, script_dir=path.parent, definitions=texts, path=str(path)
+    )
+    return session.run(text), session.system
 
 
 def model_log(

@@ -2,59 +2,61 @@
 
     klpsim semantics [--scenarios DIR] > docs/semantics.md
 
-Each scenario in docs/semantics/ runs, with invariant checking, on every
-profile; a cell says which patches are left enabled, what the patched
-/proc files show, which loads were refused, which modules stay pinned, and
-whether the consistency model broke. The table is regenerated from the
-code, and a test compares it with the committed file.
+Each scenario (shipped with klpsim in tools/data/semantics/, or the
+``*.sh`` files of DIR, with their modules in ``test_modules/``) runs, with
+invariant checking, on every profile; a cell says which patches are left
+enabled, what the patched /proc files show, which loads were refused, which
+modules stay pinned, and whether the consistency model broke. The table is
+regenerated from the code, and a test compares it with the committed file.
 """
 
+import io
 import re
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from klpsim.livepatch.profiles import all_profiles
-from klpsim.scenario.helpers import ScriptExit
-from klpsim.scenario.parser import parse_script
-from klpsim.tools.check import Checker
-from klpsim.tools.session import CheckedSession
+from klpsim.session import Session
 
-__all__ = ["generate", "DEFAULT_DIR"]
+__all__ = ["generate", "scenarios", "SHIPPED"]
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "docs" / "semantics"
+SHIPPED = files("klpsim.tools") / "data" / "semantics"
+"""The scenarios klpsim ships."""
 FILES = {"cmdline": "/proc/cmdline", "meminfo": "/proc/meminfo", "version": "/proc/version"}
 REFUSED = re.compile(r"could not insert module test_modules/(\w+)\.ko: (.+)")
 
 
-def run_cell(script: Path, profile: str) -> str:
-    session = CheckedSession(profile, script_dir=script.parent)
-    rt = session.rt
-    checker: Checker = session.checker
-    kernel = session.system.kernel
-    original = {label: kernel.fs.read(path) for label, path in FILES.items()}
-    violation = None
-    checker.before()
-    try:
-        for cmd in parse_script(script.read_text(), str(script)):
-            rt.execute(cmd)
-            found = checker.after()
-            if found and violation is None:
-                violation = found[0].invariant
-            checker.before()
-    except ScriptExit:
-        pass
+def scenarios(folder: Traversable) -> tuple[list[Traversable], dict[str, str]]:
+    """The ``*.sh`` scripts of *folder*, in name order, and the module
+    definitions of its ``test_modules/``: {name: TOML text}."""
+    scripts = sorted((f for f in folder.iterdir() if f.name.endswith(".sh")), key=lambda f: f.name)
+    mods = folder / "test_modules"
+    definitions = {}
+    if mods.is_dir():
+        for f in mods.iterdir():
+            if f.name.endswith(".toml"):
+                definitions[f.name.removesuffix(".toml")] = f.read_text()
+    return scripts, definitions
+
+
+def run_cell(script: Traversable, label: str, definitions: dict[str, str], profile: str) -> str:
+    err = io.StringIO()
+    session = Session(profile, definitions=definitions, path=label, err=err)
+    kernel = session.kernel
+    original = {name: kernel.fs.read(path) for name, path in FILES.items()}
+    session.run(script.read_text(), check=True, stop_at_violation=False)
     parts = []
-    active = kernel.fs.listdir("/sys/kernel/livepatch")  # made at boot: never an errno
-    parts.append(
-        "enabled: " + (", ".join(active) if isinstance(active, list) and active else "none")
-    )
+    active = kernel.fs.listdir("/sys/kernel/livepatch")
+    assert isinstance(active, list)  # made at boot: never an errno
+    parts.append("enabled: " + (", ".join(active) if active else "none"))
     shown = []
-    for label, path in FILES.items():
+    for name, path in FILES.items():
         text = kernel.fs.read(path)
-        if isinstance(text, str) and text != original[label]:  # a patch's output
-            shown.append(f"{label}={text.strip()}")
+        if text != original[name]:  # a patch's output
+            shown.append(f"{name}={str(text).strip()}")
     if shown:
         parts.append(" ".join(shown))
-    refused = [f"{m} ({why})" for m, why in REFUSED.findall(session.err.getvalue())]
+    refused = [f"{m} ({why})" for m, why in REFUSED.findall(err.getvalue())]
     if refused:
         parts.append("refused: " + ", ".join(refused))
     pinned = [
@@ -64,22 +66,24 @@ def run_cell(script: Path, profile: str) -> str:
     ]
     if pinned:
         parts.append("pinned for good: " + ", ".join(pinned))
-    if violation:
-        parts.append(f"**broken: {violation}**")
+    if session.violations:
+        parts.append(f"**broken: {session.violations[0][1].invariant}**")
     return "<br>".join(parts)
 
 
-def generate(scenarios: Path = DEFAULT_DIR) -> str:
+def generate(folder: Traversable = SHIPPED, label: str = "semantics") -> str:
+    """The table; *label* names *folder* in messages (a script error names
+    ``LABEL/SCRIPT``)."""
     profiles = list(all_profiles())
-    scripts = sorted(scenarios.glob("*.sh"))
+    scripts, definitions = scenarios(folder)
     out = [
         "# The profiles side by side",
         "",
-        "Generated by `klpsim semantics > docs/semantics.md` from the scenarios in",
-        "`docs/semantics/` (their modules are in `docs/semantics/test_modules/`). Every",
-        "scenario runs on every profile with the invariants checked after each command.",
-        "Do not edit by hand: `tests/test_semantics_doc.py` fails when this file and",
-        "the code disagree.",
+        "Generated by `klpsim semantics > docs/semantics.md` from the scenarios klpsim",
+        "ships in `src/klpsim/tools/data/semantics/` (their modules are in its",
+        "`test_modules/`). Every scenario runs on every profile with the invariants",
+        "checked after each command. Do not edit by hand: `tests/test_semantics_doc.py`",
+        "fails when this file and the code disagree.",
         "",
         "| scenario | " + " | ".join(f"`{p}`" for p in profiles) + " |",
         "|---|" + "---|" * len(profiles),
@@ -87,8 +91,9 @@ def generate(scenarios: Path = DEFAULT_DIR) -> str:
     for script in scripts:
         lines = script.read_text().splitlines()
         title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else ""
-        name = script.stem.split("-", 1)[1].replace("-", " ")
-        row = [f"**{name}**: {title}"] + [run_cell(script, p) for p in profiles]
+        name = script.name.removesuffix(".sh").split("-", 1)[-1].replace("-", " ")
+        where = f"{label}/{script.name}"
+        row = [f"**{name}**: {title}"] + [run_cell(script, where, definitions, p) for p in profiles]
         out.append("| " + " | ".join(row) + " |")
     out += ["", "Profiles:", ""]
     for name, profile in all_profiles().items():

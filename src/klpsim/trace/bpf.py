@@ -63,16 +63,31 @@ function is the original, even when a livepatch ran new_func.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from klpsim.kernel.errno import EAGAIN, EINVAL, ENOENT, ESRCH
+from klpsim.kernel.symbols import Symbol
+from klpsim.kernel.tracepoint import Tracepoint
+from klpsim.trace.events import (
+    EXIT_KINDS,
+    KPROBE_KINDS,
+    MULTI_KINDS,
+    OVERRIDE_KINDS,
+    TRAMP_KINDS,
+    AttachRefused,
+    CallPhase,
+    LinkAttached,
+    LinkDetached,
+    LinkKind,
+    ProgramRan,
+    TraceEvent,
+    TrampolineFlag,
+)
 from klpsim.trace.ftrace import (
     FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER,
     FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER,
     FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF,
     FTRACE_OPS_FL_DIRECT,
-    FTRACE_OPS_FL_IPMODIFY,
     FTRACE_OPS_FL_SAVE_REGS,
     FtraceOps,
 )
@@ -80,22 +95,18 @@ from klpsim.trace.ftrace import (
 if TYPE_CHECKING:
     from klpsim.kernel.machine import Kernel
     from klpsim.kernel.module import Module
-    from klpsim.kernel.symbols import Regs, Symbol
+    from klpsim.kernel.symbols import Regs
     from klpsim.kernel.tasks import Task
     from klpsim.trace.error_inject import ErrorInjection
     from klpsim.trace.ftrace import Ftrace
     from klpsim.trace.kprobes import Kprobe, Kprobes
 
-_T = TypeVar("_T")
+__all__ = ["Bpf", "BpfLink", "BpfTrampoline", "AttachError", "LinkKind", "TrampolineFlag"]
 
-__all__ = ["Bpf", "BpfLink", "BpfTrampoline", "AttachError", "LINK_TYPES", "TRAMP_TYPES"]
-
-LINK_TYPES = ("kprobe", "kretprobe", "kprobe_multi", "kretprobe_multi", "fentry", "fexit",
-              "fmod_ret")  # fmt: skip
-TRAMP_TYPES = ("fentry", "fexit", "fmod_ret")
-KPROBE_TYPES = ("kprobe", "kretprobe")
-MULTI_TYPES = ("kprobe_multi", "kretprobe_multi")
-EXIT_TYPES = ("kretprobe", "kretprobe_multi", "fexit")
+CALL_ORIG = TrampolineFlag.CALL_ORIG
+SHARE_IPMODIFY = TrampolineFlag.SHARE_IPMODIFY
+ORIG_STACK = TrampolineFlag.ORIG_STACK
+NO_FLAGS = TrampolineFlag(0)
 SECURITY_PREFIX = "security_"
 BPF_FUNC_override_return = 58
 
@@ -119,7 +130,7 @@ class AttachError(Exception):
 class BpfLink:
     """One attached program (a ``struct bpf_link``) and what it saw."""
 
-    def __init__(self, name: str, kind: str, targets: list[Symbol], offset: int = 0,
+    def __init__(self, name: str, kind: LinkKind, targets: list[Symbol], offset: int = 0,
                  override: int | None = None, ret: int = 0):  # fmt: skip
         self.name = name
         self.kind = kind
@@ -130,8 +141,8 @@ class BpfLink:
         self.ret = ret
         """What an fmod_ret program returns (0: let the call through)."""
         self.hits = 0
-        self.seen: list[str] = []
-        """What the program reported, per hit: ``func`` or ``func ret=N``."""
+        self.seen: list[ProgramRan] = []
+        """What the program reported, per hit."""
         self.kprobes: list[Kprobe] = []
         self.modules: list[Module] = []  # module references held
         self.attached = True
@@ -160,8 +171,8 @@ class BpfTrampoline:
     def __init__(self, bpf: Bpf, sym: Symbol):
         self.bpf = bpf
         self.sym = sym
-        self.links: dict[str, list[BpfLink]] = {k: [] for k in TRAMP_TYPES}
-        self.flags: set[str] = set()  # CALL_ORIG, SHARE_IPMODIFY, ORIG_STACK
+        self.links: dict[LinkKind, list[BpfLink]] = {k: [] for k in LinkKind if k in TRAMP_KINDS}
+        self.flags = NO_FLAGS
         self.commands: list[str] = []  # ops_func commands received, in order
         self.fops = FtraceOps(
             f"bpf_trampoline:{sym.name}",
@@ -183,22 +194,22 @@ class BpfTrampoline:
         if not self.nr_links:
             if self.fops.enabled:
                 ftrace.unregister_ftrace_function(self.fops)
-            self.flags &= {"SHARE_IPMODIFY"}
+            self.flags &= SHARE_IPMODIFY
             return 0
-        self.flags &= {"SHARE_IPMODIFY"}
-        if self.links["fexit"] or self.links["fmod_ret"]:
-            self.flags.add("CALL_ORIG")
+        self.flags &= SHARE_IPMODIFY
+        if self.links[LinkKind.FEXIT] or self.links[LinkKind.FMOD_RET]:
+            self.flags |= CALL_ORIG
         while True:
-            if {"SHARE_IPMODIFY", "CALL_ORIG"} <= self.flags:
-                self.flags.add("ORIG_STACK")
+            if SHARE_IPMODIFY | CALL_ORIG in self.flags:
+                self.flags |= ORIG_STACK
             if self.fops.enabled:
                 # modify_ftrace_direct(): since "ftrace: bpf: Fix IPMODIFY +
                 # DIRECT in modify_ftrace_direct()" (Oct 2025) a trampoline
                 # that starts calling the function next to an IPMODIFY ops
                 # negotiates as on registration.
                 if (
-                    "CALL_ORIG" in self.flags
-                    and "ORIG_STACK" not in self.flags
+                    CALL_ORIG in self.flags
+                    and ORIG_STACK not in self.flags
                     and ftrace._ipmodify_owner(self.sym)
                 ):
                     self.ops_func(self.fops, self.sym, FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF)
@@ -213,17 +224,16 @@ class BpfTrampoline:
         """bpf_tramp_ftrace_ops_func()."""
         self.commands.append(CMD_NAMES[cmd])
         if cmd == FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF:
-            if "CALL_ORIG" in self.flags and "ORIG_STACK" not in self.flags:
-                self.flags.add("SHARE_IPMODIFY")
+            if CALL_ORIG in self.flags and ORIG_STACK not in self.flags:
+                self.flags |= SHARE_IPMODIFY
                 return -EAGAIN  # regenerate with ORIG_STACK and retry
             return 0
         if cmd == FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER:
-            self.flags.add("SHARE_IPMODIFY")
-            if "CALL_ORIG" in self.flags:
-                self.flags.add("ORIG_STACK")  # bpf_trampoline_update()
+            self.flags |= SHARE_IPMODIFY
+            if CALL_ORIG in self.flags:
+                self.flags |= ORIG_STACK  # bpf_trampoline_update()
             return 0
-        self.flags.discard("SHARE_IPMODIFY")
-        self.flags.discard("ORIG_STACK")
+        self.flags &= ~(SHARE_IPMODIFY | ORIG_STACK)
         return 0
 
     def run(self, task: Task, sym: Symbol, ops: FtraceOps, regs: Regs) -> None:
@@ -231,18 +241,18 @@ class BpfTrampoline:
         (left to the caller: regs->ip with ORIG_STACK, else the original
         body); fexit programs run when the call returns (Bpf._on_return)."""
         bpf = self.bpf
-        for link in self.links["fentry"]:
+        for link in self.links[LinkKind.FENTRY]:
             bpf.fire(link, sym)
-        if "CALL_ORIG" not in self.flags:
+        if CALL_ORIG not in self.flags:
             return  # returns to regs->ip, whatever the list handlers left there
         bpf.pending[(task.pid, sym)] += 1
-        for link in self.links["fmod_ret"]:
-            bpf.fire(link, sym, f"returned {link.ret}")
+        for link in self.links[LinkKind.FMOD_RET]:
+            bpf.fire(link, sym, returned=link.ret)
             if link.ret != 0:
                 regs.overridden = True  # the call is skipped
                 regs.ret = link.ret
                 return
-        if "ORIG_STACK" not in self.flags:
+        if ORIG_STACK not in self.flags:
             regs.ip = sym  # call orig_func + MCOUNT_INSN_SIZE: its own body
 
 
@@ -285,7 +295,7 @@ class FprobeOps:
 
     def _handler(self, task: Task, ip: Symbol, ops: FtraceOps, regs: Regs) -> None:
         bpf = self.bpf
-        kind = "kretprobe_multi" if self.exit_mode else "kprobe_multi"
+        kind = LinkKind.KRETPROBE_MULTI if self.exit_mode else LinkKind.KPROBE_MULTI
         for link in list(bpf.links.values()):
             if link.kind != kind or ip not in link.targets:
                 continue
@@ -317,10 +327,9 @@ class Bpf:
         self.fprobe_graph = FprobeOps(self, "fprobe_graph_ops", exit_mode=True)
         # (pid, func) -> return hooks armed at entry
         self.pending: Counter[tuple[int, Symbol]] = Counter()
-        self.recorder: list[str] | None = None  # what fired during a traced call
+        self.tp: Tracepoint[TraceEvent] = Tracepoint()  # trace/events.py
         self._seq = 0
         kernel.call_observers.append(self._on_return)
-        kernel.exports["bpf"] = self
 
     def has(self, option: str) -> bool:
         return self.kernel.has_config(option)
@@ -341,11 +350,20 @@ class Bpf:
             self._seq += 1
         return f"bpf{self._seq}"
 
-    def attach(self, kind: str, funcs: list[tuple[str | None, str]], offset: int = 0,
+    def attach(self, kind: LinkKind, funcs: list[tuple[str | None, str]], offset: int = 0,
                override: int | None = None, ret: int = 0, name: str | None = None) -> BpfLink:  # fmt: skip
         """Load and attach one program; raises AttachError with the errno."""
-        if kind not in LINK_TYPES:
-            raise AttachError(-EINVAL)
+        try:
+            link = self._attach(kind, funcs, offset, override, ret, name)
+        except AttachError as e:
+            names = tuple(f"{o}:{f}" if o else f for o, f in funcs)
+            self.tp(AttachRefused(kind, names, e.errno, e.log))
+            raise
+        self.tp(LinkAttached(link.name, link.kind, link.where()))
+        return link
+
+    def _attach(self, kind: LinkKind, funcs: list[tuple[str | None, str]], offset: int,
+                override: int | None, ret: int, name: str | None) -> BpfLink:  # fmt: skip
         if override is not None:
             self._check_override_helper()
         syms: list[Symbol] = []
@@ -353,12 +371,12 @@ class Bpf:
             sym = self.lookup(objname, fname)
             if sym is None:
                 # libbpf cannot find the BTF id / the kprobe has no symbol
-                raise AttachError(-ESRCH if kind in TRAMP_TYPES else -ENOENT)
+                raise AttachError(-ESRCH if kind in TRAMP_KINDS else -ENOENT)
             syms.append(sym)
         link = BpfLink(name or "", kind, syms, offset, override, ret)
-        if kind in KPROBE_TYPES:
+        if kind in KPROBE_KINDS:
             self._attach_kprobe(link)
-        elif kind in MULTI_TYPES:
+        elif kind in MULTI_KINDS:
             self._attach_multi(link)
         else:
             self._attach_tracing(link)
@@ -397,7 +415,7 @@ class Bpf:
             # and only if they are on the opt-in list."
             raise AttachError(-EINVAL)
         if link.offset:
-            if link.kind == "kretprobe":
+            if link.kind is LinkKind.KRETPROBE:
                 raise AttachError(-EINVAL)  # return probes only at entry
             link.int3 = True  # a breakpoint in the body: fires when the body runs
             return
@@ -421,7 +439,7 @@ class Bpf:
         orig_ip = regs.ip
         addr = kp.addr
         assert addr is not None  # a probe fires only once registered
-        if link.kind == "kretprobe":
+        if link.kind is LinkKind.KRETPROBE:
             self.pending[(task.pid, addr)] += 1  # pre_handler_kretprobe()
             return 0
         self.fire(link, addr)
@@ -440,7 +458,7 @@ class Bpf:
             if not sym.ftrace_loc:
                 raise AttachError(-EINVAL)
         self._module_get(link, *link.targets)
-        fp = self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe
+        fp = self.fprobe_graph if link.kind is LinkKind.KRETPROBE_MULTI else self.fprobe
         ret = fp.add(link.targets)
         if ret:
             self._module_put(link)
@@ -448,7 +466,7 @@ class Bpf:
 
     def _attach_tracing(self, link: BpfLink) -> None:
         sym = link.target
-        if link.kind == "fmod_ret" and not self.modify_return_allowed(sym):
+        if link.kind is LinkKind.FMOD_RET and not self.modify_return_allowed(sym):
             raise AttachError(-EINVAL, (f"{sym.name}() is not modifiable",))
         if not sym.ftrace_loc:
             raise AttachError(-EINVAL)  # no __fentry__ call to patch
@@ -487,12 +505,12 @@ class Bpf:
             return
         link.attached = False
         self.links.pop(link.name, None)
-        if link.kind in KPROBE_TYPES:
+        if link.kind in KPROBE_KINDS:
             for kp in link.kprobes:
                 if self.kprobes is not None:
                     self.kprobes.unregister_kprobe(kp)
-        elif link.kind in MULTI_TYPES:
-            fp = self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe
+        elif link.kind in MULTI_KINDS:
+            fp = self.fprobe_graph if link.kind is LinkKind.KRETPROBE_MULTI else self.fprobe
             fp.remove(link.targets)
         else:
             tr = self.trampolines[link.target]
@@ -501,20 +519,24 @@ class Bpf:
             if not tr.nr_links:
                 del self.trampolines[link.target]
         self._module_put(link)
+        self.tp(LinkDetached(link.name))
 
     # -- running ----------------------------------------------------------------------
 
-    def fire(self, link: BpfLink, sym: Symbol, what: str = "") -> None:
+    def fire(
+        self,
+        link: BpfLink,
+        sym: Symbol,
+        phase: CallPhase = CallPhase.ENTRY,
+        returned: int | None = None,
+        saw_return: object = None,
+    ) -> None:
         """A program ran; it attributes the call to *sym* (bpf_get_func_ip())."""
         link.hits += 1
-        link.seen.append(sym.name + (f" {what}" if what else ""))
-        if self.recorder is not None:
-            detail = what
-            if link.override is not None and link.kind in ("kprobe", "kprobe_multi"):
-                detail = f"bpf_override_return({link.override})"
-            self.recorder.append(
-                f"{link.kind} {link.name} on {sym.name}" + (f": {detail}" if detail else "")
-            )
+        override = link.override if link.kind in OVERRIDE_KINDS else None
+        event = ProgramRan(link.name, link.kind, sym.name, phase, override, returned, saw_return)
+        link.seen.append(event)
+        self.tp(event)
 
     def _on_return(self, task: Task, sym: Symbol, target: Symbol | None, result: int) -> None:
         """The call of *sym* returned: breakpoints in the body that ran, then
@@ -522,7 +544,7 @@ class Bpf:
         if target is not None:
             for link in list(self.links.values()):
                 if link.int3 and link.target is target:
-                    self.fire(link, target)
+                    self.fire(link, target, CallPhase.BODY)
         # A redirected call returns from the new function first (its own
         # hooks, armed when the redirect entered it), then from the original.
         for func in (target, sym) if target is not None and target is not sym else (sym,):
@@ -535,27 +557,12 @@ class Bpf:
             # The trampoline's fexit programs run when its call returns, before
             # the return reaches a hijacked return address (rethook, fgraph).
             exits = [lk for lk in self.links.values() if func in lk.targets and not lk.int3]
-            for link in [lk for lk in exits if lk.kind == "fexit"] + [
-                lk for lk in exits if lk.kind in EXIT_TYPES and lk.kind != "fexit"
+            for link in [lk for lk in exits if lk.kind is LinkKind.FEXIT] + [
+                lk for lk in exits if lk.kind in EXIT_KINDS and lk.kind is not LinkKind.FEXIT
             ]:
-                self.fire(link, func, f"saw return {result}")
-
-    def trace_call(self, fn: Callable[[], _T]) -> tuple[_T, list[str]]:
-        """Run *fn* and collect what BPF programs fired, in order."""
-        saved = self.recorder
-        recorder: list[str] = []
-        self.recorder = recorder
-        try:
-            result = fn()
-            return result, recorder
-        finally:
-            self.recorder = saved
+                self.fire(link, func, CallPhase.EXIT, saw_return=result)
 
     # -- inspection ----------------------------------------------------------------------
-
-    def ipmodify_sharing(self, sym: Symbol) -> list[str]:
-        tr = self.trampolines.get(sym)
-        return list(tr.commands) if tr else []
 
     def is_armed(self, link: BpfLink) -> bool:
         """Would an entry to the target reach the program's hook at all?"""
@@ -563,18 +570,11 @@ class Bpf:
             return False
         if link.int3:
             return True
-        if link.kind in KPROBE_TYPES:
+        if link.kind in KPROBE_KINDS:
             return any(kp.armed for kp in link.kprobes)
         ops = (
             self.trampolines[link.target].fops
-            if link.kind in TRAMP_TYPES
-            else (self.fprobe_graph if link.kind == "kretprobe_multi" else self.fprobe).ops
+            if link.kind in TRAMP_KINDS
+            else (self.fprobe_graph if link.kind is LinkKind.KRETPROBE_MULTI else self.fprobe).ops
         )
         return ops.enabled and all(s.fentry is not None for s in link.targets)
-
-
-def ipmodify_ops_on(ftrace: Ftrace, sym: Symbol) -> FtraceOps | None:
-    for ops in ftrace.ops_on(sym):
-        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
-            return ops
-    return None

@@ -28,21 +28,24 @@ list is empty and neither debugfs directory exists.
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, NamedTuple
 
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
+from klpsim.kernel.params import kstrtoint, kstrtoull
 from klpsim.kernel.printk import KERN_NOTICE
 from klpsim.kernel.symbols import Symbol
+from klpsim.kernel.tracepoint import Tracepoint
+from klpsim.trace.events import FailFunctionInjected
 
 if TYPE_CHECKING:
+    from random import Random
+
     from klpsim.kernel.fs import VFS, Show, Store
     from klpsim.kernel.machine import CallContext, Kernel
     from klpsim.kernel.module import Module
     from klpsim.kernel.symbols import Regs
     from klpsim.kernel.tasks import Task
-    from klpsim.trace.bpf import Bpf
     from klpsim.trace.kprobes import Kprobe, Kprobes
 
 __all__ = [
@@ -102,7 +105,7 @@ class FaultAttr:
         self.space = 0
         self.verbose = 2
         self.count = 0
-        self.rng = random.Random(0)
+        self._rng: Random | None = None
         self._burst: list[int] = []  # DEFAULT_RATELIMIT_INTERVAL 5 s, burst 10
 
     def should_fail(self, size: int = 1) -> bool:
@@ -115,7 +118,11 @@ class FaultAttr:
             self.count += 1
             if self.count % self.interval:
                 return False
-        if self.probability <= self.rng.randrange(100):
+        if self._rng is None:  # seeded, created on first use (random costs start-up time)
+            from random import Random
+
+            self._rng = Random(0)
+        if self.probability <= self._rng.randrange(100):
             return False
         self._fail_dump()
         if self.times != -1:
@@ -147,11 +154,20 @@ class FaultAttr:
         return lambda: f"{getattr(self, attr)}\n"
 
     def _store(self, attr: str) -> Store:
+        """debugfs_create_ul() (kstrtoull) for probability, interval and
+        verbose; debugfs_create_atomic_t() (kstrtoll, into an int) for times
+        and space."""
+        signed = attr in ("times", "space")
+
         def store(text: str) -> int:
-            try:
-                value = int(text.strip(), 0)
-            except ValueError:
-                return -EINVAL
+            if signed:
+                err, value = kstrtoint(text, -(2**63), 2**63 - 1)
+                value = (value + 2**31) % 2**32 - 2**31  # atomic_set() of an int
+            else:
+                value = kstrtoull(text)
+                err = min(value, 0)  # a negative errno, or 0
+            if err:
+                return err
             if attr == "probability" and not 0 <= value <= 100:
                 return -EINVAL
             if attr == "interval" and value < 1:
@@ -169,26 +185,6 @@ class FeiAttr:
         self.name = name
         self.kp = kprobe
         self.retval = retval  # unsigned long, as the kernel stores it
-
-
-def kstrtoull(text: str) -> int | None:
-    """kstrtoull(s, 0): decimal, 0x hex or 0 octal; no sign."""
-    s = text.strip()
-    if s.startswith("+"):
-        s = s[1:]
-    value: int | None
-    try:
-        if s[:2].lower() == "0x":
-            value = int(s[2:], 16)
-        elif len(s) > 1 and s[0] == "0":
-            value = int(s[1:], 8)
-        else:
-            value = int(s, 10) if s.isdigit() else None
-    except ValueError:
-        return None
-    if value is None or value >= U64:
-        return None
-    return value
 
 
 def to_signed(value: int) -> int:
@@ -212,7 +208,7 @@ class ErrorInjection:
         self._ax: dict[int, int] = {}  # pid -> regs->ax set by an override
         self.fei: list[FeiAttr] = []
         self.fei_attr = FaultAttr(kernel, "fail_function")
-        kernel.exports["error_injection"] = self
+        self.tp: Tracepoint[FailFunctionInjected] = Tracepoint()
         if not self.enabled:
             return
         self._populate_vmlinux()
@@ -333,9 +329,7 @@ class ErrorInjection:
             if self.fei_attr.should_fail():
                 value = to_signed(attr.retval)
                 self.override_function_with_return(task, regs, value)
-                bpf: Bpf | None = self.kernel.exports.get("bpf")  # the call verb's trace
-                if bpf is not None and bpf.recorder is not None:
-                    bpf.recorder.append(f"fail_function on {name}: injected {value}")
+                self.tp(FailFunctionInjected(name, value))
                 return 1
             return 0
 
@@ -361,9 +355,9 @@ class ErrorInjection:
         """fei_retval_set(): a value the function's type cannot return is -EINVAL."""
         if attr not in self.fei:
             return -ENOENT
-        value = kstrtoull(text)
-        if value is None:
-            return -EINVAL
+        value = kstrtoull(text)  # simple_attr_write()
+        if value < 0:
+            return value
         if self.adjust_error_retval(sym, value) != value:
             return -EINVAL
         attr.retval = value

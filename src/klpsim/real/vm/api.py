@@ -19,11 +19,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from klpsim.model.schema import DefinitionError
+
 from .build import build_getpid_helper, build_modules, build_test_modules
 from .debian import KernelTree, cache_lock, cache_root, prepare_kernel
 from .errors import VMError
 from .initramfs import build_initramfs
-from .modgen import TAINT_MODULE, generate_module, load_definition
+from .modgen import DEBIAN, TAINT_MODULE, generate_file
 from .selftests import SelftestResult, list_selftests, run_selftest
 from .vm import VM, VMResult
 
@@ -160,17 +162,20 @@ class RealKernel:
     def build_definitions(self, tomls: list[Path]) -> dict[str, Path]:
         """Generate and build TOML module definitions; name -> cached .ko.
 
-        Every definition is checked first (format, and vmlinux functions
-        against this kernel's symbol table); the ones not built before are
-        then built together in one kbuild run.  The cache is keyed by the
-        generated C text, so an edited definition is rebuilt.
+        Every definition is checked first (model/schema.py: the rules the
+        model applies); the ones not built before are then built together in
+        one kbuild run.  A function this kernel lacks is the kernel's to
+        refuse when the module loads, as on the model.  The cache is keyed by
+        the generated C text, so an edited definition is rebuilt.
         """
         gen = cache_root() / "build" / self.kver / "gen"
         out: dict[str, Path] = {}
         todo: dict[str, str] = {}
         for toml in tomls:
-            mod = load_definition(toml)
-            src = generate_module(mod, self.vmlinux_symbols(), self.kver)
+            try:
+                mod, src = generate_file(toml, DEBIAN)
+            except DefinitionError as e:
+                raise VMError(str(e)) from None
             key = hashlib.sha256(src.encode()).hexdigest()[:20]
             ko = gen / key / f"{mod.name}.ko"
             out[mod.name] = ko
@@ -245,21 +250,6 @@ class RealKernel:
         """Build every ``*.toml`` in ``modules_dirs`` in one kbuild run (cached)."""
         tomls = sorted(p for d in modules_dirs for p in Path(d).glob("*.toml"))
         return self.build_definitions(tomls) if tomls else {}
-
-    def run_many(
-        self,
-        scripts: list[str | Path],
-        modules_dirs: Sequence[str | Path] = (),
-        timeout: float = 900.0,
-    ) -> list[VMResult]:
-        """Boot once and run ``scripts`` (paths or texts) one after another.
-
-        All TOML definitions in ``modules_dirs`` are built first, in one
-        kbuild run, which is what a fuzzer with a pool of modules wants.
-        """
-        self.prebuild(modules_dirs)
-        with self.boot() as vm:
-            return [self.run_script(vm, s, modules_dirs, timeout=timeout) for s in scripts]
 
     def run_selftests(self, vm: VM, names: list[str] | None = None) -> list[SelftestResult]:
         out = []

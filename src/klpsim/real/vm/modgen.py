@@ -1,70 +1,117 @@
-"""klpsim TOML module definitions -> C source for a real kernel.
+"""Module definitions (model/schema.py) -> C source for a real kernel.
 
-The definition format is fixed by spec/scenarios.md ("Modules").  What the
-generated modules do on a real kernel (the model's modules must match):
+The generator reads the one schema the model reads, and accepts every
+definition the model accepts: what the generated modules do on a real
+kernel is what modules/definition.py builds for the model.
 
-* **Livepatch** ``MOD.toml`` with ``livepatch = true``: one ``klp_patch`` with
-  the TOML's objects and ``klp_state``s.  ``replace`` is an ``int`` module
-  parameter (mode 0644, like the kernel's test modules), copied into
-  ``patch.replace`` just before ``klp_enable_patch()``; the TOML value is its
-  default and the static ``klp_patch``'s initial value.  Module init returns
-  what ``klp_enable_patch()`` returns.
-  Each replacement is a seq_file show function that writes ``output`` and a
-  newline (``output`` defaults to ``"<MOD>: this has been live patched"``,
-  the test modules' text).  That fixes which functions can be patched:
+* **Livepatch**: one ``klp_patch`` with the definition's objects and
+  ``klp_state``s. Each ``struct klp_patch`` field the kernel has
+  (:class:`KernelCapabilities`) is an ``int`` module parameter (mode 0644,
+  like the kernel's test modules) whose default is the definition's value,
+  copied into the patch just before ``klp_enable_patch()``; the static
+  ``klp_patch`` holds the definition's value too, so that a reader of the
+  .ko (``klpsim inspect``) sees it. Fields the kernel lacks are ignored, as
+  the model ignores them. Module init returns
+  what ``klp_enable_patch()`` returns. A function the kernel does not have
+  is the kernel's to refuse at load time (``livepatch: symbol 'X' not found
+  in symbol table``), as the model refuses it. Each replacement follows
+  the signature class of the function it replaces:
 
-  - vmlinux: the single-record /proc show functions in :data:`VMLINUX_SHOW`
-    (``/proc/cmdline``, ``/proc/meminfo``, ``/proc/version``, ...);
-  - a module object: the functions of a klpsim plain module (below).
+  - a /proc show function of vmlinux (:data:`PROC_SHOW`), or any function
+    of a module object (klpsim's plain modules are made of show functions):
+    ``int f(struct seq_file *m, void *v)``, which prints ``output`` and a
+    newline (default ``"<MOD>: this has been live patched"``) and returns
+    ``return``;
+  - a syscall entry point ``__x64_sys_*``: ``long f(const struct pt_regs *)``
+    returning ``return``;
+  - any other function: a replacement that returns ``return``, with a
+    comment saying that its signature is unknown.
 
-* **Plain (target)** ``MOD.toml`` with ``functions = [...]``: every function
-  ``F`` is a non-static ``noinline`` seq_file show function, exported with
-  ``EXPORT_SYMBOL_GPL``, behind ``/proc/MOD/F``; reading it gives
-  ``MOD: F: original output``.  Init logs ``MOD: MOD_init`` and exit
-  ``MOD: MOD_exit`` (as the kernel's ``test_klp_mod_target`` does).
+* **Plain (target)**: every function ``F`` is a non-static ``noinline``
+  seq_file show function, exported with ``EXPORT_SYMBOL_GPL``, behind
+  ``/proc/MOD/F``; reading it gives ``MOD: F: original output``. Init logs
+  ``MOD: MOD_init`` and exit ``MOD: MOD_exit`` (as the kernel's
+  ``test_klp_mod_target`` does).
 
-``replace_set`` (the 2026 replace-set series) and ``replaceable`` (RFC of
-2026-04-02) exist on no Debian kernel; a definition that sets them to a
-non-default value is refused for real kernels.
-
+``error_injection`` entries become ``ALLOW_ERROR_INJECTION(F, TYPE)``.
 All generated text is the project's own (GPL-2.0, like the kernel it links
 against): ``MODULE_LICENSE("GPL")`` and, for livepatches,
-``MODULE_INFO(livepatch, "Y")``.
+``MODULE_INFO(livepatch, "Y")``. The generator's own C names start with
+``__klpsim_``, which the schema keeps out of definitions.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-from .errors import VMError
+from klpsim.kernel.vmlinux import PROC_SHOW
+from klpsim.model.schema import (
+    FuncDef,
+    LivepatchDef,
+    ModuleDef,
+    ObjectDef,
+    TargetDef,
+    load_definition,
+)
 
 __all__ = [
-    "VMLINUX_SHOW",
-    "LivepatchFunc",
-    "LivepatchObject",
-    "ModuleDef",
+    "DEBIAN",
+    "KernelCapabilities",
+    "Signature",
     "TAINT_MODULE",
+    "generate_file",
     "generate_module",
-    "load_definition",
-    "parse_definition",
+    "signature",
 ]
 
-#: vmlinux functions a generated livepatch may replace, and the /proc file
-#: each one produces.  All are ``int f(struct seq_file *m, void *v)`` show
-#: functions registered with ``proc_create_single()``.
-VMLINUX_SHOW = {
-    "cmdline_proc_show": "/proc/cmdline",
-    "meminfo_proc_show": "/proc/meminfo",
-    "version_proc_show": "/proc/version",
-    "loadavg_proc_show": "/proc/loadavg",
-    "uptime_proc_show": "/proc/uptime",
+
+@dataclass(frozen=True)
+class KernelCapabilities:
+    """What a real kernel's ``struct klp_patch`` has, beyond objs and states."""
+
+    patch_fields: tuple[str, ...]
+
+
+DEBIAN = KernelCapabilities(patch_fields=("replace",))
+"""Debian's 6.1 and 6.12: mainline's ``replace`` only."""
+
+# module_param() for each struct klp_patch field: the definition's value as
+# the parameter's default. A kernel with another field adds one line here.
+_PATCH_PARAMS: dict[str, Callable[[LivepatchDef], int]] = {
+    "replace": lambda d: int(d.replace),
 }
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODNAME = re.compile(r"^[a-z0-9_]+$")
+
+def _c_init(field: str, mod: LivepatchDef) -> str:
+    """The static klp_patch's initialiser of *field* (``bool replace``)."""
+    value = _PATCH_PARAMS[field](mod)
+    if field == "replace":
+        return "true" if value else "false"
+    return str(value)
+
+
+SYSCALL_PREFIX = "__x64_sys_"
+
+
+class Signature(Enum):
+    """What the generator knows about a replaced function's C signature."""
+
+    SHOW = "int (struct seq_file *, void *)"
+    SYSCALL = "long (const struct pt_regs *)"
+    UNKNOWN = "unknown"
+
+
+def signature(obj: ObjectDef, func: FuncDef) -> Signature:
+    """The signature class of the function *func* replaces."""
+    if obj.name != "vmlinux" or func.old_name in PROC_SHOW:
+        return Signature.SHOW
+    if func.old_name.startswith(SYSCALL_PREFIX):
+        return Signature.SYSCALL
+    return Signature.UNKNOWN
+
 
 #: A module that only taints: loaded once per boot so that the once-only
 #: taint notices do not land in the first script's log.
@@ -89,134 +136,6 @@ MODULE_INFO(livepatch, "Y");
 """
 
 
-@dataclass
-class LivepatchFunc:
-    old_name: str
-    new_name: str
-    old_sympos: int = 0
-    output: str | None = None
-
-
-@dataclass
-class LivepatchObject:
-    name: str
-    """``vmlinux`` or a module name."""
-    funcs: list[LivepatchFunc] = field(default_factory=list)
-
-
-@dataclass
-class ModuleDef:
-    name: str
-    path: Path
-    livepatch: bool
-    replace: bool = False
-    replace_set: int = 0
-    replaceable: bool = False
-    objects: list[LivepatchObject] = field(default_factory=list)
-    states: list[tuple[int, int]] = field(default_factory=list)
-    functions: list[str] = field(default_factory=list)
-
-
-def _bad(path: Path, key: str, why: str) -> VMError:
-    return VMError(f"{path}: {key}: {why}")
-
-
-def _take(d: dict, key: str, typ, path: Path, where: str, default=None):
-    if key not in d:
-        return default
-    v = d[key]
-    if typ is int and isinstance(v, bool) or not isinstance(v, typ):
-        raise _bad(path, where + key, f"expected {typ.__name__}, got {type(v).__name__}")
-    return v
-
-
-def parse_definition(name: str, path: Path, data: dict) -> ModuleDef:
-    """Check ``data`` (a parsed TOML table) against the definition format."""
-    if not _MODNAME.match(name):
-        raise _bad(path, "name", f"module name {name!r} must be [a-z0-9_]+")
-    lp = _take(data, "livepatch", bool, path, "", False)
-    if lp:
-        allowed = {"livepatch", "replace", "replace_set", "replaceable", "objects", "states"}
-        for k in data:
-            if k not in allowed:
-                raise _bad(path, k, "unknown key for a livepatch module")
-        m = ModuleDef(name, path, True)
-        m.replace = _take(data, "replace", bool, path, "", False)
-        m.replace_set = _take(data, "replace_set", int, path, "", 0)
-        m.replaceable = _take(data, "replaceable", bool, path, "", False)
-        objs = _take(data, "objects", list, path, "", [])
-        for i, o in enumerate(objs):
-            where = f"objects[{i}]."
-            if not isinstance(o, dict):
-                raise _bad(path, f"objects[{i}]", "expected a table")
-            for k in o:
-                if k not in ("name", "funcs"):
-                    raise _bad(path, where + k, "unknown key")
-            oname = _take(o, "name", str, path, where, None)
-            if not oname:
-                raise _bad(path, where + "name", "missing")
-            obj = LivepatchObject(oname)
-            for j, f in enumerate(_take(o, "funcs", list, path, where, [])):
-                fw = f"{where}funcs[{j}]."
-                if not isinstance(f, dict):
-                    raise _bad(path, fw.rstrip("."), "expected a table")
-                for k in f:
-                    if k not in ("old_name", "new_name", "old_sympos", "output"):
-                        raise _bad(path, fw + k, "unknown key")
-                old = _take(f, "old_name", str, path, fw, None)
-                if not old or not _IDENT.match(old):
-                    raise _bad(path, fw + "old_name", "missing or not a C identifier")
-                new = _take(f, "new_name", str, path, fw, "livepatch_" + old)
-                if not _IDENT.match(new):
-                    raise _bad(path, fw + "new_name", f"{new!r} is not a C identifier")
-                pos = _take(f, "old_sympos", int, path, fw, 0)
-                if pos < 0:
-                    raise _bad(path, fw + "old_sympos", "must be >= 0")
-                out = _take(f, "output", str, path, fw, None)
-                if out is not None and "\n" in out:
-                    raise _bad(path, fw + "output", "must be one line")
-                obj.funcs.append(LivepatchFunc(old, new, pos, out))
-            m.objects.append(obj)
-        for i, s in enumerate(_take(data, "states", list, path, "", [])):
-            where = f"states[{i}]."
-            if not isinstance(s, dict):
-                raise _bad(path, f"states[{i}]", "expected a table")
-            for k in s:
-                if k not in ("id", "version"):
-                    raise _bad(path, where + k, "unknown key")
-            sid = _take(s, "id", int, path, where, None)
-            if sid is None:
-                raise _bad(path, where + "id", "missing")
-            m.states.append((sid, _take(s, "version", int, path, where, 0)))
-        news = [f.new_name for o in m.objects for f in o.funcs]
-        dup = {n for n in news if news.count(n) > 1}
-        if dup:
-            raise _bad(path, "objects", f"new_name {sorted(dup)[0]!r} used twice")
-        return m
-    for k in data:
-        if k not in ("livepatch", "functions"):
-            raise _bad(path, k, "unknown key for a plain module")
-    funcs = _take(data, "functions", list, path, "", None)
-    if funcs is None:
-        raise _bad(path, "functions", "missing (a plain module lists its functions)")
-    for i, fn in enumerate(funcs):
-        if not isinstance(fn, str) or not _IDENT.match(fn):
-            raise _bad(path, f"functions[{i}]", f"{fn!r} is not a C identifier")
-    return ModuleDef(name, path, False, functions=list(funcs))
-
-
-def load_definition(path: Path) -> ModuleDef:
-    """Read and check ``MOD.toml``; the module's name is the file's stem."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise VMError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise VMError(f"{path}: {e}") from None
-    return parse_definition(path.stem, path, data)
-
-
 def _c_string(s: str) -> str:
     out = []
     for ch in s:
@@ -229,118 +148,141 @@ def _c_string(s: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _show(fname: str, text_expr: str, static: bool) -> str:
+def _replacement(mod: LivepatchDef, obj: ObjectDef, f: FuncDef) -> str:
+    sig = signature(obj, f)
+    if sig is Signature.SHOW:
+        text = f.output if f.output is not None else mod.default_output
+        return (
+            f"static noinline int {f.new_name}(struct seq_file *m, void *v)\n"
+            "{\n"
+            f'\tseq_printf(m, "%s\\n", {_c_string(text)});\n'
+            f"\treturn {f.ret};\n"
+            "}\n"
+        )
+    if sig is Signature.SYSCALL:
+        return (
+            f"static noinline long {f.new_name}(const struct pt_regs *regs)\n"
+            f"{{\n\treturn {f.ret};\n}}\n"
+        )
     return (
-        f"{'static ' if static else ''}noinline int {fname}(struct seq_file *m, void *v)\n"
-        "{\n"
-        f'\tseq_printf(m, "%s\\n", {text_expr});\n'
-        "\treturn 0;\n"
-        "}\n"
+        f"/* klpsim: the signature of {f.old_name} is unknown: this replacement\n"
+        " * takes no arguments and only returns the definition's value. */\n"
+        f"static noinline long {f.new_name}(void)\n"
+        f"{{\n\treturn {f.ret};\n}}\n"
     )
 
 
-def check_vmlinux_funcs(mod: ModuleDef, symbols: dict[str, int] | None, kver: str) -> None:
-    """Refuse vmlinux functions this kernel lacks or that cannot be replaced."""
-    for obj in mod.objects:
-        if obj.name != "vmlinux":
-            continue
-        for f in obj.funcs:
-            if symbols is not None:
-                n = symbols.get(f.old_name, 0)
-                if n == 0:
-                    raise VMError(
-                        f"{mod.path}: vmlinux has no function {f.old_name!r} on {kver} "
-                        "(checked against the kernel's symbol table)"
-                    )
-            if f.old_name not in VMLINUX_SHOW:
-                raise VMError(
-                    f"{mod.path}: cannot generate a replacement for vmlinux function "
-                    f"{f.old_name!r} (supported: {', '.join(VMLINUX_SHOW)})"
-                )
-
-
-def generate_module(mod: ModuleDef, symbols: dict[str, int] | None, kver: str) -> str:
-    """C source of ``mod`` for a Debian kernel (``kver``)."""
-    head = [
+def _head(mod: ModuleDef) -> list[str]:
+    return [
         "// SPDX-License-Identifier: GPL-2.0",
-        f"/* Generated by klpsim from {mod.path.name}; do not edit. */",
+        f"/* Generated by klpsim from {mod.name}.toml; do not edit. */",
         "",
         '#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt',
         "",
         "#include <linux/module.h>",
         "#include <linux/kernel.h>",
         "#include <linux/seq_file.h>",
+        "#include <linux/error-injection.h>",
     ]
-    if not mod.livepatch:
-        body = head + ["#include <linux/proc_fs.h>", ""]
-        for fn in mod.functions:
-            body.append(_show(fn, _c_string(f"{mod.name}: {fn}: original output"), False))
-            body.append(f"EXPORT_SYMBOL_GPL({fn});\n")
-        body.append("static struct proc_dir_entry *klpsim_dir;\n")
-        body.append(f"static int __init {mod.name}_init(void)\n{{")
-        body.append("\tklpsim_dir = proc_mkdir(KBUILD_MODNAME, NULL);")
-        body.append("\tif (!klpsim_dir)\n\t\treturn -ENOMEM;")
-        for fn in mod.functions:
-            body.append(f'\tif (!proc_create_single("{fn}", 0444, klpsim_dir, {fn})) {{')
-            body.append("\t\tproc_remove(klpsim_dir);\n\t\treturn -ENOMEM;\n\t}")
-        body.append('\tpr_info("%s\\n", __func__);\n\treturn 0;\n}\n')
-        body.append(f"static void __exit {mod.name}_exit(void)\n{{")
-        body.append('\tproc_remove(klpsim_dir);\n\tpr_info("%s\\n", __func__);\n}\n')
-        body.append(f"module_init({mod.name}_init);\nmodule_exit({mod.name}_exit);")
-        body.append('MODULE_LICENSE("GPL");')
-        body.append(f'MODULE_DESCRIPTION("klpsim target module {mod.name}");')
-        return "\n".join(body) + "\n"
 
-    if mod.replace_set:
-        raise VMError(f"{mod.path}: replace_set: Debian kernels have no replace sets ({kver})")
-    if mod.replaceable:
-        raise VMError(f"{mod.path}: replaceable: Debian kernels have no such field ({kver})")
-    check_vmlinux_funcs(mod, symbols, kver)
-    body = head + ["#include <linux/livepatch.h>", ""]
-    body.append(f"static int replace = {int(mod.replace)};")
-    body.append("module_param(replace, int, 0644);")
-    body.append('MODULE_PARM_DESC(replace, "replace all other livepatches (default: from TOML)");')
+
+def _error_injection(mod: ModuleDef) -> list[str]:
+    return [f"ALLOW_ERROR_INJECTION({fn}, {etype});" for fn, etype in mod.error_injection]
+
+
+def generate_module(mod: ModuleDef, caps: KernelCapabilities = DEBIAN) -> str:
+    """C source of *mod* for a kernel with *caps*."""
+    if isinstance(mod, TargetDef):
+        return _target(mod)
+    return _livepatch(mod, caps)
+
+
+def generate_file(path: Path, caps: KernelCapabilities = DEBIAN) -> tuple[ModuleDef, str]:
+    """Read the definition *path* and generate its C source (DefinitionError
+    for a definition the model refuses too)."""
+    mod = load_definition(path)
+    return mod, generate_module(mod, caps)
+
+
+def _target(mod: TargetDef) -> str:
+    body = _head(mod) + ["#include <linux/proc_fs.h>", ""]
+    for fn in mod.functions:
+        body.append(
+            f"noinline int {fn}(struct seq_file *m, void *v)\n"
+            "{\n"
+            f'\tseq_printf(m, "%s\\n", {_c_string(f"{mod.name}: {fn}: original output")});\n'
+            "\treturn 0;\n"
+            "}\n"
+        )
+        body.append(f"EXPORT_SYMBOL_GPL({fn});\n")
+    body += _error_injection(mod)
+    body.append("static struct proc_dir_entry *__klpsim_dir;\n")
+    body.append(f"static int __init {mod.name}_init(void)\n{{")
+    body.append("\t__klpsim_dir = proc_mkdir(KBUILD_MODNAME, NULL);")
+    body.append("\tif (!__klpsim_dir)\n\t\treturn -ENOMEM;")
+    for fn in mod.functions:
+        body.append(f'\tif (!proc_create_single("{fn}", 0444, __klpsim_dir, {fn})) {{')
+        body.append("\t\tproc_remove(__klpsim_dir);\n\t\treturn -ENOMEM;\n\t}")
+    body.append('\tpr_info("%s\\n", __func__);\n\treturn 0;\n}\n')
+    body.append(f"static void __exit {mod.name}_exit(void)\n{{")
+    body.append('\tproc_remove(__klpsim_dir);\n\tpr_info("%s\\n", __func__);\n}\n')
+    body.append(f"module_init({mod.name}_init);\nmodule_exit({mod.name}_exit);")
+    body.append('MODULE_LICENSE("GPL");')
+    body.append(f'MODULE_DESCRIPTION("klpsim target module {mod.name}");')
+    return "\n".join(body) + "\n"
+
+
+def _livepatch(mod: LivepatchDef, caps: KernelCapabilities) -> str:
+    body = _head(mod) + ["#include <linux/ptrace.h>", "#include <linux/livepatch.h>", ""]
+    fields = [f for f in _PATCH_PARAMS if f in caps.patch_fields]
+    for field in fields:
+        var = f"__klpsim_{field}"
+        body.append(f"static int {var} = {_PATCH_PARAMS[field](mod)};")
+        body.append(f"module_param_named({field}, {var}, int, 0644);")
+        body.append(f'MODULE_PARM_DESC({field}, "klp_patch.{field} (default: from TOML)");')
     body.append("")
     for obj in mod.objects:
         for f in obj.funcs:
-            text = f.output if f.output is not None else f"{mod.name}: this has been live patched"
-            body.append(_show(f.new_name, _c_string(text), True))
+            body.append(_replacement(mod, obj, f))
+    body += _error_injection(mod)
     objs = []
     for i, obj in enumerate(mod.objects):
-        body.append(f"static struct klp_func klpsim_funcs_{i}[] = {{")
+        body.append(f"static struct klp_func __klpsim_funcs_{i}[] = {{")
         for f in obj.funcs:
             body.append(
-                f'\t{{ .old_name = "{f.old_name}", .new_func = {f.new_name}, '
-                f".old_sympos = {f.old_sympos} }},"
+                f"\t{{ .old_name = {_c_string(f.old_name)}, .new_func = {f.new_name}, "
+                f".old_sympos = {f.old_sympos}UL }},"
             )
         body.append("\t{ }\n};\n")
-        oname = "NULL" if obj.name == "vmlinux" else f'"{obj.name}"'
-        objs.append(f"\t{{ .name = {oname}, .funcs = klpsim_funcs_{i} }},")
-    body.append("static struct klp_object klpsim_objs[] = {")
+        oname = "NULL" if obj.name == "vmlinux" else _c_string(obj.name)
+        objs.append(f"\t{{ .name = {oname}, .funcs = __klpsim_funcs_{i} }},")
+    body.append("static struct klp_object __klpsim_objs[] = {")
     body.extend(objs)
     body.append("\t{ }\n};\n")
     states = ""
     if mod.states:
-        body.append("static struct klp_state klpsim_states[] = {")
-        for sid, ver in mod.states:
-            body.append(f"\t{{ .id = {sid}, .version = {ver} }},")
+        body.append("static struct klp_state __klpsim_states[] = {")
+        for st in mod.states:
+            body.append(f"\t{{ .id = {st.id}UL, .version = {st.version}U }},")
         body.append("\t{ }\n};\n")
-        states = "\t.states = klpsim_states,\n"
-    # The static patch holds the TOML's replace too (the parameter's
-    # default), so that a reader of the .ko (klpsim inspect) sees it.
+        states = "\t.states = __klpsim_states,\n"
+    # The static patch holds the definition's values too (the parameters'
+    # defaults), so that a reader of the .ko (klpsim inspect) sees them.
+    statics = "".join(f"\t.{field} = {_c_init(field, mod)},\n" for field in fields)
     body.append(
-        "static struct klp_patch klpsim_patch = {\n"
+        "static struct klp_patch __klpsim_patch = {\n"
         "\t.mod = THIS_MODULE,\n"
-        "\t.objs = klpsim_objs,\n"
+        "\t.objs = __klpsim_objs,\n"
         f"{states}"
-        f"\t.replace = {'true' if mod.replace else 'false'},\n"
+        f"{statics}"
         "};\n"
     )
-    body.append(f"static int __init {mod.name}_init(void)\n{{")
-    body.append("\tklpsim_patch.replace = replace;")
-    body.append("\treturn klp_enable_patch(&klpsim_patch);\n}\n")
-    body.append(f"static void __exit {mod.name}_exit(void)\n{{\n}}\n")
-    body.append(f"module_init({mod.name}_init);\nmodule_exit({mod.name}_exit);")
+    body.append("static int __init __klpsim_init(void)\n{")
+    for field in fields:
+        body.append(f"\t__klpsim_patch.{field} = __klpsim_{field};")
+    body.append("\treturn klp_enable_patch(&__klpsim_patch);\n}\n")
+    body.append("static void __exit __klpsim_exit(void)\n{\n}\n")
+    body.append("module_init(__klpsim_init);\nmodule_exit(__klpsim_exit);")
     body.append('MODULE_LICENSE("GPL");')
     body.append('MODULE_INFO(livepatch, "Y");')
     body.append(f'MODULE_DESCRIPTION("klpsim livepatch {mod.name}");')

@@ -24,9 +24,12 @@ not know the patch's call graph.
 from typing import NamedTuple
 
 from klpsim.kernel.symbols import Symbol
+from klpsim.livepatch.core import Klp
 from klpsim.livepatch.patch import KlpOps
-from klpsim.trace.bpf import KPROBE_TYPES, TRAMP_TYPES, BpfLink
-from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY
+from klpsim.livepatch.structs import KlpFunc
+from klpsim.model.system import System
+from klpsim.trace.bpf import BpfLink
+from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
 
 __all__ = ["Health", "attachment_health", "entry_for", "effective_target", "redirect_of"]
 
@@ -42,7 +45,7 @@ class Health(NamedTuple):
     """Why, or what a user would be surprised by; may be empty."""
 
 
-def _live_funcs(ops: KlpOps) -> list:
+def _live_funcs(ops: KlpOps) -> list[KlpFunc]:
     """The func_stack entries some task may run: the top one, and during a
     transition the one below it (klp_ftrace_handler())."""
     stack = ops.func_stack
@@ -54,7 +57,7 @@ def _live_funcs(ops: KlpOps) -> list:
     return [f for f in funcs if not f.nop]
 
 
-def redirect_of(klp, sym: Symbol):
+def redirect_of(klp: Klp, sym: Symbol) -> KlpOps | None:
     """The klp_ops that redirects calls of *sym*, if a livepatch does."""
     ops = klp.ops.get(sym)
     if ops is None or not ops.fops.enabled:
@@ -62,7 +65,7 @@ def redirect_of(klp, sym: Symbol):
     return ops if _live_funcs(ops) else None
 
 
-def entry_for(klp, sym: Symbol) -> Symbol | None:
+def entry_for(klp: Klp, sym: Symbol) -> Symbol | None:
     """The function whose call reaches *sym*: itself, or for a livepatch's
     new_func the original function it replaces (None: nothing reaches it)."""
     mod = klp.kernel.modules.find_module(sym.owner.name)
@@ -73,11 +76,12 @@ def entry_for(klp, sym: Symbol) -> Symbol | None:
             continue
         for func in _live_funcs(ops):
             if func.new_func is sym:
-                return ops.old_func
+                old: Symbol = ops.old_func
+                return old
     return None
 
 
-def _helper_reached(klp, sym: Symbol) -> bool:
+def _helper_reached(klp: Klp, sym: Symbol) -> bool:
     for patch in klp.patches:
         for obj in patch.obj_list:
             if any(func.new_func is sym for func in obj.func_list):
@@ -85,7 +89,7 @@ def _helper_reached(klp, sym: Symbol) -> bool:
     return any(p.enabled and p.mod.name == sym.owner.name for p in klp.patches)
 
 
-def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
+def effective_target(system: System, sym: Symbol, follow: bool = True) -> Symbol | None:
     """Whose body a call of *sym* runs, read off the call site without making
     the call (tasks are assumed out of any transition): the last regs->ip
     writer among the list handlers wins (a livepatch, or an override whose
@@ -100,7 +104,7 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
         if system.kprobes is not None and ops is system.kprobes.ftrace_ops:
             for link in bpf.links.values():
                 if (
-                    link.kind == "kprobe"
+                    link.kind is LinkKind.KPROBE
                     and link.override is not None
                     and link.target is sym
                     and any(kp.armed for kp in link.kprobes)
@@ -109,32 +113,37 @@ def effective_target(system, sym: Symbol, follow: bool = True) -> Symbol | None:
         elif ops is bpf.fprobe.ops:
             for link in bpf.links.values():
                 if (
-                    link.kind == "kprobe_multi"
+                    link.kind is LinkKind.KPROBE_MULTI
                     and link.override is not None
                     and sym in link.targets
                 ):
                     ip = system.error_injection.just_return_func
-        elif ops.private is not None and klp.ops.get(sym) is ops.private:
-            live = _live_funcs(ops.private)
-            if live:
+        elif (kops := klp.ops.get(sym)) is not None and kops is ops.private:
+            live = _live_funcs(kops)
+            if live and live[0].new_func is not None:  # a non-nop func has one
                 ip = live[0].new_func
     tr = bpf.trampolines.get(sym)
-    if tr is not None and tr.fops.enabled and sym.fentry is not None and "CALL_ORIG" in tr.flags:
-        if any(link.ret for link in tr.links["fmod_ret"]):
+    if (
+        tr is not None
+        and tr.fops.enabled
+        and sym.fentry is not None
+        and TrampolineFlag.CALL_ORIG in tr.flags
+    ):
+        if any(link.ret for link in tr.links[LinkKind.FMOD_RET]):
             return None
-        if "ORIG_STACK" not in tr.flags:
+        if TrampolineFlag.ORIG_STACK not in tr.flags:
             return sym
     if follow and ip is not sym and ip.fentry is not None:
         return effective_target(system, ip)  # the new function's own call site
     return ip
 
 
-def _health(system, link: BpfLink) -> Health:
+def _health(system: System, link: BpfLink) -> Health:
     klp, kernel, bpf = system.klp, system.kernel, system.bpf
     for sym in link.targets:
         if sym.owner.name not in kernel.kallsyms.objects:
             return Health(link, "gone", f"{sym.owner.name} was unloaded")
-    if link.kind in KPROBE_TYPES and not link.int3 and not any(k.registered for k in link.kprobes):
+    if link.kind in KPROBE_KINDS and not link.int3 and not any(k.registered for k in link.kprobes):
         return Health(link, "gone", "its kprobe was removed")
     if not bpf.is_armed(link):
         return Health(link, "silent", "not armed (kprobes or ftrace disabled)")
@@ -146,11 +155,10 @@ def _health(system, link: BpfLink) -> Health:
                 return Health(link, "active", "a helper of a patch in effect")
             why = why or f"no call reaches {sym.name}: its patch is not in effect"
             continue
-        if link.kind == "fmod_ret":
-            tr = system.bpf.trampolines[sym]
-            first = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None)
-            mine = tr.links["fmod_ret"].index(link)
-            if first is not None and tr.links["fmod_ret"].index(first) < mine:
+        if link.kind is LinkKind.FMOD_RET:
+            fmod_ret = system.bpf.trampolines[sym].links[LinkKind.FMOD_RET]
+            first = next((lk for lk in fmod_ret if lk.ret), None)
+            if first is not None and fmod_ret.index(first) < fmod_ret.index(link):
                 # invoke_bpf_mod_ret(): a nonzero return skips the later ones
                 return Health(link, "silent", f"fmod_ret {first.name} returns {first.ret} first")
         if entry is sym and not link.int3:
@@ -166,40 +174,41 @@ def _health(system, link: BpfLink) -> Health:
     return Health(link, "silent", why)
 
 
-def _note(system, link: BpfLink, sym: Symbol) -> str:
+def _note(system: System, link: BpfLink, sym: Symbol) -> str:
     """What the program sees or achieves on a livepatched function."""
     klp, ftrace, bpf = system.klp, system.ftrace, system.bpf
     ops = redirect_of(klp, sym)
     tr = bpf.trampolines.get(sym)
-    fmod = next((lk for lk in tr.links["fmod_ret"] if lk.ret), None) if tr else None
+    fmod = next((lk for lk in tr.links[LinkKind.FMOD_RET] if lk.ret), None) if tr else None
     if link.override is not None:
         if fmod is not None:
             return f"override lost: fmod_ret {fmod.name} returns {fmod.ret} first"
-        if tr is not None and "CALL_ORIG" in tr.flags and "ORIG_STACK" not in tr.flags:
+        if (
+            tr is not None
+            and TrampolineFlag.CALL_ORIG in tr.flags
+            and TrampolineFlag.ORIG_STACK not in tr.flags
+        ):
             return "override lost: the trampoline calls the original body"
         if ops is not None:
             order = ftrace.ops_on(sym)
-            mine = bpf.fprobe.ops if link.kind == "kprobe_multi" else system.kprobes.ftrace_ops
+            if link.kind is LinkKind.KPROBE_MULTI:
+                mine = bpf.fprobe.ops
+            else:
+                assert system.kprobes is not None  # a kprobe link needs them
+                mine = system.kprobes.ftrace_ops
             if mine in order and order.index(ops.fops) > order.index(mine):
                 return f"override lost: {ops.fops.name} is older and runs after it"
             return f"override wins: {ops.fops.name} is newer and runs before it"
         return ""
-    if link.kind == "fmod_ret" and link.ret and ops is not None:
+    if link.kind is LinkKind.FMOD_RET and link.ret and ops is not None:
         return "skips the call: the livepatch never runs"
-    if ops is not None and link.kind not in ("fmod_ret",):
+    if ops is not None and link.kind is not LinkKind.FMOD_RET:
         new = _live_funcs(ops)[0].new_func
-        if link.kind in TRAMP_TYPES or link.kind in KPROBE_TYPES or "multi" in link.kind:
+        if new is not None and link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
             return f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
     return ""
 
 
-def attachment_health(system) -> list[Health]:
+def attachment_health(system: System) -> list[Health]:
     """Every attachment, in attach order."""
     return [_health(system, link) for link in system.bpf.links.values()]
-
-
-def ipmodify_owner_name(ftrace, sym: Symbol) -> str | None:
-    for ops in ftrace.ops_on(sym):
-        if ops.flags & FTRACE_OPS_FL_IPMODIFY:
-            return ops.name
-    return None

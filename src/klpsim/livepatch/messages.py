@@ -57,8 +57,6 @@ CATALOGUE: dict[str, Message] = {
     "sympos_not_found": Message(
         ERR, "symbol position %lu for symbol '%s' in object '%s' not found"
     ),
-    "size_lookup_failed": Message(ERR, "kallsyms size lookup failed for '%s'"),
-    "size_lookup_failed_new": Message(ERR, "kallsyms size lookup failed for '%s' replacement"),
     # patch.c
     "no_ftrace_location": Message(ERR, "failed to find location for function '%s'"),
     "set_filter_failed": Message(ERR, "failed to set ftrace filter for function '%s' (%d)"),
@@ -88,11 +86,6 @@ CATALOGUE: dict[str, Message] = {
     ),
     "task_sleeping": Message(
         DEBUG, "%s: %s:%d is sleeping on function %s", (_TRANS, "klp_try_switch_task")
-    ),
-    "task_unknown": Message(
-        DEBUG,
-        "%s: Unknown error code (%d) when trying to switch %s:%d",
-        (_TRANS, "klp_try_switch_task"),
     ),
     # shadow.c
     "shadow_ctor_failed": Message(ERR, "Failed to construct shadow variable <%s, %lx> (%d)"),

@@ -2,12 +2,12 @@
 
 ``klpsim run --check`` and the state machines use :class:`Checker`: it
 snapshots what every task runs before a command and, after it, checks the
-invariants of livepatch/invariants.py plus the temporal one (a task's code
+invariants of model/invariants.py plus the temporal one (a task's code
 changes only when that task switches).
 """
 
 from klpsim.livepatch.core import Klp
-from klpsim.livepatch.invariants import ViewTracker, Violation, check_all
+from klpsim.model.invariants import ViewTracker, Violation, check_all
 
 __all__ = ["Checker"]
 

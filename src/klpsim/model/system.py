@@ -6,13 +6,32 @@ from dataclasses import dataclass
 from klpsim.kernel.machine import Kernel, KernelConfig
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import Profile, get_profile
+from klpsim.model.events import EventLog
 from klpsim.trace.bpf import Bpf
 from klpsim.trace.error_inject import ErrorInjection
 from klpsim.trace.ftrace import Ftrace
 from klpsim.trace.kprobes import Kprobes
 from klpsim.trace.tracer import FunctionTracer
 
-__all__ = ["System", "boot"]
+__all__ = ["System", "boot", "CONFIG_OPTIONS", "UnknownConfig"]
+
+CONFIG_OPTIONS = {
+    "LIVEPATCH": "kernel/livepatch itself",
+    "HAVE_RELIABLE_STACKTRACE": "reliable stack traces: without them no task ever switches",
+    "DYNAMIC_FTRACE_WITH_ARGS": "ftrace with arguments (fprobe over ftrace)",
+    "KPROBES": "kprobes",
+    "KPROBES_ON_FTRACE": "kprobes on ftrace call sites (kprobe_ftrace_ops)",
+    "FUNCTION_ERROR_INJECTION": "the error-injection list and fail_function",
+    "BPF_KPROBE_OVERRIDE": "bpf_override_return()",
+    "BPF_EVENTS": "BPF programs on kprobes and tracepoints",
+    "KPROBE_OVERRIDE_KLP_FUNC": "RFC 2/4 of 2026-04-02: overrides on livepatch functions",
+}
+"""The CONFIG_ options a simulated kernel may be booted with or without."""
+
+
+class UnknownConfig(ValueError):
+    """A config option the simulated kernel does not know."""
+
 
 # The selftests' setup_config: all of kernel/livepatch, but not the
 # per-task messages of klp_try_switch_task().
@@ -31,6 +50,8 @@ class System:
     klp: Klp
     error_injection: ErrorInjection
     bpf: Bpf
+    events: EventLog
+    """Every typed event since boot (model/events.py)."""
 
 
 def boot(
@@ -45,6 +66,10 @@ def boot(
     if isinstance(profile, str):
         profile = get_profile(profile)
     options = set(profile.config if config is None else config)
+    unknown = sorted((config_overrides or {}).keys() - CONFIG_OPTIONS.keys())
+    if unknown:
+        known = ", ".join(f"CONFIG_{o}" for o in CONFIG_OPTIONS)
+        raise UnknownConfig(f"unknown option CONFIG_{unknown[0]} (known: {known})")
     for option, value in (config_overrides or {}).items():
         (options.add if value else options.discard)(option)
     kernel = Kernel(
@@ -68,4 +93,8 @@ def boot(
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
     bpf = Bpf(kernel, ftrace, kprobes, error_injection)
-    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf)
+    events = EventLog(kernel.clock)
+    events.attach(klp.tp)
+    events.attach(error_injection.tp)
+    events.attach(bpf.tp)
+    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events)
