@@ -269,6 +269,23 @@ def test_script_error_str_escapes_what_came_from_the_input():
     assert str(ScriptError("s.sh", 2, "unknown module 'm'")) == "s.sh:2: unknown module 'm'"
 
 
+def test_a_pid_in_a_variable_gets_the_verbs_pid_hint(tmp_path):
+    # One wording for "pids are numbers": the tokenizer's, for $PID, and the
+    # pid argument check's, for a word (test_bad_input.py pins that one).
+    hint = (
+        "pids are deterministic (spawn_task prints each new one, counting from 1001), "
+        "so write the number"
+    )
+    e = refusal("spawn_task t\nsleep_task $PID f\n")
+    assert (e.line, e.column) == (2, 12)
+    assert e.message == f"'$PID' is a variable: scripts have no variables; {hint}"
+    path = tmp_path / "s.sh"
+    path.write_text("spawn_task t\nsleep_task PID f\n")
+    assert klpsim("run", str(path)).err == (
+        f"klpsim: {path}:2: sleep_task: PID: 'PID' is not a pid: {hint}\n"
+    )
+
+
 def test_long_constructs_are_shortened_in_messages():
     e = refusal("echo {" + "a," * 100 + "b}\n")
     assert len(e.message) < 200

@@ -19,7 +19,16 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NoReturn
 
-__all__ = ["Command", "ScriptError", "parse_script", "printable"]
+__all__ = ["Command", "ScriptError", "parse_script", "printable", "FIRST_PID", "PID_HINT"]
+
+FIRST_PID = 1001
+"""The pid of a script's first spawn_task (its shell is 1000: kernel/machine.py)."""
+PID_HINT = (
+    f"pids are deterministic (spawn_task prints each new one, counting from {FIRST_PID}), "
+    "so write the number"
+)
+"""What a script that names a pid by a variable or a word is told, by the
+tokenizer (``$PID``) and by the pid arguments of the verbs (``PID``)."""
 
 
 def printable(s: str) -> str:
@@ -667,13 +676,10 @@ def _dollar_message(text: str, at: int, in_dquotes: bool) -> str:
     m = _VARIABLE.match(text, at)
     if m is not None:
         name = m.group(1) if m.group(1) is not None else m.group(2)
-        hint = " (quote a literal '$' in single quotes)"
+        what = f"'{_excerpt(m.group(), 0)}' is a variable: scripts have no variables; "
         if "pid" in name.lower():
-            hint = " (pids are deterministic: spawn_task prints each new one, from 1001 up)"
-        return (
-            f"'{_excerpt(m.group(), 0)}' is a variable: scripts have no variables; "
-            f"write the value itself{hint}"
-        )
+            return what + PID_HINT
+        return what + "write the value itself (quote a literal '$' in single quotes)"
     return "'$' starts an expansion in bash: quote it in single quotes"
 
 

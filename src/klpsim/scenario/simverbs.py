@@ -29,22 +29,19 @@ from klpsim.kernel.module import is_c_identifier
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tasks import Task
 from klpsim.scenario.helpers import die
+from klpsim.scenario.parser import PID_HINT
 from klpsim.scenario.verbs import REGISTRY, Arg, Opt
 
 __all__ = ["PID", "FUNC", "function", "task"]
 
 FAMILY = "simulator"
-FIRST_PID = 1001
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 
 
 def _pid_error(word: str) -> str | None:
     if word.isascii() and word.isdigit():
         return None
-    return (
-        f"'{word}' is not a pid: pids are deterministic (spawn_task prints each new one, "
-        f"counting from {FIRST_PID}), so write the number"
-    )
+    return f"'{word}' is not a pid: {PID_HINT}"
 
 
 def _func_error(word: str) -> str | None:
