@@ -51,6 +51,24 @@ def test_run_reads_the_script_from_stdin(tmp_path):
     )
 
 
+def test_stdin_is_read_as_a_file_is():
+    # Bytes, not the locale's text: an undecodable byte and a CR are named
+    # with their line and column, as they are in a file (test_parser.py).
+    for data, where in [
+        (b"log a\nlog \xff\n", "2:5: invalid UTF-8 (byte 0xff): this is not a text file"),
+        (b"log a\r\n", "1:6: a carriage return (DOS line endings?)"),
+    ]:
+        r = subprocess.run(
+            [sys.executable, "-m", "klpsim", "run", "-"],
+            input=data,
+            capture_output=True,
+            timeout=60,
+        )
+        assert r.returncode == 2
+        assert r.stderr.decode().startswith(f"klpsim: <stdin>:{where}")
+        assert r.stderr.count(b"\n") == 1
+
+
 def test_unknown_config_option_is_refused(tmp_path):
     script = tmp_path / "s.sh"
     script.write_text("log a\n")
