@@ -86,3 +86,18 @@ def test_check_finds_nothing_in_the_selftests(profile):
             assert r.err.splitlines()[-1].startswith("ERROR: "), (script.name, r.err)
         else:
             assert r.status == 0, (script.name, r.err)
+
+
+def test_log_die_and_skip_take_only_their_first_word(tmp_path):
+    # functions.sh: log() { echo "$1" > /dev/kmsg; }, and die and skip log
+    # "ERROR: $1" / "SKIP: $1": further words are dropped on a test machine.
+    for line, status, dmesg, err in [
+        ("log klpsim: done\n", 0, "klpsim:", ""),
+        ("log 'klpsim: done'\n", 0, "klpsim: done", ""),
+        ("die not loaded\n", 1, "ERROR: not", "ERROR: not\n"),
+        ("skip no kprobes\n", 1, "SKIP: no", "SKIP: no\n"),  # klpsim run: 1, any failure
+    ]:
+        path = tmp_path / "s.sh"
+        path.write_text(line)
+        r = klpsim("run", "--kernel", "7.1", "--dmesg", str(path))
+        assert (r.status, r.out.splitlines()[-1], r.err) == (status, dmesg, err), line

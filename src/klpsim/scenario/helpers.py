@@ -277,9 +277,15 @@ def check_result(rt, expected: str) -> None:
         die(rt, "livepatch kselftest(s) failed")
 
 
+def _first(words: tuple[str, ...]) -> str:
+    """functions.sh's ``"$1"``: log, die and skip ignore any further words,
+    so ``log a b`` logs ``a`` on a test machine and here."""
+    return words[0] if words else ""
+
+
 @helper("log", WORDS)
 def log(rt, *words: str) -> None:
-    rt.log(" ".join(words))
+    rt.log(_first(words))
 
 
 @helper("loop_until", Arg("COMMAND"), Arg("ARG", optional=True, repeat=True), runs_command=True)
@@ -297,9 +303,9 @@ def loop_until_verb(rt, *cmd: str) -> int:
 
 @helper("die", WORDS)
 def die_verb(rt, *words: str) -> None:
-    die(rt, " ".join(words))
+    die(rt, _first(words))
 
 
 @helper("skip", WORDS)
 def skip_verb(rt, *words: str) -> None:
-    skip(rt, " ".join(words))
+    skip(rt, _first(words))
