@@ -7,7 +7,6 @@ the human view and the JSON shape (docs/shipping-livepatches.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +59,8 @@ def add_inspect_parser(sub: Any) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Read each file; print the results; one line per bad file; exit 2 if any."""
+    import json  # here, not at every klpsim start-up (build_parser imports this module)
+
     from klpsim.artifacts.ko import ElfReaderMissing, KoError, read_ko
 
     replace = None if args.replace is None else bool(args.replace)
