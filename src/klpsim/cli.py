@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="livepatch x ftrace users, both attach orders: docs/truth-table.md",
     )
+    sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p
@@ -229,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         from klpsim.tools.truthtable import main as truth_main
 
         return truth_main(argv[1:])
+    if argv[:1] == ["snapshot"]:  # collects with the stdlib only: no model imports
+        from klpsim.tools.snapshot import main as snapshot_main
+
+        return snapshot_main(argv[1:])
     if argv[:1] == ["vm"]:  # the real-kernel tier parses its own options
         from klpsim.real.vm.cli import main as vm_main
 
