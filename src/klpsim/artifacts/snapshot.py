@@ -372,8 +372,10 @@ def load_tree(path: Path) -> Tree:
         tf = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise SnapshotError(f"{path}: {e.strerror or e}") from None
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
-        raise SnapshotError(f"{path}: not a tar archive, or a truncated one ({e})") from None
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
+        raise SnapshotError(
+            f"{path}: not a tar archive (plain, gzip, bzip2 or xz), or a truncated one"
+        ) from None
     files: dict[str, bytes | None] = {}
     dirs: set[str] = set()
     total = 0
@@ -405,7 +407,8 @@ def load_tree(path: Path) -> Tree:
                         raise SnapshotError(f"{path}: over 1 GiB of members: not a snapshot")
                     files[rel] = data
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
-        raise SnapshotError(f"{path}: truncated or corrupt archive ({e})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SnapshotError(f"{path}: truncated or corrupt archive ({why})") from None
     if not files and not dirs:
         raise SnapshotError(f"{path}: an empty archive")
     return Tree(str(path), files, dirs)
