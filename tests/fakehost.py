@@ -182,6 +182,10 @@ def standard_host(root: Path, zero_addresses: bool = False) -> FakeHost:
     h.vanished_thread(42, 44)
     h.kallsyms(
         [
+            # x86-64 starts with the per-CPU symbols: offsets, 0 even as root.
+            "0000000000000000 A fixed_percpu_data",
+            "0000000000000000 A __per_cpu_start",
+            "0000000000001000 D cpu_debug_store",
             "ffffffff81000000 T _text",
             "ffffffff81234560 t cmdline_proc_show",
             "ffffffff81234600 t version_proc_show",

@@ -440,7 +440,7 @@ def test_show(host, tmp_path):
     ]
     assert "modules:   6 loaded, 4 livepatch modules" in lines
     assert "  lp_b  refcnt=1 holders=lp_c state=Live" in lines
-    assert "kallsyms:  10 symbols (addresses: real)" in lines
+    assert "kallsyms:  13 symbols (addresses: real)" in lines
     assert "tasks:     6 threads, 2 kthreads; patch_state 0: 2, 1: 4; stacks known for 6" in lines
     assert "  - .ko of lp_old: absent not-found" in lines
 

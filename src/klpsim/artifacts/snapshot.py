@@ -826,7 +826,7 @@ def read_klpsim(tree: Tree) -> Snapshot:
             kallsyms = SymbolTable(data, f"{tree.source}: proc/kallsyms")
         except KallsymsError as e:
             raise SnapshotError(str(e)) from None
-        if manifest.kallsyms_addresses == "zero":
+        if not kallsyms.addresses_known:
             r.missing.append(
                 "kallsyms addresses: all zero, read without root (names and order kept)"
             )

@@ -242,8 +242,7 @@ class Collector:
 
         addresses = "none"
         if kallsyms:
-            first = kallsyms.split(b" ", 1)[0]
-            addresses = "zero" if first.strip(b"0") == b"" else "real"
+            addresses = "real" if _text_address(kallsyms).strip(b"0") else "zero"
         lines = [
             f"format: klpsim-snapshot {FORMAT}",
             f"klpsim: {klpsim_version()}",
@@ -365,6 +364,17 @@ def _walk_files(top: str, base: str):
             yield from _walk_files(path, f"{base}/{name}")
         elif os.path.isfile(path):
             yield f"{base}/{name}"
+
+
+def _text_address(kallsyms: bytes) -> bytes:
+    """The address of the first ``T`` symbol (else of the first line).
+
+    Without root every address reads 0; with root the per-CPU symbols at the
+    top still do (they are offsets), so the first line alone cannot tell.
+    """
+    cut = kallsyms.find(b" T ")
+    start = kallsyms.rfind(b"\n", 0, cut) + 1 if cut >= 0 else 0
+    return kallsyms[start:].split(b" ", 1)[0]
 
 
 def _tainted_livepatch(modules: bytes | None) -> list[str]:

@@ -503,7 +503,15 @@ collect() { # the whole tar stream on stdout
 	want sys/kernel/debug/fail_function/injectable
 	ADDR=none
 	if want proc/kallsyms && [ -n "$C" ]; then
-		first=${C%% *}
+		# The address of the first T symbol: with root, the per-CPU symbols
+		# at the top read 0 all the same (they are offsets).
+		case $C in
+		*" T "*)
+			first=${C%%" T "*}
+			first=${first##*"$NL"}
+			;;
+		*) first=${C%% *} ;;
+		esac
 		case $first in
 		*[!0]*) ADDR=real ;;
 		*) ADDR=zero ;;
