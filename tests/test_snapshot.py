@@ -388,13 +388,37 @@ def test_order_unknown_without_stack_order_or_module_list(host, tmp_path):
     assert any(line.startswith("patch order: sysfs name order") for line in snap.missing)
 
 
-def test_no_livepatch_sysfs_and_no_livepatch_module(tmp_path):
+def test_a_kernel_without_livepatch(tmp_path):
+    """No /sys/kernel/livepatch and no /proc/modules (no CONFIG_LIVEPATCH, no CONFIG_MODULES)."""
     h = FakeHost(tmp_path / "host")
     shutil.rmtree(h.root / "sys/kernel/livepatch")
-    h.module("ext4", refcnt=1)
     snap = read_snapshot(collect_py(h, tmp_path / "s.tar.gz"))
     assert snap.livepatches == () and snap.patch_order.source == "none"
-    assert any("taint K" in n for n in snap.notes)
+    assert snap.notes == (
+        "no livepatches: the host has no /sys/kernel/livepatch (no CONFIG_LIVEPATCH)",
+    )
+    assert snap.modules == Unknown("/proc/modules: not on the host")
+
+
+def test_livepatch_sysfs_unreadable_and_no_module_list(tmp_path):
+    h = FakeHost(tmp_path / "host")
+    out = collect_py(h, tmp_path / "s.tar.gz")
+    edited = tmp_path / "e.tar.gz"
+    with tarfile.open(out) as src, tarfile.open(edited, "w:gz") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if m.name.endswith("/MANIFEST"):
+                data = data.replace(
+                    b"item: sys/kernel/livepatch collected", b"item: sys/kernel/livepatch vanished"
+                )
+                m.size = len(data)
+            if "/sys/kernel/livepatch" not in m.name:
+                dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    msg = one_line(klpsim("snapshot", "--show", str(edited)))
+    assert msg == (
+        f"klpsim snapshot: {edited}: holds no livepatch data "
+        "(no /sys/kernel/livepatch, no module list)"
+    )
 
 
 def test_debugfs_not_mounted(host, tmp_path):
@@ -414,7 +438,15 @@ def test_an_unpacked_snapshot_reads_the_same(host, tmp_path):
     with tarfile.open(out) as tf:
         tf.extractall(tmp_path / "unpacked", filter="tar")
     a = read_snapshot(out)
-    for d in (tmp_path / "unpacked", tmp_path / "unpacked/klpsim-snapshot"):
+    gnu = tmp_path / "gnu.tar.gz"  # repacked by GNU tar (GNU long names)
+    subprocess.run(["tar", "-C", tmp_path / "unpacked", "-czf", gnu, "klpsim-snapshot"], check=True)
+    pax = tmp_path / "pax.tar.xz"  # by Python, xz and pax headers: tarfile reads those
+    with tarfile.open(pax, "w:xz", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(tmp_path / "unpacked/klpsim-snapshot", "klpsim-snapshot")
+        info = tarfile.TarInfo("klpsim-snapshot/caf\u00e9")  # forces a pax header
+        tf.addfile(info, io.BytesIO(b""))
+    sources = [tmp_path / "unpacked", tmp_path / "unpacked/klpsim-snapshot", gnu, pax]
+    for d in sources:
         b = read_snapshot(d)
         for field in a._fields:
             if field not in ("source", "kallsyms"):
