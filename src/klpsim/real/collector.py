@@ -21,6 +21,7 @@ This file imports nothing from klpsim, so it can be copied alone to a host
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import zlib
@@ -39,6 +40,7 @@ _KO_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 _TASK_FILES = ("comm", "stat", "stack", "patch_state")
 _DIGITS = "0123456789"
 _NEVER_EMPTY = ("comm", "stat", "patch_state")
+_NONZERO_LINE = re.compile(rb"(?:^|\n)[^0\n]")
 
 
 def klpsim_version() -> str:
@@ -242,7 +244,9 @@ class Collector:
 
         addresses = "none"
         if kallsyms:
-            addresses = "real" if _text_address(kallsyms).strip(b"0") else "zero"
+            # Real when some address does not start with 0: as root the
+            # per-CPU symbols at the top still read 0 (they are offsets).
+            addresses = "real" if _NONZERO_LINE.search(kallsyms) else "zero"
         lines = [
             f"format: klpsim-snapshot {FORMAT}",
             f"klpsim: {klpsim_version()}",
@@ -364,17 +368,6 @@ def _walk_files(top: str, base: str):
             yield from _walk_files(path, f"{base}/{name}")
         elif os.path.isfile(path):
             yield f"{base}/{name}"
-
-
-def _text_address(kallsyms: bytes) -> bytes:
-    """The address of the first ``T`` symbol (else of the first line).
-
-    Without root every address reads 0; with root the per-CPU symbols at the
-    top still do (they are offsets), so the first line alone cannot tell.
-    """
-    cut = kallsyms.find(b" T ")
-    start = kallsyms.rfind(b"\n", 0, cut) + 1 if cut >= 0 else 0
-    return kallsyms[start:].split(b" ", 1)[0]
 
 
 def _tainted_livepatch(modules: bytes | None) -> list[str]:

@@ -503,17 +503,10 @@ collect() { # the whole tar stream on stdout
 	want sys/kernel/debug/fail_function/injectable
 	ADDR=none
 	if want proc/kallsyms && [ -n "$C" ]; then
-		# The address of the first T symbol: with root, the per-CPU symbols
-		# at the top read 0 all the same (they are offsets).
+		# Real when some address does not start with 0: as root the per-CPU
+		# symbols at the top still read 0 (they are offsets), text does not.
 		case $C in
-		*" T "*)
-			first=${C%%" T "*}
-			first=${first##*"$NL"}
-			;;
-		*) first=${C%% *} ;;
-		esac
-		case $first in
-		*[!0]*) ADDR=real ;;
+		[!0]* | *"$NL"[!0]*) ADDR=real ;;
 		*) ADDR=zero ;;
 		esac
 	fi
