@@ -15,6 +15,7 @@ the archive.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import lzma
 import os
@@ -374,7 +375,7 @@ def load_tree(path: Path) -> Tree:
         return _load_tarfile(path)
     builder = _TreeBuilder(path)
     for name, kind, data in members:
-        builder.add(name, kind, lambda data=data: data)
+        builder.add(name, kind, functools.partial(bytes, data))
     return builder.tree()
 
 
@@ -501,7 +502,7 @@ def _load_tarfile(path: Path) -> Tree:
         with tf:
             for m in tf:
                 kind = "dir" if m.isdir() else "file" if m.isfile() else "other"
-                builder.add(m.name, kind, lambda m=m: content(m))
+                builder.add(m.name, kind, functools.partial(content, m))
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SnapshotError(f"{path}: truncated or corrupt archive ({why})") from None
