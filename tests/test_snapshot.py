@@ -778,3 +778,23 @@ def test_supportconfig_in_transition_leaves_values_unknown(tmp_path):
     scc = _tar(tmp_path / "scc_sles15_260601_1200.tgz", files)
     (p,) = read_snapshot(scc).livepatches
     assert isinstance(p.enabled, Unknown) and isinstance(p.transition, Unknown)
+
+
+def test_the_python_collector_keeps_to_python_3_6():
+    """It runs on production hosts: RHEL 8's platform-python is 3.6.
+
+    Its syntax must parse as 3.6, and every annotation evaluated at run time
+    (signatures) must be a plain name or a string.
+    """
+    import ast
+
+    tree = ast.parse(python_collector_text(), feature_version=(3, 6))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module != "__future__", "from __future__ import annotations needs 3.7"
+        if isinstance(node, ast.FunctionDef):
+            args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            for ann in [a.annotation for a in args] + [node.returns]:
+                assert ann is None or isinstance(ann, ast.Constant | ast.Name), (
+                    f"line {node.lineno}: {ast.unparse(ann)}"
+                )

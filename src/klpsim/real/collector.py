@@ -15,10 +15,10 @@ why every decision below (which file is read, what a failure is called) is
 one the shell can make the same way.
 
 This file imports nothing from klpsim, so it can be copied alone to a host
-(or a VM guest) and run as ``python3 collector.py``.
+(or a VM guest) and run as ``python3 collector.py``.  It keeps to Python 3.6
+(RHEL 8's platform-python): no ``from __future__ import annotations``, and
+annotations newer than that are quoted.
 """
-
-from __future__ import annotations
 
 import os
 import re
@@ -129,7 +129,7 @@ class _Gzip:
 # ------------------------------------------------------------- collecting
 
 
-def _ls(path: str) -> list[str] | None:
+def _ls(path: str) -> "list[str] | None":
     """Sorted entries of a directory (no dot files), None when it is gone."""
     try:
         names = os.listdir(path)
@@ -138,7 +138,7 @@ def _ls(path: str) -> list[str] | None:
     return sorted(n for n in names if not n.startswith("."))
 
 
-def _module_name(filename: str) -> str | None:
+def _module_name(filename: str) -> "str | None":
     """``foo-bar.ko.xz`` -> ``foo_bar`` (the kernel's name for the module)."""
     for suffix in _KO_SUFFIXES:
         if filename.endswith(suffix):
@@ -149,7 +149,7 @@ def _module_name(filename: str) -> str | None:
 class Collector:
     """One collection run; ``root`` prefixes every host path (tests only)."""
 
-    def __init__(self, tar: TarStream, root: str = "", ko_dir: str | None = None):
+    def __init__(self, tar: TarStream, root: str = "", ko_dir: "str | None" = None):
         self.tar = tar
         self.root = root
         self.ko_dir = ko_dir
@@ -163,7 +163,7 @@ class Collector:
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
-    def read(self, rel: str) -> bytes | None:
+    def read(self, rel: str) -> "bytes | None":
         try:
             with open(self.path(rel), "rb") as f:
                 return f.read()
@@ -200,7 +200,7 @@ class Collector:
     def item(self, rel: str, status: str) -> None:
         self.items.append(f"item: {rel} {status}")
 
-    def want(self, rel: str) -> bytes | None:
+    def want(self, rel: str) -> "bytes | None":
         """Read a wanted file: archive it and note its status either way."""
         data = self.read(rel)
         if data is None:
@@ -261,7 +261,7 @@ class Collector:
             lines.append(f"testing-root: {self.root}")
         return "\n".join(lines + self.items + self.kos) + "\n"
 
-    def livepatch(self) -> list[str]:
+    def livepatch(self) -> "list[str]":
         """/sys/kernel/livepatch/**: every directory and readable attribute."""
         rel = "sys/kernel/livepatch"
         if not os.path.isdir(self.path(rel)):
@@ -327,7 +327,7 @@ class Collector:
             else:
                 self.tar.file(f"{rel}/{name}", data)
 
-    def ko_files(self, modules: list[str], release: str) -> None:
+    def ko_files(self, modules: "list[str]", release: str) -> None:
         """The .ko files of the livepatch modules, stored as found (maybe compressed)."""
         if not modules:
             return
@@ -351,7 +351,7 @@ class Collector:
             self.kos += [f"ko: {m} {what}" for what in found[m]] or [f"ko: {m} absent not-found"]
 
 
-def _read_file(path: str) -> bytes | None:
+def _read_file(path: str) -> "bytes | None":
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -370,7 +370,7 @@ def _walk_files(top: str, base: str):
             yield f"{base}/{name}"
 
 
-def _tainted_livepatch(modules: bytes | None) -> list[str]:
+def _tainted_livepatch(modules: "bytes | None") -> "list[str]":
     """Modules of /proc/modules with taint flag K (TAINT_LIVEPATCH)."""
     out = []
     for line in (modules or b"").decode("utf-8", "replace").splitlines():
@@ -383,7 +383,7 @@ def _tainted_livepatch(modules: bytes | None) -> list[str]:
 # ------------------------------------------------------------------ entry
 
 
-def collect(out_path: str, root: str = "", ko_dir: str | None = None, force: bool = False) -> str:
+def collect(out_path: str, root: str = "", ko_dir: "str | None" = None, force: bool = False) -> str:
     """Write a snapshot of this host (or of ``root``, for tests) to ``out_path``.
 
     ``-`` writes to stdout.  Returns the path written.  Raises OSError, or
@@ -418,7 +418,7 @@ def collect(out_path: str, root: str = "", ko_dir: str | None = None, force: boo
     return out_path
 
 
-def _collect_into(gz: _Gzip, mtime: int, root: str, ko_dir: str | None) -> None:
+def _collect_into(gz: _Gzip, mtime: int, root: str, ko_dir: "str | None") -> None:
     tar = TarStream(gz, mtime)
     manifest = Collector(tar, root.rstrip("/"), ko_dir).run()
     tar.file("MANIFEST", manifest.encode())
@@ -437,7 +437,7 @@ def default_name(root: str = "") -> str:
     return f"klpsim-snapshot-{host}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.tar.gz"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: "list[str] | None" = None) -> int:
     """``python3 collector.py [-o FILE|-] [--ko DIR] [--force]`` (stand-alone use)."""
     import argparse
 
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(args.out, args.ko, args.force, args.root, "collector.py")
 
 
-def run_cli(out: str | None, ko: str | None, force: bool, root: str, prog: str) -> int:
+def run_cli(out: "str | None", ko: "str | None", force: bool, root: str, prog: str) -> int:
     """Collect with one-line errors and exit status 2 on bad input."""
     if ko is not None and not os.path.isdir(ko):
         print(f"{prog}: --ko {ko}: not a directory", file=sys.stderr)
