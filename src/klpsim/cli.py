@@ -280,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     from klpsim.tools.inspect import add_inspect_parser
 
     add_inspect_parser(sub)
+    sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)
     return p
@@ -288,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rest = argv[1:] if argv[:1] == ["--debug"] else argv
+    if rest[:1] == ["snapshot"]:  # collects with the stdlib only: no model imports
+        from klpsim.tools.snapshot import main as snapshot_main
+
+        return snapshot_main(rest[1:])
     if rest[:1] == ["vm"]:  # the real-kernel tier parses its own options
         from klpsim.real.vm.cli import main as vm_main
 

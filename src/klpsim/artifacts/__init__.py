@@ -1,8 +1,8 @@
-"""Readers of real artifacts: files that come from outside the model.
+"""Readers of real artifacts: livepatch ``.ko`` files, symbol tables, host snapshots.
 
-``ko`` reads a livepatch module (``.ko``) and says what it patches, the way
-the kernel will see it in ``klp_enable_patch()``.  The package sits just
-above the model layers (kernel, trace, livepatch) and below modules,
-scenario and tools; besides the standard library it uses only pyelftools,
-imported when a file is read, never at ``klpsim`` start-up.
+They turn files from real systems into the model's own types and never touch
+a live host (the collectors that do live in :mod:`klpsim.real`).  ``ko``
+reads a livepatch module and says what it patches, the way the kernel will
+see it in ``klp_enable_patch()``; besides the standard library it uses only
+pyelftools, imported when a file is read, never at ``klpsim`` start-up.
 """

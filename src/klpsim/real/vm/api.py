@@ -109,16 +109,20 @@ class RealKernel:
 
     # ------------------------------------------------------------ the guest
 
-    def initramfs(self, extra_modules: Sequence[Path] = ()) -> Path:
-        extra = {"klp/taint.ko": self.taint_module}
+    def initramfs(
+        self, extra_modules: Sequence[Path] = (), extra_files: dict[str, Path] | None = None
+    ) -> Path:
+        extra = {"klp/taint.ko": self.taint_module, **(extra_files or {})}
         if self.getpid is not None:
             extra["selftests/livepatch/test_klp-call_getpid"] = self.getpid
         mods = [*self.test_modules.values(), *extra_modules]
         return build_initramfs(self.tree, mods, self.workdir / "initrd.cpio", extra)
 
-    def boot(self, extra_modules: Sequence[Path] = ()) -> VM:
-        """Start a persistent guest (a context manager)."""
-        initrd = self.initramfs(list(extra_modules))
+    def boot(
+        self, extra_modules: Sequence[Path] = (), extra_files: dict[str, Path] | None = None
+    ) -> VM:
+        """Start a persistent guest (a context manager); ``extra_files``: guest path -> file."""
+        initrd = self.initramfs(list(extra_modules), extra_files)
 
         def on_boot(vm: VM) -> None:
             # Load and unload one unsigned out-of-tree "livepatch" module so
