@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
-from klpsim.kernel.errno import EACCES, ENOENT, strerror
+from klpsim.kernel.errno import strerror
+from klpsim.kernel.fs import NotModelled
 from klpsim.kernel.module import ModuleSpec
 from klpsim.livepatch.system import System
 from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
@@ -164,19 +165,25 @@ class Runner:
             )
         return spec
 
-    def write(self, path: str, data: str) -> int:
-        """A shell redirection into *path*; errors as bash reports them."""
+    def write(self, path: str, data: str, append: bool = False) -> int:
+        """A shell redirection (``>``, or ``>>`` with *append*) into *path*;
+        errors as bash reports them: a failed open names the file, a failed
+        write is ``echo: write error``."""
         if path == "/dev/kmsg":
             if data:
                 self.kernel.log.printk(4, data, origin="user")
             return 0
-        ret = self.fs.write(path, data)
+        try:
+            ret = self.fs.open_write(path, append)
+            if ret < 0:
+                self.stderr(f"bash: {path}: {strerror(ret)}\n")
+                return 1
+            ret = self.fs.store(path, data)
+        except NotModelled as e:
+            raise ScriptError(self.path, self.line, str(e)) from None
         if ret >= 0:
             return 0
-        if ret in (-ENOENT, -EACCES) and (self.fs.lookup(path) is None or ret == -EACCES):
-            self.stderr(f"bash: {path}: {strerror(ret)}\n")
-        else:
-            self.stderr(f"bash: echo: write error: {strerror(ret)}\n")
+        self.stderr(f"bash: echo: write error: {strerror(ret)}\n")
         return 1
 
     def shell(self, words: list[str]) -> tuple[int, str, str]:
@@ -225,7 +232,7 @@ class Runner:
         else:
             status, out, err = self.shell(list(cmd.words))
             if cmd.redirect is not None:
-                wstatus = self.write(cmd.redirect[1], out)
+                wstatus = self.write(cmd.redirect[1], out, append=cmd.redirect[0] == ">>")
                 status = status or wstatus
             else:
                 self.stdout(out)
