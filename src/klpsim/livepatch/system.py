@@ -10,6 +10,7 @@ from klpsim.trace.bpf import Bpf
 from klpsim.trace.error_inject import ErrorInjection
 from klpsim.trace.ftrace import Ftrace
 from klpsim.trace.kprobes import Kprobes
+from klpsim.trace.trace_kprobe import TraceKprobes
 from klpsim.trace.tracer import FunctionTracer
 
 __all__ = ["System", "boot"]
@@ -31,6 +32,7 @@ class System:
     klp: Klp
     error_injection: ErrorInjection
     bpf: Bpf
+    trace_kprobes: TraceKprobes | None = None
 
 
 def boot(
@@ -58,14 +60,31 @@ def boot(
     )
     for rule in dyndbg:
         kernel.log.dyndbg.control(rule)
-    ftrace = Ftrace(kernel)
+    ftrace = Ftrace(kernel, rec_flags=profile.ftrace_rec_flags)
     tracer = FunctionTracer(kernel, ftrace)
     kprobes = None
+    trace_kprobes = None
     if kernel.has_config("KPROBES_ON_FTRACE"):
-        kprobes = Kprobes(kernel, ftrace, profile.kprobe_arm_error_ignored)
+        kprobes = Kprobes(
+            kernel,
+            ftrace,
+            profile.kprobe_arm_error_ignored,
+            ibt=kernel.has_config("X86_KERNEL_IBT"),
+            disarm_warn_at=profile.kprobe_disarm_warn_at,
+        )
         kernel.data_symbols.append("kprobe_ftrace_ops")
+        if kernel.has_config("KPROBE_EVENTS"):
+            trace_kprobes = TraceKprobes(
+                kernel,
+                kprobes,
+                tracer,
+                validate_symbol=profile.trace_kprobe_validate_symbol,
+                maxact_err=profile.trace_probe_maxact_err,
+            )
     klp = Klp(kernel, ftrace, profile)
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
     bpf = Bpf(kernel, ftrace, kprobes, error_injection)
-    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf)
+    return System(
+        profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, trace_kprobes
+    )
