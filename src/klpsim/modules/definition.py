@@ -2,11 +2,31 @@
 
 The format is fixed by scenarios.md. A definition that does not fit is
 refused with a :class:`DefinitionError` naming the file and the key.
+
+A plain module may also hook functions the way a small test module does,
+registered in init after its /proc files and unregistered in exit (the C
+generator, real/vm/modgen.py, writes the same module for a real kernel)::
+
+    [[ftrace_ops]]                  # a struct ftrace_ops, ftrace_set_filter()ed
+    funcs = ["cmdline_proc_show"]
+    flags = ["SAVE_REGS"]           # optional: SAVE_REGS, IPMODIFY (default: none)
+
+    [[kprobes]]                     # a struct kprobe on a function's entry
+    symbol = "cmdline_proc_show"
+    post_handler = true             # default false
+
+Every hit logs one line: ``MOD: ftrace_opsN FUNC: regs ip F`` (the ip
+argument and ftrace_regs' instruction pointer, both ``%ps``: a livepatch
+older in the ops list than this ops has already set it to its new
+function), ``MOD: kprobeN pre_handler SYM`` and ``MOD: kprobeN post_handler
+SYM``. A registration that fails fails the load with its errno.
 """
 
 import tomllib
 from pathlib import Path
+from typing import cast
 
+from klpsim.kernel.errno import EINVAL, ENOSYS
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
 from klpsim.kernel.params import ParamSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
@@ -15,6 +35,11 @@ from klpsim.modules.base import LivepatchCode, seq_puts
 __all__ = ["DefinitionError", "load_definition", "parse_definition"]
 
 ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
+FTRACE_OPS_FLAGS = ("SAVE_REGS", "IPMODIFY")
+OpsSpecs = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+"""``[[ftrace_ops]]``: (funcs, flags) of each ops."""
+KprobeSpecs = tuple[tuple[str, bool], ...]
+"""``[[kprobes]]``: (symbol, has a post_handler) of each kprobe."""
 
 
 class DefinitionError(Exception):
@@ -47,11 +72,11 @@ def _replacement(modname: str, output: str | None):
 
 class TargetModule(ModuleCode):
     """A plain module: each function is a noinline show function behind
-    /proc/MOD/F reading ``MOD: F: original output``; init and exit log
+    /proc/MOD/F reading ``MOD: F: original output``; its ftrace_ops and
+    kprobes are registered after the files; init and exit log
     ``MOD: MOD_init`` and ``MOD: MOD_exit``."""
 
     def init(self) -> int:
-        self.pr_info(f"{self.mod.name}_init")
         kernel = self.kernel
         for sym in self.mod.text.symbols:
 
@@ -61,11 +86,90 @@ class TargetModule(ModuleCode):
                 return "".join(seq)
 
             kernel.fs.create_file(f"/proc/{self.mod.name}/{sym.name}", 0o444, read)
+        kernel.fs.mkdir(f"/proc/{self.mod.name}")
+        ret = self._register_hooks()
+        if ret:
+            kernel.fs.remove(f"/proc/{self.mod.name}")
+            return ret
+        self.pr_info(f"{self.mod.name}_init")
         return 0
 
     def exit(self) -> None:
+        self._unregister_hooks()
         self.kernel.fs.remove(f"/proc/{self.mod.name}")
         self.pr_info(f"{self.mod.name}_exit")
+
+    @staticmethod
+    def _ps(sym) -> str:
+        """%ps: the name, and `` [mod]`` for a module's function."""
+        return sym.name if sym.owner.name == "vmlinux" else f"{sym.name} [{sym.owner.name}]"
+
+    def _register_hooks(self) -> int:
+        """ftrace_set_filter() + register_ftrace_function() for each ops, then
+        register_kprobe() for each kprobe; a failure undoes the earlier ones."""
+        from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, FtraceOps
+
+        kernel = self.kernel
+        ftrace = kernel.exports["ftrace"]
+        self.ops: list = []
+        self.kps: list = []
+        bits = {"SAVE_REGS": FTRACE_OPS_FL_SAVE_REGS, "IPMODIFY": FTRACE_OPS_FL_IPMODIFY}
+        ops_specs = cast(OpsSpecs, self.mod.spec.extra.get("ftrace_ops", ()))
+        for i, (funcs, flags) in enumerate(ops_specs):
+
+            def handler(task, ip, ops, regs, i=i) -> None:
+                self.pr_info(f"ftrace_ops{i} {self._ps(ip)}: regs ip {self._ps(regs.ip)}")
+
+            ops = FtraceOps(f"{self.mod.name}_ops{i}", handler, sum(bits[f] for f in flags))
+            ops.func_name = f"klpsim_ops{i}_func"  # as the C generator names it
+            ops.func_mod, ops.func_size = self.mod.name, 0x20
+            syms = [
+                s
+                for obj in kernel.kallsyms.objects.values()
+                for s in obj.symbols
+                if s.name in funcs and s.ftrace_loc
+            ]
+            if not all(any(s.name == f for s in syms) for f in funcs):
+                self._unregister_hooks()
+                return -EINVAL  # ftrace_set_filter(): no match
+            ret = ftrace.ftrace_set_filter(ops, syms) or ftrace.register_ftrace_function(ops)
+            if ret:
+                self._unregister_hooks()
+                return ret
+            self.ops.append(ops)
+        kprobes = kernel.exports.get("kprobes")
+        kprobe_specs = cast(KprobeSpecs, self.mod.spec.extra.get("kprobes", ()))
+        for i, (symbol, post) in enumerate(kprobe_specs):
+            if kprobes is None:
+                self._unregister_hooks()
+                return -ENOSYS  # register_kprobe() without CONFIG_KPROBES
+
+            def pre(kp, regs, task, i=i) -> int:
+                self.pr_info(f"kprobe{i} pre_handler {kp.symbol_name}")
+                return 0
+
+            def post_handler(kp, regs, task, i=i) -> None:
+                self.pr_info(f"kprobe{i} post_handler {kp.symbol_name}")
+
+            kp = kprobes.new_kprobe(
+                symbol, pre, post_handler if post else None, owner=self.mod.name
+            )
+            kp.struct_addr = self.mod.text.base + 0x1000 + 0x40 * i  # in the module's data
+            ret = kprobes.register_kprobe(kp)
+            if ret:
+                self._unregister_hooks()
+                return ret
+            self.kps.append(kp)
+        return 0
+
+    def _unregister_hooks(self) -> None:
+        kernel = self.kernel
+        for kp in reversed(getattr(self, "kps", [])):
+            kernel.exports["kprobes"].unregister_kprobe(kp)
+            kp.freed = True  # its memory goes with the module
+        for ops in reversed(getattr(self, "ops", [])):
+            kernel.exports["ftrace"].unregister_ftrace_function(ops)
+        self.kps, self.ops = [], []
 
 
 def load_definition(path: Path, profile) -> ModuleSpec:
@@ -90,12 +194,14 @@ def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
     _check(path, "livepatch", livepatch, bool, "a boolean")
     if livepatch:
         return _livepatch(path, name, data, profile)
-    _check_keys(path, "", data, {"livepatch", "functions", "error_injection"})
+    _check_keys(
+        path, "", data, {"livepatch", "functions", "error_injection", "ftrace_ops", "kprobes"}
+    )
     funcs = data.get("functions", [])
     _check(path, "functions", funcs, list, "an array of function names")
     for i, f in enumerate(funcs):
         _check(path, f"functions[{i}]", f, str, "a function name")
-    return ModuleSpec(
+    spec = ModuleSpec(
         name,
         TargetModule,
         functions=tuple(FunctionSpec(f, seq_puts(f"{name}: {f}: original output")) for f in funcs),
@@ -103,6 +209,49 @@ def parse_definition(text: str, path: Path, profile) -> ModuleSpec:
         error_injection=_error_injection(path, data, set(funcs)),
         source=str(path),
     )
+    spec.extra["ftrace_ops"] = _ftrace_ops(path, data)
+    spec.extra["kprobes"] = _kprobes(path, data)
+    return spec
+
+
+def _ftrace_ops(path, data) -> OpsSpecs:
+    """``[[ftrace_ops]]``: (funcs, flags) of each ops."""
+    tables = data.get("ftrace_ops", [])
+    _check(path, "ftrace_ops", tables, list, "an array of tables")
+    out = []
+    for i, t in enumerate(tables):
+        where = f"ftrace_ops[{i}]"
+        _check(path, where, t, dict, "a table")
+        _check_keys(path, f"{where}.", t, {"funcs", "flags"}, {"funcs"})
+        funcs = t["funcs"]
+        _check(path, f"{where}.funcs", funcs, list, "an array of function names")
+        if not funcs:
+            _fail(path, f"{where}.funcs", "must name at least one function")
+        for j, f in enumerate(funcs):
+            _check(path, f"{where}.funcs[{j}]", f, str, "a function name")
+        flags = t.get("flags", [])
+        _check(path, f"{where}.flags", flags, list, "an array of flag names")
+        for j, f in enumerate(flags):
+            if f not in FTRACE_OPS_FLAGS:
+                _fail(path, f"{where}.flags[{j}]", f"must be one of {', '.join(FTRACE_OPS_FLAGS)}")
+        out.append((tuple(funcs), tuple(flags)))
+    return tuple(out)
+
+
+def _kprobes(path, data) -> KprobeSpecs:
+    """``[[kprobes]]``: (symbol, has a post_handler) of each kprobe."""
+    tables = data.get("kprobes", [])
+    _check(path, "kprobes", tables, list, "an array of tables")
+    out = []
+    for i, t in enumerate(tables):
+        where = f"kprobes[{i}]"
+        _check(path, where, t, dict, "a table")
+        _check_keys(path, f"{where}.", t, {"symbol", "post_handler"}, {"symbol"})
+        _check(path, f"{where}.symbol", t["symbol"], str, "a function name")
+        post = t.get("post_handler", False)
+        _check(path, f"{where}.post_handler", post, bool, "a boolean")
+        out.append((t["symbol"], post))
+    return tuple(out)
 
 
 def _error_injection(path, data, funcs: set) -> tuple:

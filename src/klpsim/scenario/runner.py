@@ -16,6 +16,7 @@ from typing import TextIO
 from klpsim.kernel.clock import NSEC_PER_MSEC
 from klpsim.kernel.errno import strerror
 from klpsim.kernel.fs import NotModelled
+from klpsim.kernel.machine import KernelOops
 from klpsim.kernel.module import ModuleSpec
 from klpsim.livepatch.system import System
 from klpsim.modules.definition import DefinitionError, load_definition, parse_definition
@@ -191,7 +192,12 @@ class Runner:
         fn = SHELL_COMMANDS.get(words[0])
         if fn is None:
             raise ScriptError(self.path, self.line, f"unknown command '{words[0]}'")
-        return fn(self, words[1:])
+        try:
+            return fn(self, words[1:])
+        except KernelOops:
+            # The kernel killed the command's process; the script goes on.
+            pid = self.kernel.sched.current.pid
+            return 137, "", f"bash: line {self.line}: {pid:>5} Killed  {' '.join(words)}\n"
 
     # -- running ---------------------------------------------------------------------
 

@@ -163,9 +163,18 @@ def insmod_strerror(err: int) -> str:
     }.get(err, strerror(err))
 
 
+def _kmod_new(rt) -> None:
+    """libkmod's kmod_new() reads /proc/cmdline (module options given on the
+    kernel command line), so every insmod, rmmod and modprobe calls
+    cmdline_proc_show(), and whatever probes it fires (seen on Debian's
+    kernels: a kprobe on it logs at each kmod command)."""
+    rt.fs.read("/proc/cmdline")
+
+
 def insmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "insmod: ERROR: missing filename.")
+    _kmod_new(rt)
     path, params = args[0], args[1:]
     spec = rt.resolve_module(path)
     ret = rt.kernel.modules.load_module(spec, params)
@@ -178,6 +187,7 @@ def modprobe(rt, args: list[str]) -> Result:
     """modprobe MOD [ARGS]: load by name; kmod's error wording."""
     if not args:
         return _err(1, "modprobe: ERROR: missing parameters. See -h.")
+    _kmod_new(rt)
     name, params = args[0], args[1:]
     spec = rt.resolve_module(name)
     if rt.kernel.modules.find_module(spec.name) is not None:
@@ -191,6 +201,7 @@ def modprobe(rt, args: list[str]) -> Result:
 def rmmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "rmmod: ERROR: missing module name.")
+    _kmod_new(rt)
     name = args[0]
     if name.endswith(".ko"):
         name = name.rsplit("/", 1)[-1][:-3]

@@ -106,6 +106,8 @@ class FtraceOps:
         "ops_func",
         "direct_call",
         "func_name",
+        "func_mod",
+        "func_size",
         "trampoline",
         "tramp_addr",
     )
@@ -121,6 +123,8 @@ class FtraceOps:
         # The C name of ops->func, as %pS prints it: the model's handlers
         # carry the kernel's function names.
         self.func_name: str = getattr(func, "__name__", name)
+        self.func_mod: str | None = None  # the module ops->func lives in
+        self.func_size = 0  # 0: HANDLER_SIZES or the default
         self.trampoline = not flags & FTRACE_OPS_FL_DIRECT  # x86 makes one per ops
         self.tramp_addr = 0  # allocated on first registration
 
@@ -334,8 +338,11 @@ class Ftrace:
         flags += "M" if sym in self._modified else ""
         return f"{len(attached)}:{flags or 'none'}"
 
-    def _ps(self, func: str) -> str:
-        return f"{func}+0x0/{HANDLER_SIZES.get(func, 0x40):#x}"
+    @staticmethod
+    def _ps(func: str, size: int = 0, mod: str | None = None) -> str:
+        """%pS of a function's start."""
+        size = size or HANDLER_SIZES.get(func, 0x40)
+        return f"{func}+0x0/{size:#x}" + (f" [{mod}]" if mod else "")
 
     def enabled_function_line(self, sym: Symbol) -> str | None:
         """One line of enabled_functions (t_show()), or None if no ops covers *sym*."""
@@ -358,7 +365,7 @@ class Ftrace:
         direct = [o for o in attached if o.flags & FTRACE_OPS_FL_DIRECT]
         if len(attached) == 1 and attached[0].tramp_addr:
             ops = attached[0]
-            func = self._ps(ops.func_name)
+            func = self._ps(ops.func_name, ops.func_size, ops.func_mod)
             out += f"\ttramp: {ops.tramp_addr:#x} ({func}) ->{func}"
         elif not direct:
             out += f" ->{self._ps(self.list_func)}"

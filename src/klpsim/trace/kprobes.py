@@ -121,6 +121,12 @@ class Kprobe:
         self.hits = 0
         self.nmissed = 0
         self._kprobes: Kprobes | None = None
+        # Set by the owner when the struct's memory goes (a module's data on
+        # unload); a probe still registered then is a use-after-free: the
+        # next access faults at struct_addr (seen on Debian's 6.12 after the
+        # failed disarm of an aggregate).
+        self.freed = False
+        self.struct_addr = 0
 
     @property
     def ip(self) -> int:
@@ -573,9 +579,15 @@ class Kprobes:
 
     # -- hits ------------------------------------------------------------------------------
 
+    def _touch(self, kp: Kprobe) -> None:
+        """Dereference *kp*: an oops if its memory is gone."""
+        if kp.freed:
+            self.kernel.oops_page_fault(kp.struct_addr)
+
     def _aggr_pre_handler(self, ap: Kprobe, regs: Regs, task: Task) -> int:
         """aggr_pre_handler(): newest first; a nonzero return ends the walk."""
         for kp in list(ap.list):
+            self._touch(kp)
             if kp.disabled:
                 continue
             kp.hits += 1
@@ -585,6 +597,7 @@ class Kprobes:
 
     def _aggr_post_handler(self, ap: Kprobe, regs: Regs, task: Task) -> None:
         for kp in list(ap.list):
+            self._touch(kp)
             if kp.post_handler is not None and not kp.disabled:
                 kp.post_handler(kp, regs, task)
 
@@ -593,6 +606,7 @@ class Kprobes:
         if task.pid in self._running:
             p.nmissed += 1  # kprobes_inc_nmissed_count(); children are not told apart
             return
+        self._touch(p)
         orig_ip = regs.ip
         self._running[task.pid] = p
         try:
@@ -639,6 +653,7 @@ class Kprobes:
 
     def _report_probe(self, p: Kprobe, pp: Kprobe | None) -> str:
         """report_probe()."""
+        self._touch(p)
         assert p.addr is not None
         kind = "r" if p.is_return else "k"
         mod = p.addr.owner.name if p.addr.owner.name != "vmlinux" else " "

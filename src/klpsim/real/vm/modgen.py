@@ -21,6 +21,10 @@ generated modules do on a real kernel (the model's modules must match):
   ``EXPORT_SYMBOL_GPL``, behind ``/proc/MOD/F``; reading it gives
   ``MOD: F: original output``.  Init logs ``MOD: MOD_init`` and exit
   ``MOD: MOD_exit`` (as the kernel's ``test_klp_mod_target`` does).
+  ``[[ftrace_ops]]`` (``funcs``, ``flags``) and ``[[kprobes]]`` (``symbol``,
+  ``post_handler``) are registered in init after the /proc files (a failure
+  fails the load) and unregistered in exit; each handler logs its hit
+  (modules/definition.py documents the lines; the model logs the same).
 
 ``replace_set`` (the 2026 replace-set series) and ``replaceable`` (RFC of
 2026-04-02) exist on no Debian kernel; a definition that sets them to a
@@ -114,6 +118,10 @@ class ModuleDef:
     objects: list[LivepatchObject] = field(default_factory=list)
     states: list[tuple[int, int]] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
+    ftrace_ops: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    """(funcs, flags) of each ``[[ftrace_ops]]``."""
+    kprobes: list[tuple[str, bool]] = field(default_factory=list)
+    """(symbol, post_handler) of each ``[[kprobes]]``."""
 
 
 def _bad(path: Path, key: str, why: str) -> VMError:
@@ -193,15 +201,43 @@ def parse_definition(name: str, path: Path, data: dict) -> ModuleDef:
             raise _bad(path, "objects", f"new_name {sorted(dup)[0]!r} used twice")
         return m
     for k in data:
-        if k not in ("livepatch", "functions"):
+        if k not in ("livepatch", "functions", "ftrace_ops", "kprobes"):
             raise _bad(path, k, "unknown key for a plain module")
-    funcs = _take(data, "functions", list, path, "", None)
+    hooks = "ftrace_ops" in data or "kprobes" in data
+    funcs = _take(data, "functions", list, path, "", [] if hooks else None)
     if funcs is None:
         raise _bad(path, "functions", "missing (a plain module lists its functions)")
     for i, fn in enumerate(funcs):
         if not isinstance(fn, str) or not _IDENT.match(fn):
             raise _bad(path, f"functions[{i}]", f"{fn!r} is not a C identifier")
-    return ModuleDef(name, path, False, functions=list(funcs))
+    m = ModuleDef(name, path, False, functions=list(funcs))
+    for i, t in enumerate(_take(data, "ftrace_ops", list, path, "", [])):
+        where = f"ftrace_ops[{i}]."
+        if not isinstance(t, dict):
+            raise _bad(path, f"ftrace_ops[{i}]", "expected a table")
+        for k in t:
+            if k not in ("funcs", "flags"):
+                raise _bad(path, where + k, "unknown key")
+        ofuncs = _take(t, "funcs", list, path, where, [])
+        if not ofuncs or not all(isinstance(f, str) and _IDENT.match(f) for f in ofuncs):
+            raise _bad(path, where + "funcs", "must list C identifiers (at least one)")
+        flags = _take(t, "flags", list, path, where, [])
+        for f in flags:
+            if f not in ("SAVE_REGS", "IPMODIFY"):
+                raise _bad(path, where + "flags", f"{f!r} is not SAVE_REGS or IPMODIFY")
+        m.ftrace_ops.append((list(ofuncs), list(flags)))
+    for i, t in enumerate(_take(data, "kprobes", list, path, "", [])):
+        where = f"kprobes[{i}]."
+        if not isinstance(t, dict):
+            raise _bad(path, f"kprobes[{i}]", "expected a table")
+        for k in t:
+            if k not in ("symbol", "post_handler"):
+                raise _bad(path, where + k, "unknown key")
+        sym = _take(t, "symbol", str, path, where, None)
+        if not sym or not _IDENT.match(sym):
+            raise _bad(path, where + "symbol", "missing or not a C identifier")
+        m.kprobes.append((sym, _take(t, "post_handler", bool, path, where, False)))
+    return m
 
 
 def load_definition(path: Path) -> ModuleDef:
@@ -238,6 +274,83 @@ def _show(fname: str, text_expr: str, static: bool) -> str:
     )
 
 
+def _hooks_c(mod: ModuleDef) -> list[str]:
+    """The ftrace_ops and kprobes of a plain module, their handlers (one log
+    line per hit) and klpsim_register_hooks() / klpsim_unregister_hooks()."""
+    out: list[str] = []
+    if mod.ftrace_ops:
+        # x86's struct ftrace_regs wraps pt_regs; 6.12 reaches it through
+        # arch_ftrace_regs() (struct __arch_ftrace_regs).
+        out.append("#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)")
+        out.append("#define klpsim_regs_ip(fregs) (arch_ftrace_regs(fregs)->regs.ip)")
+        out.append("#else")
+        out.append("#define klpsim_regs_ip(fregs) ((fregs)->regs.ip)")
+        out.append("#endif\n")
+    for i, (_, flags) in enumerate(mod.ftrace_ops):
+        out.append(
+            f"static void notrace klpsim_ops{i}_func(unsigned long ip, unsigned long parent_ip,\n"
+            "\t\t\t\t     struct ftrace_ops *op, struct ftrace_regs *fregs)\n{\n"
+            f'\tpr_info("ftrace_ops{i} %ps: regs ip %ps\\n", (void *)ip,\n'
+            "\t\t(void *)klpsim_regs_ip(fregs));\n}\n"
+        )
+        fl = " | ".join(f"FTRACE_OPS_FL_{f}" for f in flags) or "0"
+        out.append(f"static struct ftrace_ops klpsim_ops{i} = {{")
+        out.append(f"\t.func = klpsim_ops{i}_func,\n\t.flags = {fl},\n}};\n")
+    for i, (sym, post) in enumerate(mod.kprobes):
+        out.append(f"static int klpsim_kp{i}_pre(struct kprobe *p, struct pt_regs *regs)\n{{")
+        out.append(f'\tpr_info("kprobe{i} pre_handler %s\\n", p->symbol_name);\n\treturn 0;\n}}\n')
+        if post:
+            out.append(
+                f"static void klpsim_kp{i}_post(struct kprobe *p, struct pt_regs *regs,\n"
+                "\t\t\t      unsigned long flags)\n{"
+            )
+            out.append(f'\tpr_info("kprobe{i} post_handler %s\\n", p->symbol_name);\n}}\n')
+        out.append(f"static struct kprobe klpsim_kp{i} = {{")
+        out.append(f'\t.symbol_name = "{sym}",\n\t.pre_handler = klpsim_kp{i}_pre,')
+        if post:
+            out.append(f"\t.post_handler = klpsim_kp{i}_post,")
+        out.append("};\n")
+    nops, nkp = len(mod.ftrace_ops), len(mod.kprobes)
+    if nops:
+        out.append("static int klpsim_nops;")
+    if nkp:
+        out.append("static int klpsim_nkp;")
+    out.append("\nstatic void klpsim_unregister_hooks(void)\n{")
+    if nkp:
+        kps = ", ".join(f"&klpsim_kp{i}" for i in range(nkp))
+        out.append(f"\tstruct kprobe *kps[] = {{ {kps} }};")
+    if nops:
+        ops = ", ".join(f"&klpsim_ops{i}" for i in range(nops))
+        out.append(f"\tstruct ftrace_ops *ops[] = {{ {ops} }};")
+    if nkp:
+        out.append("\n\twhile (klpsim_nkp > 0)\n\t\tunregister_kprobe(kps[--klpsim_nkp]);")
+    if nops:
+        out.append("\twhile (klpsim_nops > 0) {")
+        out.append("\t\tunregister_ftrace_function(ops[--klpsim_nops]);")
+        out.append("\t\tftrace_free_filter(ops[klpsim_nops]);\n\t}")
+    out.append("}\n")
+    out.append("static int klpsim_register_hooks(void)\n{")
+    if not nops and not nkp:
+        out.append("\treturn 0;\n}\n")
+        return out
+    out.append("\tint ret;\n")
+    for i, (funcs, _) in enumerate(mod.ftrace_ops):
+        for j, fn in enumerate(funcs):
+            cond = "" if j == 0 else "if (!ret)\n\t\t"
+            out.append(
+                f'\t{cond}ret = ftrace_set_filter(&klpsim_ops{i}, (unsigned char *)"{fn}", '
+                f"{len(fn)}, 0);"
+            )
+        out.append(f"\tif (!ret)\n\t\tret = register_ftrace_function(&klpsim_ops{i});")
+        out.append(f"\tif (ret) {{\n\t\tftrace_free_filter(&klpsim_ops{i});\n\t\tgoto fail;\n\t}}")
+        out.append("\tklpsim_nops++;")
+    for i in range(nkp):
+        out.append(f"\tret = register_kprobe(&klpsim_kp{i});")
+        out.append("\tif (ret)\n\t\tgoto fail;\n\tklpsim_nkp++;")
+    out.append("\treturn 0;\nfail:\n\tklpsim_unregister_hooks();\n\treturn ret;\n}\n")
+    return out
+
+
 def check_vmlinux_funcs(mod: ModuleDef, symbols: dict[str, int] | None, kver: str) -> None:
     """Refuse vmlinux functions this kernel lacks or that cannot be replaced."""
     for obj in mod.objects:
@@ -271,19 +384,28 @@ def generate_module(mod: ModuleDef, symbols: dict[str, int] | None, kver: str) -
         "#include <linux/seq_file.h>",
     ]
     if not mod.livepatch:
-        body = head + ["#include <linux/proc_fs.h>", ""]
+        body = head + ["#include <linux/proc_fs.h>"]
+        if mod.ftrace_ops or mod.kprobes:
+            body += ["#include <linux/ftrace.h>", "#include <linux/kprobes.h>"]
+            body += ["#include <linux/string.h>", "#include <linux/version.h>"]
+        body.append("")
         for fn in mod.functions:
             body.append(_show(fn, _c_string(f"{mod.name}: {fn}: original output"), False))
             body.append(f"EXPORT_SYMBOL_GPL({fn});\n")
         body.append("static struct proc_dir_entry *klpsim_dir;\n")
+        body += _hooks_c(mod)
         body.append(f"static int __init {mod.name}_init(void)\n{{")
+        body.append("\tint ret;\n")
         body.append("\tklpsim_dir = proc_mkdir(KBUILD_MODNAME, NULL);")
         body.append("\tif (!klpsim_dir)\n\t\treturn -ENOMEM;")
         for fn in mod.functions:
             body.append(f'\tif (!proc_create_single("{fn}", 0444, klpsim_dir, {fn})) {{')
             body.append("\t\tproc_remove(klpsim_dir);\n\t\treturn -ENOMEM;\n\t}")
+        body.append("\tret = klpsim_register_hooks();")
+        body.append("\tif (ret) {\n\t\tproc_remove(klpsim_dir);\n\t\treturn ret;\n\t}")
         body.append('\tpr_info("%s\\n", __func__);\n\treturn 0;\n}\n')
         body.append(f"static void __exit {mod.name}_exit(void)\n{{")
+        body.append("\tklpsim_unregister_hooks();")
         body.append('\tproc_remove(klpsim_dir);\n\tpr_info("%s\\n", __func__);\n}\n')
         body.append(f"module_init({mod.name}_init);\nmodule_exit({mod.name}_exit);")
         body.append('MODULE_LICENSE("GPL");')
