@@ -116,6 +116,7 @@ class Kernel:
             "------------[ cut here ]------------",
             message,
             f"WARNING: CPU: 0 PID: {pid} at {where}",
+            self.modules.print_modules(),
             "---[ end trace 0000000000000000 ]---",
         ):
             if line:
@@ -130,6 +131,7 @@ class Kernel:
             "#PF: supervisor read access in kernel mode",
             "#PF: error_code(0x0000) - not-present page",
             f"Oops: Oops: 0000 [#{self._oopses + 1}] PREEMPT SMP NOPTI",
+            self.modules.print_modules(),
             "---[ end trace 0000000000000000 ]---",
         ):
             self.log.printk(1, line)

@@ -61,6 +61,9 @@ def _read(rt, path: str) -> str | None:
 
 
 def is_livepatch_mod(rt, mod: str) -> bool:
+    """functions.sh runs ``modinfo`` on the module; libkmod's kmod_new()
+    reads /proc/cmdline, which calls cmdline_proc_show() (seen on 6.1/6.12)."""
+    rt.fs.read("/proc/cmdline")
     return rt.resolve_module(f"test_modules/{mod}.ko").livepatch
 
 

@@ -176,6 +176,10 @@ def insmod(rt, args: list[str]) -> Result:
         return _err(1, "insmod: ERROR: missing filename.")
     _kmod_new(rt)
     path, params = args[0], args[1:]
+    if "/" not in path and not path.endswith(".ko"):
+        # A module name: the real-kernel harness's insmod wrapper (klpsim.sh)
+        # loads test_modules/NAME.ko, and insmod names that path.
+        path = f"test_modules/{path}.ko"
     spec = rt.resolve_module(path)
     ret = rt.kernel.modules.load_module(spec, params)
     if ret:
