@@ -22,6 +22,7 @@ that patch 0001 changes on 7.1 as released.
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from klpsim.kernel.errno import EINVAL, EIO, EPERM, errno_name
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
@@ -29,6 +30,7 @@ from klpsim.kernel.params import ParamSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.livepatch.system import boot
 from klpsim.modules.base import LivepatchCode
+from klpsim.modules.definition import parse_definition
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.ftrace import FtraceOps
 
@@ -121,6 +123,8 @@ def _livepatch(name: str, new_name: str, banner: str) -> ModuleSpec:
         error_injection=((new_name, "ERRNO"),),
     )
 
+
+J_MODULE = '[[ftrace_ops]]\nfuncs = ["cmdline_proc_show"]\n'
 
 KLP1 = _livepatch("klp_sample_mutator", "livepatch_cmdline_proc_show", "CLASS 1 MUTATOR ACTIVE")
 KLP2 = _livepatch("klp_user2", "livepatch2_cmdline_proc_show", "CLASS 1 MUTATOR #2 ACTIVE")
@@ -235,11 +239,19 @@ class Suite:
                 kernel.call_observers.append(self._exit_hook)
             return kprobes.register_kprobe(kp)
         if peer == "G":
-            return self._entry_ops("fgraph_ops", exit_hook=True, regs_ip=False)
+            # The function_graph tracer through tracefs, as lib_coexist.sh does.
+            kernel.fs.write("/sys/kernel/tracing/set_ftrace_filter", FUNC)
+            ret = kernel.fs.write("/sys/kernel/tracing/current_tracer", "function_graph")
+            return 0 if ret > 0 else ret
         if peer == "I":
             return self._entry_ops("fprobe_graph_ops", exit_hook=True)
         if peer == "J":
-            return self._entry_ops("ftrace_observer_ops")
+            # ftrace_observer_user1.ko: a plain ftrace_ops module, as the
+            # module definitions of tests/scenarios/tracefs build it.
+            spec = parse_definition(
+                J_MODULE, Path("ftrace_observer_user1.toml"), self.system.profile
+            )
+            return kernel.modules.load_module(spec, [])
         if peer == "L":
             return self._entry_ops("fprobe_ftrace_ops")
         if peer == "N":
@@ -297,6 +309,13 @@ def run_cell(peer: str, order: str, fixed: bool = True) -> Cell:
     link = s.peer_state.get("link")
     if link is not None:
         saw = [e.split(" ")[0] for e in link.seen]
+    if peer == "G":  # the graph's entries: what fgraph recorded (the ip argument)
+        saw = [e.sym.name for e in s.system.tracer.buffer if e.kind == "gent" and e.sym]
+    if peer == "J":  # its handler's log line: "ftrace_ops0 FUNC: regs ip F [mod]"
+        hits = [ln.split("ftrace_ops0 ", 1)[1] for ln in s.kernel.log.dmesg(notime=True)
+                if ln.startswith("ftrace_observer_user1: ftrace_ops0 ")]  # fmt: skip
+        saw = [h.split(":")[0] for h in hits]
+        regs_ip = [h.split("regs ip ", 1)[1].split(" [")[0] for h in hits]
     if peer == "N":  # the trace line: "cmdline_proc_show <-..."
         saw = [e.split(": ", 1)[1].split(" <-")[0] for e in s.system.tracer.entries]
     ret_seen = None

@@ -54,7 +54,7 @@ from klpsim.kernel.errno import (
 )
 from klpsim.kernel.fs import NotModelled
 from klpsim.kernel.module import MODULE_STATE_COMING
-from klpsim.kernel.printk import KERN_WARNING
+from klpsim.kernel.printk import KERN_INFO, KERN_WARNING
 
 if TYPE_CHECKING:
     from klpsim.kernel.machine import Kernel
@@ -728,7 +728,14 @@ class TraceKprobes:
         return ret or len(text)
 
     def _set_enabled(self, tpe: TraceProbeEvent, enable: bool) -> int:
-        """enable_trace_kprobe() (rolls back on an error) / disable_trace_kprobe()."""
+        """__ftrace_event_enable_disable(): enable_trace_kprobe() (rolls back
+        on an error, which is logged) / disable_trace_kprobe()."""
+        ret = self._enable_trace_kprobe(tpe, enable)
+        if ret:
+            self.kernel.log.printk(KERN_INFO, f"event trace: Could not enable event {tpe.name}")
+        return ret
+
+    def _enable_trace_kprobe(self, tpe: TraceProbeEvent, enable: bool) -> int:
         if enable == tpe.enabled:
             return 0
         if not enable:
