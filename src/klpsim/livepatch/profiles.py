@@ -220,6 +220,7 @@ register(
         ftrace_rec_flags="RID",
         trace_kprobe_validate_symbol=False,
         trace_probe_maxact_err="MAXACT_NO_KPROBE",
+        kprobe_disarm_warn_at="kernel/kprobes.c:1126 __disarm_kprobe_ftrace+0x7e/0xa0",
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",

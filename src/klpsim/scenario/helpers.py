@@ -87,13 +87,22 @@ def __load_mod(rt, mod: str, args: list[str]) -> None:
         die(rt, f"failed to load module {mod}")
 
 
+def assert_mod(rt, mod: str) -> None:
+    """6.1's functions.sh checks a module with ``modprobe --dry-run`` first:
+    one more kmod command, one more read of /proc/cmdline."""
+    if rt.system.profile.helpers_load == "modprobe":
+        rt.fs.read("/proc/cmdline")
+
+
 def load_mod(rt, mod: str, *args: str) -> None:
+    assert_mod(rt, mod)
     if is_livepatch_mod(rt, mod):
         die(rt, f"use load_lp() to load the livepatch module {mod}")
     __load_mod(rt, mod, list(args))
 
 
 def load_lp_nowait(rt, mod: str, *args: str) -> None:
+    assert_mod(rt, mod)
     if not is_livepatch_mod(rt, mod):
         die(rt, f"module {mod} is not a livepatch")
     __load_mod(rt, mod, list(args))

@@ -25,6 +25,7 @@ a failed disarm leaves registered).
 import difflib
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from klpsim.livepatch.system import boot
@@ -39,6 +40,8 @@ __all__ = [
     "comparable",
     "compare",
     "normalize_output",
+    "DiffResult",
+    "diff_one",
     "diff_scripts",
 ]
 
@@ -111,13 +114,35 @@ _NORMALIZE = [
 ]
 
 
+_KPROBE_LINE = re.compile(r"ADDR  [kr]  (\S+)  ")
+
+
+def _sort_kprobe_lists(lines: list[str]) -> list[str]:
+    """kprobes/list walks kprobe_table by hash_ptr() of the address, which
+    differs between any two kernels: order each run of its lines by probed
+    address (stable, so the probes of one aggregate keep their order)."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if _KPROBE_LINE.search(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run, key=lambda ln: _KPROBE_LINE.search(ln).group(1)))  # type: ignore[union-attr]
+        run = []
+        out.append(line)
+    return out[:-1]
+
+
 def normalize_output(text: str) -> str:
     """A script's output with run-specific details replaced (see module doc)."""
     for cmdline in _CMDLINES:
         text = text.replace(cmdline, "<cmdline>")
     for rx, repl in _NORMALIZE:
         text = rx.sub(repl, text)
-    return text
+    # start_test prints "TEST: NAME ... " without a newline: what follows
+    # starts a line of its own.
+    text = re.sub(r"^(TEST: .*? \.\.\. )(?=\S)", "\\1\n", text, flags=re.M)
+    return "\n".join(_sort_kprobe_lists(text.split("\n")))
 
 
 def comparable(lines: list[str], from_guest: bool) -> list[str]:
@@ -143,9 +168,21 @@ def compare(name: str, model: list[str], real: list[str]) -> str:
     )
 
 
-def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: bool) -> str:
-    """Run one script on both sides: the unified diff of what differs ("" if
-    nothing): the filtered logs, and with *output* the normalized output."""
+@dataclass
+class DiffResult:
+    """One script on both sides."""
+
+    diff: str
+    """The unified diffs of what differs ("" if nothing)."""
+    model_log: list[str]
+    """The model's ``dmesg --notime``."""
+    real_log: list[str]
+    """The guest's ``dmesg --notime`` during the script."""
+
+
+def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: bool) -> DiffResult:
+    """Run one script on both sides and compare the filtered logs, and with
+    *output* the normalized output."""
     text = path.read_text()
     _, model, model_out = model_output(text, path, kernel, module_dirs)
     res = rk.run_script(vm, path, [str(d) for d in module_dirs])
@@ -154,7 +191,7 @@ def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: b
         mine = normalize_output(model_out).splitlines()
         theirs = normalize_output(res.stdout).splitlines()
         d += compare(f"{path} output", mine, theirs)
-    return d
+    return DiffResult(d, model, res.log_lines)
 
 
 def diff_scripts(
@@ -172,7 +209,7 @@ def diff_scripts(
             if output and i:
                 vm.close()
                 vm = rk.boot()
-            d = diff_one(rk, vm, path, kernel, module_dirs, output)
+            d = diff_one(rk, vm, path, kernel, module_dirs, output).diff
             if d:
                 mismatches += 1
                 out.write(d)
