@@ -129,6 +129,10 @@ class Profile:
     """The error for ``pN:`` (maxactive on a kprobe): MAXACT_NO_KPROBE before
     6.5 ("tracing/probes: Add fprobe events for tracing function entry and
     exit" renamed it)."""
+    trace_probe_btf_retval: bool = True
+    """A kprobe event's ``$retval`` takes the function's BTF return type
+    (an ``int`` prints as ``0``) since 6.5, fd26290ec89d ("tracing/probes: Add
+    BTF retval type support"); before, the default x64 (``0x0``)."""
     kprobe_disarm_warn_at: str = "kernel/kprobes.c:1130 disarm_kprobe_ftrace+0xb7/0xe0"
     """Where the WARN_ONCE in __disarm_kprobe_ftrace() reports itself
     (``FILE:LINE FUNC+OFF/SIZE``), as this kernel's build prints it (Debian's
@@ -220,6 +224,7 @@ register(
         ftrace_rec_flags="RID",
         trace_kprobe_validate_symbol=False,
         trace_probe_maxact_err="MAXACT_NO_KPROBE",
+        trace_probe_btf_retval=False,
         kprobe_disarm_warn_at="kernel/kprobes.c:1126 __disarm_kprobe_ftrace+0x7e/0xa0",
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).

@@ -80,6 +80,7 @@ def boot(
                 tracer,
                 validate_symbol=profile.trace_kprobe_validate_symbol,
                 maxact_err=profile.trace_probe_maxact_err,
+                btf_retval=profile.trace_probe_btf_retval,
             )
     klp = Klp(kernel, ftrace, profile)
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))

@@ -24,7 +24,8 @@ ftrace_ops it lands on (trace/kprobes.py). Its handler, kprobe_dispatcher(),
 records ``EVENT: (SYM+OFF/SIZE)`` (a return probe ``EVENT: (CALLER+OFF/SIZE
 <- SYM)``) and always returns 0: it never moves the ip.
 
-Fetch arguments: ``$retval`` (return probes only), ``$comm``/``$COMM``,
+Fetch arguments: ``$retval`` (return probes only; an ``int`` since 6.5's
+BTF typing, the default hex x64 before), ``$comm``/``$COMM``,
 each optionally named ``NAME=``. Others need values the model does not
 have (registers, memory, BTF) and are refused with
 :class:`~klpsim.kernel.fs.NotModelled`.
@@ -153,10 +154,13 @@ class ProbeArg:
         self.name = name
         self.comm = comm
 
-    def fetch(self, task: Task, retval: int) -> str:
+    def fetch(self, task: Task, retval: int, btf: bool) -> str:
+        """The value as print_type_*() prints it."""
         if self.comm in ("$comm", "$COMM"):
             return f'"{task.comm}"'
-        return str(retval)  # $retval, as a signed int
+        if btf:
+            return str(retval)  # the BTF return type of the show functions: int
+        return f"{retval % 2**64:#x}"  # the default type, x64
 
 
 class TraceProbeEvent:
@@ -239,13 +243,15 @@ class TraceKprobes:
     """The kprobe dynamic events of one kernel and their tracefs files."""
 
     def __init__(self, kernel: Kernel, kprobes: Kprobes, tracing: FunctionTracer,
-                 validate_symbol: bool = True, maxact_err: str = "BAD_MAXACT_TYPE"):  # fmt: skip
+                 validate_symbol: bool = True, maxact_err: str = "BAD_MAXACT_TYPE",
+                 btf_retval: bool = True):  # fmt: skip
         self.kernel = kernel
         self.kprobes = kprobes
         self.tracing = tracing
         # 6.10+: validate_probe_symbol() (-EINVAL); before: the count check (-ENOENT, -EADDRNOTAVAIL)
         self.validate_symbol = validate_symbol
         self.maxact_err = maxact_err
+        self.btf_retval = btf_retval  # fd26290ec89d (6.5): $retval typed by BTF
         self.dyn_events: list[TraceKprobe] = []  # dyn_event_list order
         self.events: dict[tuple[str, str], TraceProbeEvent] = {}
         self.pending: dict[tuple[int, Symbol], list[TraceKprobe]] = {}  # return hooks armed
@@ -774,7 +780,7 @@ class TraceKprobes:
         return fallback
 
     def record(self, task: Task, tk: TraceKprobe, where: str, ctx: str, retval: int = 0) -> None:
-        args = "".join(f" {a.name}={a.fetch(task, retval)}" for a in tk.args)
+        args = "".join(f" {a.name}={a.fetch(task, retval, self.btf_retval)}" for a in tk.args)
         self.tracing.record(task, "event", f"{tk.event.name}: {where}{args}", ctx)
 
     def _on_return(self, task: Task, sym: Symbol, target: Symbol | None, result: int) -> None:
