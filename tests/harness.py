@@ -67,8 +67,9 @@ class Sim(Session):
         assert not isinstance(data, int), f"{path}: {data}"
         return data.rstrip("\n")
 
-    def write(self, path: str, text: str) -> int:
-        return self.kernel.fs.write(path, text)
+    def write(self, path: str, text: str, append: bool = False) -> int:
+        """``echo TEXT > PATH`` (``>>`` with *append*): the open's or the write's result."""
+        return self.kernel.fs.write(path, text, append)
 
     def klp_lines(self) -> list[str]:
         return [line for line in self.kernel.log.dmesg() if line.startswith("livepatch:")]

@@ -131,9 +131,13 @@ def test_breakpoint_in_a_patched_body_goes_quiet(profile):
     s = sim(profile)
     body = attach(s, "kprobe", "cmdline_proc_show", offset=0x10)
     call(s, "cmdline_proc_show")
-    s.sh("load_lp test_klp_livepatch")
-    call(s, "cmdline_proc_show")
     assert body.hits == 1
+    # load_lp's modinfo and insmod read /proc/cmdline (kmod_new()) before
+    # the patch is enabled: the original body runs twice more.
+    s.sh("load_lp test_klp_livepatch")
+    assert body.hits == 3
+    call(s, "cmdline_proc_show")
+    assert body.hits == 3
     assert health(s)[body.name] == "silent"
 
 
@@ -160,6 +164,38 @@ def test_ipmodify_kprobe_before_livepatch(profile):
     s = sim(profile)
     s.sh("load_mod test_klp_kprobe has_post_handler=true\nload_failing_mod test_klp_livepatch")
     assert call(s, "cmdline_proc_show")[0] == "cmdline_proc_show"
+
+
+KP_POST = f'[[kprobes]]\nsymbol = "{F}"\npost_handler = true\n'
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_override_inside_an_ipmodify_armed_aggregate(profile):
+    """A BPF kprobe joins an aggregate armed on kprobe_ipmodify_ops (its first
+    probe has a post_handler): its override still ends the call, and health
+    says so: the breakpoint in the body never fires, and neither does the
+    older probe that aggr_pre_handler() no longer reaches."""
+    s = sim(profile, definitions={"kp_post": KP_POST})
+    s.sh("load_mod kp_post")
+    kprobes = s.system.kprobes
+    assert kprobes.ipmodify_ops.enabled and not kprobes.ftrace_ops.enabled
+    older = attach(s, "kprobe", name="older")
+    ovr = attach(s, "kprobe", override=-EPERM, name="ovr")
+    body = attach(s, "kprobe", offset=8, name="body")
+    ap = kprobes.get_kprobe(ovr.kprobes[0].addr, ovr.kprobes[0].addr_off)
+    assert ap.aggr and ap.list == [ovr.kprobes[0], older.kprobes[0], *kprobes.probes[:1]]
+    assert kprobes.armed_on(ovr.kprobes[0]) is kprobes.ipmodify_ops
+    assert health(s) == {"older": "silent", "ovr": "active", "body": "silent"}
+    n = len(s.dmesg())
+    ran, ret, events = call(s)
+    assert (ran, ret) == ("just_return_func", -EPERM)
+    assert events == ["kprobe ovr on __x64_sys_getppid: bpf_override_return(-1)"]
+    assert (older.hits, ovr.hits, body.hits) == (0, 1, 0)
+    assert s.dmesg()[n:] == []  # kp_post's handlers are not reached either
+    s.system.bpf.detach(ovr)
+    assert health(s) == {"older": "active", "body": "active"}
+    ran, ret, _ = call(s)
+    assert (ran, older.hits, body.hits) == (F, 1, 1)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -169,7 +169,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     try:
         return _real_tier(
             lambda: diff_scripts(
-                args.kernel, scripts, [Path(d) for d in args.modules], sys.stdout, _log
+                args.kernel,
+                scripts,
+                [Path(d) for d in args.modules],
+                sys.stdout,
+                _log,
+                output=args.output,
             )
         )
     except ScriptError as e:
@@ -255,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff = sub.add_parser("diff", help="run scripts on the model and on a real kernel; compare")
     diff.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
     diff.add_argument("--modules", action="append", default=[], metavar="DIR")
+    diff.add_argument(
+        "--output",
+        action="store_true",
+        help="compare the scripts' output too (normalized; a fresh guest per script)",
+    )
     diff.add_argument("scripts", nargs="+", metavar="SCRIPT")
     diff.set_defaults(func=_cmd_diff)
     fz = sub.add_parser("fuzz", help="random scenarios on the model and a real kernel")

@@ -24,12 +24,16 @@ ENOTDIR = 20
 EISDIR = 21
 EINVAL = 22
 ENOSPC = 28
+E2BIG = 7
 ERANGE = 34
+EILSEQ = 84
 ENAMETOOLONG = 36
 ENOSYS = 38
 ENOTEMPTY = 39
 EOPNOTSUPP = 95
 EADDRINUSE = 98
+EADDRNOTAVAIL = 99
+ECANCELED = 125
 
 _TEXT = {
     EPERM: "Operation not permitted",
@@ -55,6 +59,10 @@ _TEXT = {
     ENOTEMPTY: "Directory not empty",
     EOPNOTSUPP: "Operation not supported",
     EADDRINUSE: "Address already in use",
+    E2BIG: "Argument list too long",
+    EILSEQ: "Invalid or incomplete multibyte or wide character",
+    EADDRNOTAVAIL: "Cannot assign requested address",
+    ECANCELED: "Operation canceled",
 }
 _NAMES = {v: k for k, v in globals().items() if k.startswith("E") and isinstance(v, int)}
 

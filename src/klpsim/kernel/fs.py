@@ -6,6 +6,12 @@ a negative errno. Opening follows kernfs_fop_open(): a file opened for
 reading needs a read bit and a show; for writing, a write bit and a store.
 Root gets no exemption, which is why ``echo 1 > transition`` fails with
 -EACCES even for root.
+
+A file may also have an ``open`` callback, run when it is opened for
+writing with or without O_TRUNC (the shell's ``>`` and ``>>``): tracefs
+files such as ``kprobe_events``, ``set_ftrace_filter`` and ``trace`` act
+on O_TRUNC at open time, and an open can fail (``kprobe_events`` while a
+probe is enabled: -EBUSY), which the shell reports as a redirection error.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable
 
 from klpsim.kernel.errno import EACCES, EEXIST, EISDIR, ENOENT, ENOTDIR
 
-__all__ = ["Inode", "VFS", "mode_string", "S_IFDIR", "S_IFREG"]
+__all__ = ["Inode", "VFS", "mode_string", "NotModelled", "S_IFDIR", "S_IFREG"]
 
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
@@ -23,12 +29,20 @@ Show = Callable[[], str]
 """A show callback: the file's whole text."""
 Store = Callable[[str], int]
 """A store callback: the bytes taken (all of them) or a negative errno."""
+Open = Callable[[bool], int]
+"""An open-for-write callback: ``open(trunc)`` -> 0 or a negative errno."""
+
+
+class NotModelled(Exception):
+    """A write the model cannot carry out faithfully (e.g. a kprobe fetch
+    argument whose value the model does not have); the scenario layer turns
+    it into an error naming the script line."""
 
 
 class Inode:
     """A directory or an attribute file."""
 
-    __slots__ = ("name", "mode", "parent", "children", "show", "store")
+    __slots__ = ("name", "mode", "parent", "children", "show", "store", "open")
 
     def __init__(
         self,
@@ -44,6 +58,7 @@ class Inode:
         self.children: dict[str, Inode] | None = {} if mode & S_IFDIR else None  # None: a file
         self.show = show
         self.store = store
+        self.open: Open | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -129,16 +144,23 @@ class VFS:
         mode: int,
         show: Show | None = None,
         store: Store | None = None,
+        open: Open | None = None,
     ) -> Inode:
         node = Inode(name, S_IFREG | mode, parent, show, store)
+        node.open = open
         parent.entries()[name] = node
         return node
 
     def create_file(
-        self, path: str, mode: int, show: Show | None = None, store: Store | None = None
+        self,
+        path: str,
+        mode: int,
+        show: Show | None = None,
+        store: Store | None = None,
+        open: Open | None = None,
     ) -> Inode:
         head, _, name = path.rstrip("/").rpartition("/")
-        return self.add_file(self.mkdir(head), name, mode, show, store)
+        return self.add_file(self.mkdir(head), name, mode, show, store, open)
 
     def remove(self, node: Inode | str) -> None:
         """Remove a file or a whole directory (kobject_del / debugfs_remove)."""
@@ -162,8 +184,8 @@ class VFS:
             return -EACCES
         return node.show()
 
-    def write(self, path: str, data: str) -> int:
-        """Write *data*; the store's return value (count or -errno)."""
+    def open_write(self, path: str, append: bool = False) -> int:
+        """open(O_WRONLY | (O_APPEND or O_TRUNC)): 0 or a negative errno."""
         node = self.lookup(path)
         if node is None:
             return -ENOENT
@@ -171,6 +193,25 @@ class VFS:
             return -EISDIR
         if not node.mode & 0o222 or node.store is None:
             return -EACCES
+        if node.open is not None:
+            return node.open(not append)
+        return 0
+
+    def write(self, path: str, data: str, append: bool = False) -> int:
+        """Open, write *data*; the open's error or the store's return value
+        (count or -errno). Nothing is written when *data* is empty."""
+        ret = self.open_write(path, append)
+        if ret < 0:
+            return ret
+        return self.store(path, data)
+
+    def store(self, path: str, data: str) -> int:
+        """write(2) on a file already opened: the store's return value."""
+        node = self.lookup(path)
+        if node is None or node.store is None:
+            return -ENOENT
+        if not data:
+            return 0
         return node.store(data)
 
     def listdir(self, path: str) -> list[str] | int:

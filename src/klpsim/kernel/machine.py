@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from klpsim.kernel.clock import Clock
 from klpsim.kernel.fs import VFS
@@ -21,7 +21,7 @@ from klpsim.kernel.symbols import Kallsyms, Regs, Symbol
 from klpsim.kernel.tasks import Scheduler, Task
 from klpsim.kernel.vmlinux import PROC_SHOW, build_vmlinux
 
-__all__ = ["KernelConfig", "Kernel", "CallContext", "CallObserver"]
+__all__ = ["KernelConfig", "Kernel", "CallContext", "CallObserver", "KernelOops"]
 
 CallObserver = Callable[[Task, Symbol, Symbol | None, int], None]
 """observer(task, called function, function whose body ran or None if the
@@ -53,6 +53,11 @@ class KernelConfig:
             ("kworker/1:1", ("ret_from_fork", "kthread", "worker_thread", "schedule")),
         )
     )
+
+
+class KernelOops(Exception):
+    """The current task oopsed (the splat is logged); the kernel kills it and
+    the shell reports the command as ``Killed``."""
 
 
 class CallContext:
@@ -91,6 +96,7 @@ class Kernel:
         self.data_symbols: list[str] = []
         self._pointers: dict[int, tuple[object, str]] = {}
         self._warned: set[str] = set()  # vmlinux data shown in /proc/kallsyms
+        self._oopses = 0
         self._boot()
 
     def kstrtobool(self, s: str) -> bool | int:
@@ -111,10 +117,27 @@ class Kernel:
             "------------[ cut here ]------------",
             message,
             f"WARNING: CPU: 0 PID: {pid} at {where}",
+            self.modules.print_modules(),
             "---[ end trace 0000000000000000 ]---",
         ):
             if line:
                 self.log.printk(4, line)
+
+    def oops_page_fault(self, addr: int) -> NoReturn:
+        """A read of unmapped kernel memory (e.g. a freed module's data): the
+        first lines of page_fault_oops() and __die(), then the task is killed.
+        The register dump and backtrace are not modelled."""
+        for line in (
+            f"BUG: unable to handle page fault for address: {addr:016x}",
+            "#PF: supervisor read access in kernel mode",
+            "#PF: error_code(0x0000) - not-present page",
+            f"Oops: Oops: 0000 [#{self._oopses + 1}] PREEMPT SMP NOPTI",
+            self.modules.print_modules(),
+            "---[ end trace 0000000000000000 ]---",
+        ):
+            self.log.printk(1, line)
+        self._oopses += 1
+        raise KernelOops(addr)
 
     def hashed_ptr(self, obj: object) -> str:
         """``%p``: a per-boot hashed value, the same for one object each time."""

@@ -191,6 +191,7 @@ class ModuleLoader:
         self.notifier: list[Callable[[Module, int], int]] = []  # module_notify_list
         self.tainted: set[str] = set()
         self.exported: dict[str, str] = {}  # symbol -> owning module
+        self.last_unloaded = ""  # last_unloaded_module: name and taint flags
 
     def find_module(self, name: str) -> Module | None:
         return self.modules.get(name)
@@ -320,7 +321,28 @@ class ModuleLoader:
         mod.state = MODULE_STATE_GOING
         mod.code.exit()
         self._going(mod)
+        self.last_unloaded = mod.name + self._module_flags(mod, show_state=False)
         return 0
+
+    @classmethod
+    def _module_flags(cls, mod: Module, show_state: bool = True) -> str:
+        """module_flags(): ``(OEK)``, with ``+``/``-`` while coming/going."""
+        flags = cls._taint_flags(mod)
+        if show_state and mod.state == MODULE_STATE_GOING:
+            flags += "-"
+        elif show_state and mod.state == MODULE_STATE_COMING:
+            flags += "+"
+        return f"({flags})" if flags else ""
+
+    def print_modules(self) -> str:
+        """print_modules(): the line a WARN or an oops prints, newest module first."""
+        out = "Modules linked in:"
+        for mod in reversed(list(self.modules.values())):
+            if mod.state != MODULE_STATE_UNFORMED:
+                out += f" {mod.name}{self._module_flags(mod)}"
+        if self.last_unloaded:
+            out += f" [last unloaded: {self.last_unloaded}]"
+        return out
 
     def _going(self, mod: Module) -> None:
         mod.state = MODULE_STATE_GOING

@@ -125,7 +125,7 @@ def _sys_getpid(ctx: CallContext, *args: object) -> int:
 def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFile:
     """Lay out vmlinux's functions (kallsyms order is address order)."""
     vm = ObjectFile("vmlinux", VMLINUX_BASE)
-    vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"))
+    vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"), size=0x30)  # as Debian builds it
     vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
     vm.add("version_proc_show", _seq_puts(version + "\n"))
     vm.add("__x64_sys_getpid", _sys_getpid)

@@ -111,6 +111,26 @@ class Profile:
     task switching to cond_resched()") or ``none`` (before 6.4)."""
     kstrtobool_enable_disable: bool = True
     """kstrtobool() takes e/E and d/D since 6.16 (ae5b3500856f)."""
+    ftrace_rec_flags: str = "RIDOM"
+    """The flag columns of enabled_functions: O since 6.3 (cbad0fb2d8d9
+    "ftrace: Add DYNAMIC_FTRACE_WITH_CALL_OPS"), M since 6.4 (6ce2c04fcbca
+    "ftrace: Add MODIFIED flag to show if IPMODIFY or direct was attached")."""
+    trace_kprobe_validate_symbol: bool = True
+    """validate_probe_symbol() refuses an unknown or ambiguous symbol with
+    -EINVAL, since 6.10 ("tracing/kprobes: Add symbol counting check when
+    module loads"); before, the count check returned -ENOENT/-EADDRNOTAVAIL."""
+    trace_probe_maxact_err: str = "BAD_MAXACT_TYPE"
+    """The error for ``pN:`` (maxactive on a kprobe): MAXACT_NO_KPROBE before
+    6.5 ("tracing/probes: Add fprobe events for tracing function entry and
+    exit" renamed it)."""
+    trace_probe_btf_retval: bool = True
+    """A kprobe event's ``$retval`` takes the function's BTF return type
+    (an ``int`` prints as ``0``) since 6.5, fd26290ec89d ("tracing/probes: Add
+    BTF retval type support"); before, the default x64 (``0x0``)."""
+    kprobe_disarm_warn_at: str = "kernel/kprobes.c:1130 disarm_kprobe_ftrace+0xb7/0xe0"
+    """Where the WARN_ONCE in __disarm_kprobe_ftrace() reports itself
+    (``FILE:LINE FUNC+OFF/SIZE``), as this kernel's build prints it (Debian's
+    6.12, measured; other kernels are assumed to print the same)."""
     helpers_load: Literal["insmod", "modprobe"] = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
@@ -133,6 +153,10 @@ MAINLINE_CONFIG = frozenset(
         "BPF_KPROBE_OVERRIDE",
         "KPROBES",
         "BPF_EVENTS",
+        "KPROBE_EVENTS",
+        "FUNCTION_GRAPH_TRACER",
+        # arch_adjust_kprobe_addr() puts a probe on func+0 at func+4, past endbr64
+        "X86_KERNEL_IBT",
     }
 )
 # Debian's kernels lack CONFIG_FUNCTION_ERROR_INJECTION, hence also
@@ -187,9 +211,15 @@ register(
         patch_attrs=("enabled", "transition", "force"),
         sympos_0_eq_1=False,
         kprobe_arm_error_ignored=False,
-        config=DEBIAN_CONFIG,
+        # Debian's 6.1 is built without CONFIG_X86_KERNEL_IBT.
+        config=DEBIAN_CONFIG - {"X86_KERNEL_IBT"},
         sched_switch="none",
         kstrtobool_enable_disable=False,
+        ftrace_rec_flags="RID",
+        trace_kprobe_validate_symbol=False,
+        trace_probe_maxact_err="MAXACT_NO_KPROBE",
+        trace_probe_btf_retval=False,
+        kprobe_disarm_warn_at="kernel/kprobes.c:1126 __disarm_kprobe_ftrace+0x7e/0xa0",
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",

@@ -16,6 +16,12 @@ livepatch/ (trace/ knows nothing about patches):
 * **gone**: its function's text went away with its module (rmmod); a kprobe
   does not pin the module it probes.
 
+Probes at one address share an aggregate kprobe (trace/kprobes.py), armed on
+whichever of kprobe_ftrace_ops and kprobe_ipmodify_ops its post_handler chose
+when it was armed; aggr_pre_handler() runs the probes newest first and stops
+at a pre_handler that returns nonzero, as a BPF program that overrides the
+return does: the older probes of the aggregate are silent.
+
 A function of a livepatch module that is not any klp_func's new_func (a
 helper) is taken to be reached while its patch is enabled: the model does
 not know the patch's call graph.
@@ -31,7 +37,14 @@ from klpsim.model.system import System
 from klpsim.trace.bpf import BpfLink
 from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
 
-__all__ = ["Health", "attachment_health", "entry_for", "effective_target", "redirect_of"]
+__all__ = [
+    "Health",
+    "attachment_health",
+    "entry_for",
+    "effective_target",
+    "redirect_of",
+    "shadowed_by",
+]
 
 
 class Health(NamedTuple):
@@ -98,16 +111,18 @@ def effective_target(system: System, sym: Symbol, follow: bool = True) -> Symbol
     fail_function is left out: whether it injects is up to should_fail().
     *follow*: go on through the call site of the function redirected to
     (False: where the redirect enters, the new function's entry)."""
-    klp, bpf = system.klp, system.bpf
+    klp, bpf, kprobes = system.klp, system.bpf, system.kprobes
     ip = sym
     for ops in system.ftrace.ops_on(sym):
-        if system.kprobes is not None and ops is system.kprobes.ftrace_ops:
+        if kprobes is not None and ops in (kprobes.ftrace_ops, kprobes.ipmodify_ops):
+            # kprobe_ftrace_handler() runs the probe at the address whichever
+            # of the two ops its aggregate was armed on.
             for link in bpf.links.values():
                 if (
                     link.kind is LinkKind.KPROBE
                     and link.override is not None
                     and link.target is sym
-                    and any(kp.armed for kp in link.kprobes)
+                    and any(kprobes.armed_on(kp) is ops for kp in link.kprobes)
                 ):
                     ip = system.error_injection.just_return_func
         elif ops is bpf.fprobe.ops:
@@ -138,6 +153,35 @@ def effective_target(system: System, sym: Symbol, follow: bool = True) -> Symbol
     return ip
 
 
+def shadowed_by(system: System, link: BpfLink) -> BpfLink | None:
+    """The BPF program that keeps *link*'s entry probe from running: a newer
+    probe of the same aggregate whose program overrides the return
+    (kprobe_perf_func() returns 1 when regs->ip changed, and
+    aggr_pre_handler() stops there). fail_function's probe is left out:
+    whether it injects is up to should_fail()."""
+    kprobes, bpf = system.kprobes, system.bpf
+    if kprobes is None or link.int3:
+        return None
+    owner = {id(kp): other for other in bpf.links.values() for kp in other.kprobes}
+    for kp in link.kprobes:
+        if kp.addr is None:
+            continue
+        ap = kprobes.get_kprobe(kp.addr, kp.addr_off)
+        if ap is None or not ap.aggr or kp not in ap.list:
+            continue
+        for newer in ap.list[: ap.list.index(kp)]:
+            other = owner.get(id(newer))
+            if (
+                other is not None
+                and other.attached
+                and other.kind is LinkKind.KPROBE
+                and other.override is not None
+                and not newer.disabled
+            ):
+                return other
+    return None
+
+
 def _health(system: System, link: BpfLink) -> Health:
     klp, kernel, bpf = system.klp, system.kernel, system.bpf
     for sym in link.targets:
@@ -147,6 +191,9 @@ def _health(system: System, link: BpfLink) -> Health:
         return Health(link, "gone", "its kprobe was removed")
     if not bpf.is_armed(link):
         return Health(link, "silent", "not armed (kprobes or ftrace disabled)")
+    shadow = shadowed_by(system, link)
+    if shadow is not None:
+        return Health(link, "silent", f"{shadow.name}, newer on the same kprobe, overrides first")
     why = ""
     for sym in link.targets:
         entry = entry_for(klp, sym)
@@ -194,8 +241,10 @@ def _note(system: System, link: BpfLink, sym: Symbol) -> str:
             if link.kind is LinkKind.KPROBE_MULTI:
                 mine = bpf.fprobe.ops
             else:
-                assert system.kprobes is not None  # a kprobe link needs them
-                mine = system.kprobes.ftrace_ops
+                kprobes = system.kprobes
+                assert kprobes is not None  # a kprobe link needs them
+                armed = [kprobes.armed_on(kp) for kp in link.kprobes]
+                mine = next((o for o in armed if o is not None), kprobes.ftrace_ops)
             if mine in order and order.index(ops.fops) > order.index(mine):
                 return f"override lost: {ops.fops.name} is older and runs after it"
             return f"override wins: {ops.fops.name} is newer and runs before it"

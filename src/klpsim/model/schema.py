@@ -30,9 +30,12 @@ __all__ = [
     "StateDef",
     "LivepatchDef",
     "TargetDef",
+    "FtraceOpsDef",
+    "KprobeDef",
     "ModuleDef",
     "DefinitionError",
     "ERROR_INJECTION_TYPES",
+    "FTRACE_OPS_FLAGS",
     "PATCH_FIELDS",
     "parse_definition",
     "load_definition",
@@ -40,6 +43,8 @@ __all__ = [
 
 ERROR_INJECTION_TYPES = ("NULL", "ERRNO", "ERRNO_NULL", "TRUE")
 """include/asm-generic/error-injection.h: EI_ETYPE_NULL ... EI_ETYPE_TRUE."""
+FTRACE_OPS_FLAGS = ("SAVE_REGS", "IPMODIFY")
+"""The ``FTRACE_OPS_FL_*`` flags a plain module's ftrace_ops may set."""
 PATCH_FIELDS = ("replace", "replace_set", "replaceable")
 """The ``struct klp_patch`` fields a definition may set, on any kernel."""
 
@@ -120,20 +125,51 @@ class LivepatchDef:
 
 
 @dataclass(frozen=True)
+class FtraceOpsDef:
+    """One ``[[ftrace_ops]]`` of a plain module: a ``struct ftrace_ops``
+    whose filter is set (ftrace_set_filter()) to *funcs*."""
+
+    funcs: tuple[str, ...]
+    """The functions it hooks, as kallsyms names them."""
+    flags: tuple[str, ...]
+    """``FTRACE_OPS_FL_*`` names without the prefix (:data:`FTRACE_OPS_FLAGS`)."""
+
+    @staticmethod
+    def callback(index: int) -> str:
+        """The C name of ops *index*'s callback: enabled_functions prints it."""
+        return f"klpsim_ops{index}_func"
+
+
+@dataclass(frozen=True)
+class KprobeDef:
+    """One ``[[kprobes]]`` of a plain module: a ``struct kprobe`` on a
+    function's entry."""
+
+    symbol: str
+    """``kprobe.symbol_name``, as kallsyms names it."""
+    post_handler: bool
+    """Whether it has a post_handler (which makes an armed probe IPMODIFY)."""
+
+
+@dataclass(frozen=True)
 class TargetDef:
     """A plain module whose functions a livepatch may patch: each one a
-    seq_file show function behind ``/proc/MOD/F``."""
+    seq_file show function behind ``/proc/MOD/F``. Its ftrace_ops and
+    kprobes, if any, are registered in init and unregistered in exit."""
 
     name: str
     source: str
     functions: tuple[str, ...]
     error_injection: tuple[tuple[str, str], ...]
+    ftrace_ops: tuple[FtraceOpsDef, ...] = ()
+    kprobes: tuple[KprobeDef, ...] = ()
 
 
 ModuleDef = LivepatchDef | TargetDef
 
 _LIVEPATCH_KEYS = ("objects", "states", *PATCH_FIELDS)
-_TARGET_KEYS = ("functions",)
+_HOOK_KEYS = ("ftrace_ops", "kprobes")
+_TARGET_KEYS = ("functions", *_HOOK_KEYS)
 
 
 class _Reader:
@@ -189,6 +225,13 @@ class _Reader:
             table = self.table(ikey, item)
             self.keys(table, ikey + ".", allowed)
             yield ikey, table
+
+    def symbol(self, key: str, v: object) -> str:
+        """A function as kallsyms names it (``foo``, ``foo.isra.0``)."""
+        s = self.string(key, v)
+        if not s or not _KSYM_CHARS.issuperset(s):
+            self.fail(key, f"'{escape(s)}' is not a symbol name (letters, digits, '_' and '.')")
+        return s
 
     def identifier(self, key: str, v: object, what: str) -> str:
         s = self.string(key, v)
@@ -249,14 +292,15 @@ def _target(r: _Reader, name: str, data: dict[str, object]) -> TargetDef:
     for key in data:
         if key in _LIVEPATCH_KEYS:
             r.fail(key, f"only livepatch modules have {key} (add 'livepatch = true')")
-    r.keys(data, "", ("livepatch", "functions", "error_injection"))
-    if "functions" not in data:
+    r.keys(data, "", ("livepatch", "functions", "error_injection", *_HOOK_KEYS))
+    hooks = any(key in data for key in _HOOK_KEYS)
+    if "functions" not in data and not hooks:
         r.fail(
             "functions",
             "missing: a plain module lists its functions (a livepatch says 'livepatch = true')",
         )
-    funcs = r.array("functions", data["functions"])
-    if not funcs:
+    funcs = r.array("functions", data.get("functions", []))
+    if not funcs and not hooks:
         r.fail("functions", "a plain module needs at least one function")
     names: list[str] = []
     for i, f in enumerate(funcs):
@@ -268,11 +312,55 @@ def _target(r: _Reader, name: str, data: dict[str, object]) -> TargetDef:
             r.fail(key, f"'{fn}' is the module's own init or exit function")
         names.append(fn)
     ei = _error_injection(r, data, names)
-    return TargetDef(name, str(r.path), tuple(names), ei)
+    ops = _ftrace_ops(r, data)
+    for i, fn in enumerate(names):
+        for j in range(len(ops)):
+            if fn == FtraceOpsDef.callback(j):
+                r.fail(f"functions[{i}]", f"'{fn}' is the name of ftrace_ops[{j}]'s callback")
+    return TargetDef(name, str(r.path), tuple(names), ei, ops, _kprobes(r, data))
+
+
+def _ftrace_ops(r: _Reader, data: dict[str, object]) -> tuple[FtraceOpsDef, ...]:
+    out: list[FtraceOpsDef] = []
+    for okey, t in r.tables("ftrace_ops", data.get("ftrace_ops", []), ("funcs", "flags")):
+        if "funcs" not in t:
+            r.fail(okey + ".funcs", "missing: the functions the ops hooks")
+        funcs = r.array(okey + ".funcs", t["funcs"])
+        if not funcs:
+            r.fail(okey + ".funcs", "an ftrace_ops needs at least one function")
+        names: list[str] = []
+        for j, f in enumerate(funcs):
+            fn = r.symbol(f"{okey}.funcs[{j}]", f)
+            if fn in names:
+                r.fail(f"{okey}.funcs[{j}]", f"'{fn}' is listed twice")
+            names.append(fn)
+        flags: list[str] = []
+        for j, f in enumerate(r.array(okey + ".flags", t.get("flags", []))):
+            flag = r.string(f"{okey}.flags[{j}]", f)
+            if flag not in FTRACE_OPS_FLAGS:
+                r.fail(f"{okey}.flags[{j}]", f"must be one of {', '.join(FTRACE_OPS_FLAGS)}")
+            if flag in flags:
+                r.fail(f"{okey}.flags[{j}]", f"'{flag}' is listed twice")
+            flags.append(flag)
+        out.append(FtraceOpsDef(tuple(names), tuple(flags)))
+    return tuple(out)
+
+
+def _kprobes(r: _Reader, data: dict[str, object]) -> tuple[KprobeDef, ...]:
+    out: list[KprobeDef] = []
+    for kkey, t in r.tables("kprobes", data.get("kprobes", []), ("symbol", "post_handler")):
+        if "symbol" not in t:
+            r.fail(kkey + ".symbol", "missing: the function to probe")
+        symbol = r.symbol(kkey + ".symbol", t["symbol"])
+        post = r.boolean(kkey + ".post_handler", t.get("post_handler", False))
+        out.append(KprobeDef(symbol, post))
+    return tuple(out)
 
 
 def _livepatch(r: _Reader, name: str, data: dict[str, object]) -> LivepatchDef:
     for key in data:
+        if key in _HOOK_KEYS:
+            r.fail(key, f"only plain modules have {key}")
         if key in _TARGET_KEYS:
             r.fail(key, f"only plain modules have {key} (a livepatch lists objects)")
     r.keys(data, "", ("livepatch", "error_injection", *_LIVEPATCH_KEYS))
@@ -327,12 +415,7 @@ _FUNC_KEYS = ("old_name", "new_name", "old_sympos", "output", "return")
 def _func(r: _Reader, key: str, f: dict[str, object]) -> FuncDef:
     if "old_name" not in f:
         r.fail(key + ".old_name", "missing")
-    old = r.string(key + ".old_name", f["old_name"])
-    if not old or not _KSYM_CHARS.issuperset(old):
-        r.fail(
-            key + ".old_name",
-            f"'{escape(old)}' is not a symbol name (letters, digits, '_' and '.')",
-        )
+    old = r.symbol(key + ".old_name", f["old_name"])
     default_new = "livepatch_" + old.replace(".", "_")
     new = r.identifier(key + ".new_name", f.get("new_name", default_new), "a function name")
     sympos = r.integer(key + ".old_sympos", f.get("old_sympos", 0), 0, U64_MAX, "an unsigned long")

@@ -11,6 +11,7 @@ from klpsim.trace.bpf import Bpf
 from klpsim.trace.error_inject import ErrorInjection
 from klpsim.trace.ftrace import Ftrace
 from klpsim.trace.kprobes import Kprobes
+from klpsim.trace.trace_kprobe import TraceKprobes
 from klpsim.trace.tracer import FunctionTracer
 
 __all__ = ["System", "boot", "CONFIG_OPTIONS", "UnknownConfig"]
@@ -25,6 +26,9 @@ CONFIG_OPTIONS = {
     "BPF_KPROBE_OVERRIDE": "bpf_override_return()",
     "BPF_EVENTS": "BPF programs on kprobes and tracepoints",
     "KPROBE_OVERRIDE_KLP_FUNC": "RFC 2/4 of 2026-04-02: overrides on livepatch functions",
+    "KPROBE_EVENTS": "tracefs kprobe_events and the kprobe trace events",
+    "FUNCTION_GRAPH_TRACER": "the function_graph tracer",
+    "X86_KERNEL_IBT": "endbr64 at function entry: a probe on func+0 sits at func+4",
 }
 """The CONFIG_ options a simulated kernel may be booted with or without."""
 
@@ -52,6 +56,8 @@ class System:
     bpf: Bpf
     events: EventLog
     """Every typed event since boot (model/events.py)."""
+    trace_kprobes: TraceKprobes | None = None
+    """kprobe_events and its events (CONFIG_KPROBE_EVENTS), if configured."""
 
 
 def boot(
@@ -83,12 +89,28 @@ def boot(
     )
     for rule in dyndbg:
         kernel.log.dyndbg.control(rule)
-    ftrace = Ftrace(kernel)
+    ftrace = Ftrace(kernel, rec_flags=profile.ftrace_rec_flags)
     tracer = FunctionTracer(kernel, ftrace)
     kprobes = None
+    trace_kprobes = None
     if kernel.has_config("KPROBES_ON_FTRACE"):
-        kprobes = Kprobes(kernel, ftrace, profile.kprobe_arm_error_ignored)
+        kprobes = Kprobes(
+            kernel,
+            ftrace,
+            profile.kprobe_arm_error_ignored,
+            ibt=kernel.has_config("X86_KERNEL_IBT"),
+            disarm_warn_at=profile.kprobe_disarm_warn_at,
+        )
         kernel.data_symbols.append("kprobe_ftrace_ops")
+        if kernel.has_config("KPROBE_EVENTS"):
+            trace_kprobes = TraceKprobes(
+                kernel,
+                kprobes,
+                tracer,
+                validate_symbol=profile.trace_kprobe_validate_symbol,
+                maxact_err=profile.trace_probe_maxact_err,
+                btf_retval=profile.trace_probe_btf_retval,
+            )
     klp = Klp(kernel, ftrace, profile)
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
@@ -97,4 +119,6 @@ def boot(
     events.attach(klp.tp)
     events.attach(error_injection.tp)
     events.attach(bpf.tp)
-    return System(profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events)
+    return System(
+        profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events, trace_kprobes
+    )

@@ -75,6 +75,9 @@ def _read(rt, path: str) -> str | None:
 
 
 def is_livepatch_mod(rt, mod: str) -> bool:
+    """functions.sh runs ``modinfo`` on the module; libkmod's kmod_new()
+    reads /proc/cmdline, which calls cmdline_proc_show() (seen on 6.1/6.12)."""
+    rt.fs.read("/proc/cmdline")
     return rt.resolve_module(f"test_modules/{mod}.ko").livepatch
 
 
@@ -98,8 +101,16 @@ def __load_mod(rt, mod: str, args: list[str]) -> None:
         die(rt, f"failed to load module {mod}")
 
 
+def assert_mod(rt, mod: str) -> None:
+    """6.1's functions.sh checks a module with ``modprobe --dry-run`` first:
+    one more kmod command, one more read of /proc/cmdline."""
+    if rt.system.profile.helpers_load == "modprobe":
+        rt.fs.read("/proc/cmdline")
+
+
 @helper("load_mod", *LOADS)
 def load_mod(rt, mod: str, *args: str) -> None:
+    assert_mod(rt, mod)
     if is_livepatch_mod(rt, mod):
         die(rt, f"use load_lp() to load the livepatch module {mod}")
     __load_mod(rt, mod, list(args))
@@ -107,6 +118,7 @@ def load_mod(rt, mod: str, *args: str) -> None:
 
 @helper("load_lp_nowait", *LOADS)
 def load_lp_nowait(rt, mod: str, *args: str) -> None:
+    assert_mod(rt, mod)
     if not is_livepatch_mod(rt, mod):
         die(rt, f"module {mod} is not a livepatch")
     __load_mod(rt, mod, list(args))

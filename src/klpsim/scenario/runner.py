@@ -13,7 +13,9 @@ scenario/output.py's; which module a name means is the resolver's.
 from typing import TypeVar
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
-from klpsim.kernel.errno import EACCES, ENOENT, strerror
+from klpsim.kernel.errno import strerror
+from klpsim.kernel.fs import NotModelled
+from klpsim.kernel.machine import KernelOops
 from klpsim.kernel.module import ModuleSpec
 from klpsim.kernel.printk import escape
 from klpsim.model.system import System
@@ -103,19 +105,25 @@ class Runner:
         except ModuleError as e:
             raise self.error(str(e)) from None
 
-    def write(self, path: str, data: str) -> int:
-        """A shell redirection into *path*; errors as bash reports them."""
+    def write(self, path: str, data: str, append: bool = False) -> int:
+        """A shell redirection (``>``, or ``>>`` with *append*) into *path*;
+        errors as bash reports them: a failed open names the file, a failed
+        write is ``echo: write error``."""
         if path == "/dev/kmsg":
             if data:
                 self.kernel.log.printk(4, data, origin="user")
             return 0
-        ret = self.fs.write(path, data)
+        try:
+            ret = self.fs.open_write(path, append)
+            if ret < 0:
+                self.stderr(f"bash: {path}: {strerror(ret)}\n")
+                return 1
+            ret = self.fs.store(path, data)
+        except NotModelled as e:
+            raise self.error(str(e)) from None
         if ret >= 0:
             return 0
-        if ret in (-ENOENT, -EACCES) and (self.fs.lookup(path) is None or ret == -EACCES):
-            self.stderr(f"bash: {path}: {strerror(ret)}\n")
-        else:
-            self.stderr(f"bash: echo: write error: {strerror(ret)}\n")
+        self.stderr(f"bash: echo: write error: {strerror(ret)}\n")
         return 1
 
     def shell(self, words: list[str]) -> Result:
@@ -123,8 +131,17 @@ class Runner:
         verb = self.registry.get(words[0])
         if verb is None or not verb.command:
             raise self.error(f"'{words[0]}' is not a shell command")
-        result: Result = verb.run(self, words[1:])
+        try:
+            result: Result = verb.run(self, words[1:])
+        except KernelOops:
+            return self._killed(words)
         return result
+
+    def _killed(self, words: list[str]) -> Result:
+        """The kernel oopsed and killed the command's process: bash's report;
+        the script goes on."""
+        pid = self.kernel.sched.current.pid
+        return 137, "", f"bash: line {self.line}: {pid:>5} Killed  {' '.join(words)}\n"
 
     # -- checking ---------------------------------------------------------------------
 
@@ -173,9 +190,9 @@ class Runner:
         if not verb.command:
             status = verb.run(self, *cmd.words[1:]) or 0
         else:
-            status, out, err = verb.run(self, list(cmd.words[1:]))
+            status, out, err = self.shell(list(cmd.words))
             if cmd.redirect is not None:
-                wstatus = self.write(cmd.redirect[1], out)
+                wstatus = self.write(cmd.redirect[1], out, append=cmd.redirect[0] == ">>")
                 status = status or wstatus
             else:
                 self.stdout(out)

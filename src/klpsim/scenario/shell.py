@@ -179,11 +179,24 @@ def insmod_strerror(err: int) -> str:
     }.get(err, strerror(err))
 
 
+def _kmod_new(rt) -> None:
+    """libkmod's kmod_new() reads /proc/cmdline (module options given on the
+    kernel command line), so every insmod, rmmod and modprobe calls
+    cmdline_proc_show(), and whatever probes it fires (seen on Debian's
+    kernels: a kprobe on it logs at each kmod command)."""
+    rt.fs.read("/proc/cmdline")
+
+
 @command("insmod", Arg("FILE", optional=True, module=True), ANY)
 def insmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "insmod: ERROR: missing filename.")
+    _kmod_new(rt)
     path, params = args[0], args[1:]
+    if "/" not in path and not path.endswith(".ko"):
+        # A module name: the real-kernel harness's insmod wrapper (klpsim.sh)
+        # loads test_modules/NAME.ko, and insmod names that path.
+        path = f"test_modules/{path}.ko"
     spec = rt.resolve_module(path)
     ret = rt.kernel.modules.load_module(spec, params)
     if ret:
@@ -196,6 +209,7 @@ def modprobe(rt, args: list[str]) -> Result:
     """modprobe MOD [ARGS]: load by name; kmod's error wording."""
     if not args:
         return _err(1, "modprobe: ERROR: missing parameters. See -h.")
+    _kmod_new(rt)
     name, params = args[0], args[1:]
     spec = rt.resolve_module(name)
     if rt.kernel.modules.find_module(spec.name) is not None:
@@ -210,6 +224,7 @@ def modprobe(rt, args: list[str]) -> Result:
 def rmmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "rmmod: ERROR: missing module name.")
+    _kmod_new(rt)
     name = args[0]
     if name.endswith(".ko"):
         name = name.rsplit("/", 1)[-1][:-3]

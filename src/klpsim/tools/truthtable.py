@@ -27,6 +27,7 @@ from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.kernel.params import ParamSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.modules.base import LivepatchCode
+from klpsim.modules.definition import TargetModule
 from klpsim.session import Session
 from klpsim.trace.bpf import AttachError
 from klpsim.trace.events import CallPhase, LinkKind
@@ -122,6 +123,9 @@ def _livepatch(name: str, new_name: str, banner: str) -> ModuleSpec:
     )
 
 
+J_MODULE_NAME = "ftrace_observer_user1"
+J_MODULE = '[[ftrace_ops]]\nfuncs = ["cmdline_proc_show"]\n'
+
 KLP1 = _livepatch("klp_sample_mutator", "livepatch_cmdline_proc_show", "CLASS 1 MUTATOR ACTIVE")
 KLP2 = _livepatch("klp_user2", "livepatch2_cmdline_proc_show", "CLASS 1 MUTATOR #2 ACTIVE")
 
@@ -133,7 +137,8 @@ class Suite:
     """One booted kernel with the suite's patches and its consumers."""
 
     def __init__(self, fixed: bool = True):
-        self.system = Session("7.1").system
+        self.session = Session("7.1", definitions={J_MODULE_NAME: J_MODULE})
+        self.system = self.session.system
         self.kernel = self.system.kernel
         sym, kprobes = self.kernel.vmlinux.lookup(FUNC), self.system.kprobes
         assert sym is not None and kprobes is not None  # 7.1 has both
@@ -229,11 +234,17 @@ class Suite:
                 kernel.call_observers.append(self._exit_hook)
             return kprobes.register_kprobe(kp)
         if peer == "G":
-            return self._entry_ops("fgraph_ops", exit_hook=True, regs_ip=False)
+            # The function_graph tracer through tracefs, as lib_coexist.sh does.
+            kernel.fs.write("/sys/kernel/tracing/set_ftrace_filter", FUNC)
+            ret = kernel.fs.write("/sys/kernel/tracing/current_tracer", "function_graph")
+            return 0 if ret > 0 else ret
         if peer == "I":
             return self._entry_ops("fprobe_graph_ops", exit_hook=True)
         if peer == "J":
-            return self._entry_ops("ftrace_observer_ops")
+            # ftrace_observer_user1.ko: a plain ftrace_ops module, as the
+            # module definitions of tests/scenarios/tracefs build it.
+            spec = self.session.resolver.resolve(J_MODULE_NAME)
+            return kernel.modules.load_module(spec, [])
         if peer == "L":
             return self._entry_ops("fprobe_ftrace_ops")
         if peer == "N":
@@ -244,6 +255,12 @@ class Suite:
 
     def attach(self, who: str) -> int:
         return self.load_klp(KLP1) if who == "klp" else self.attach_peer(who)
+
+    def j_module(self) -> TargetModule:
+        """Peer J's module code."""
+        mod = self.kernel.modules.find_module(J_MODULE_NAME)
+        assert mod is not None and isinstance(mod.code, TargetModule)
+        return mod.code
 
     def call(self) -> tuple[str, int]:
         kernel = self.kernel
@@ -291,6 +308,12 @@ def run_cell(peer: str, order: str, fixed: bool = True) -> Cell:
     link = s.peer_state.get("link")
     if link is not None:
         saw = [e.func for e in link.seen]
+    if peer == "G":  # the graph's entries: what fgraph recorded (the ip argument)
+        saw = [e.sym.name for e in s.system.tracer.buffer if e.kind == "gent" and e.sym]
+    if peer == "J":  # what its ftrace_ops callback saw (it logs the same)
+        hits = s.j_module().hits
+        saw = [h.ip.name for h in hits]
+        regs_ip = [h.regs_ip.name for h in hits]
     if peer == "N":  # the trace line: "cmdline_proc_show <-..."
         saw = [e.split(": ", 1)[1].split(" <-")[0] for e in s.system.tracer.entries]
     ret_seen = None

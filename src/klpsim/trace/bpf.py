@@ -426,6 +426,7 @@ class Bpf:
             pre_handler=lambda kp, regs, task: self._kprobe_pre(link, kp, regs, task),
             owner="bpf",
             module=None if sym.owner.name == "vmlinux" else sym.owner.name,
+            is_return=link.kind is LinkKind.KRETPROBE,  # pre_handler_kretprobe
         )
         ret = self.kprobes.register_kprobe(kp)
         if ret:

@@ -19,6 +19,20 @@ Mirrors the parts of kernel/trace/ftrace.c that a livepatch meets:
   DIRECT ops on the same function"): ENABLE_SHARE_IPMODIFY_SELF when the
   direct ops comes second, ENABLE_SHARE_IPMODIFY_PEER when the IPMODIFY
   ops does, DISABLE_SHARE_IPMODIFY_PEER when the IPMODIFY ops leaves.
+
+``/sys/kernel/tracing/enabled_functions`` (t_show() with
+FTRACE_ITER_ENABLED) lists every record an ops covers, in address order:
+``name [mod] (count)`` and the record's flag columns, then, when a single
+ops owns the record, the x86 trampoline made for that ops and the function
+it calls (``\ttramp: ADDR (FUNC+0x0/SIZE) ->FUNC+0x0/SIZE``), else the list
+function that walks every ops (`` ->arch_ftrace_ops_list_func+0x0/SIZE``).
+The columns are `` R`` (FTRACE_FL_REGS), `` I`` (IPMODIFY), `` D`` (DIRECT)
+and, since 6.3, `` O`` (FTRACE_FL_CALL_OPS, cbad0fb2d8d9 "ftrace: Add
+DYNAMIC_FTRACE_WITH_CALL_OPS"; never set on x86) and, since 6.4, `` M ``
+(FTRACE_FL_MODIFIED, sticky once an IPMODIFY or DIRECT ops was there,
+6ce2c04fcbca "ftrace: Add MODIFIED flag to show if IPMODIFY or direct was
+attached"); an unset column is blank. Trampoline addresses and function
+sizes are the model's own (sizes as Debian's 6.12 build has them).
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ __all__ = [
     "Ftrace",
     "Handler",
     "OpsFunc",
+    "HANDLER_SIZES",
     "FTRACE_OPS_FL_ENABLED",
     "FTRACE_OPS_FL_DYNAMIC",
     "FTRACE_OPS_FL_SAVE_REGS",
@@ -61,6 +76,18 @@ FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF = 0
 FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER = 1
 FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER = 2
 
+# Sizes of the handlers enabled_functions names (%pS), as Debian's 6.12 has them.
+HANDLER_SIZES = {
+    "kprobe_ftrace_handler": 0x1D0,
+    "klp_ftrace_handler": 0x100,
+    "ftrace_graph_func": 0x20,
+    "function_trace_call": 0x140,
+    "arch_ftrace_ops_list_func": 0x1D0,
+    "ftrace_ops_list_func": 0x1D0,
+    "ftrace_ops_assist_func": 0x130,
+}
+TRAMP_BASE = 0xFFFFFFFFC1000000  # where the model puts x86's per-ops trampolines
+
 Handler = Callable[["Task", "Symbol", "FtraceOps", "Regs"], None]
 """``ftrace_func_t``: func(task, ip, ops, regs); a DIRECT ops' trampoline too."""
 OpsFunc = Callable[["FtraceOps", "Symbol", int], int]
@@ -70,7 +97,20 @@ OpsFunc = Callable[["FtraceOps", "Symbol", int], int]
 class FtraceOps:
     """A ``struct ftrace_ops``: a handler, flags and a filter hash."""
 
-    __slots__ = ("name", "func", "flags", "filter", "private", "ops_func", "direct_call")
+    __slots__ = (
+        "name",
+        "func",
+        "flags",
+        "filter",
+        "private",
+        "ops_func",
+        "direct_call",
+        "func_name",
+        "func_mod",
+        "func_size",
+        "trampoline",
+        "tramp_addr",
+    )
 
     def __init__(self, name: str, func: Handler, flags: int = 0):
         self.name = name
@@ -80,6 +120,13 @@ class FtraceOps:
         self.private: object = None  # the owner's data, as the kernel's void *
         self.ops_func: OpsFunc | None = None
         self.direct_call: Handler | None = None  # a DIRECT ops' trampoline
+        # The C name of ops->func, as %pS prints it: the model's handlers
+        # carry the kernel's function names.
+        self.func_name: str = getattr(func, "__name__", name)
+        self.func_mod: str | None = None  # the module ops->func lives in
+        self.func_size = 0  # 0: HANDLER_SIZES or the default
+        self.trampoline = not flags & FTRACE_OPS_FL_DIRECT  # x86 makes one per ops
+        self.tramp_addr = 0  # allocated on first registration
 
     @property
     def enabled(self) -> bool:
@@ -92,17 +139,23 @@ class FtraceOps:
 class Ftrace:
     """The ftrace core of one kernel."""
 
-    def __init__(self, kernel: Kernel):
+    def __init__(self, kernel: Kernel, rec_flags: str = "RIDOM", list_func: str = ""):
         self.kernel = kernel
         self.ops_list: list[FtraceOps] = []  # head first
         self.ftrace_enabled = True
         self._sites: dict[Symbol, list[FtraceOps]] = {}
         self._modified: set[Symbol] = set()  # FTRACE_FL_MODIFIED, sticky
+        self.rec_flags = rec_flags  # the flag columns enabled_functions has
+        self.list_func = list_func or "arch_ftrace_ops_list_func"
+        self._next_tramp = TRAMP_BASE
         kernel.fs.create_file(
             "/proc/sys/kernel/ftrace_enabled",
             0o644,
             lambda: f"{int(self.ftrace_enabled)}\n",
             self._sysctl_store,
+        )
+        kernel.fs.create_file(
+            "/sys/kernel/tracing/enabled_functions", 0o444, self.show_enabled_functions
         )
         kernel.exports["ftrace"] = self
 
@@ -128,6 +181,19 @@ class Ftrace:
             ops.filter.append(sym)
         if ops.enabled:
             self._rebuild(sym)
+        return 0
+
+    def ftrace_set_filter(self, ops: FtraceOps, syms: list[Symbol]) -> int:
+        """ftrace_regex_release() / ftrace_hash_move_and_update_ops(): replace
+        the whole filter; a registered ops keeps its place in the list."""
+        ipmodify = ops.enabled and ops.flags & FTRACE_OPS_FL_IPMODIFY
+        if ipmodify and any(self._ipmodify_owner(sym, exclude=ops) for sym in syms):
+            return -EBUSY
+        old = self._functions(ops) if ops.enabled else []
+        ops.filter = list(syms)
+        if ops.enabled:
+            for sym in dict.fromkeys(old + self._functions(ops)):
+                self._rebuild(sym)
         return 0
 
     def _ipmodify_owner(self, sym: Symbol, exclude: FtraceOps | None = None) -> FtraceOps | None:
@@ -195,6 +261,9 @@ class Ftrace:
                     if ret:
                         return ret
         ops.flags |= FTRACE_OPS_FL_ENABLED
+        if ops.trampoline and not ops.tramp_addr:
+            ops.tramp_addr = self._next_tramp  # arch_ftrace_update_trampoline()
+            self._next_tramp += 0x1000
         self.ops_list.insert(0, ops)
         for sym in self._functions(ops):
             self._rebuild(sym)
@@ -268,6 +337,51 @@ class Ftrace:
         flags += "D" if any(o.flags & FTRACE_OPS_FL_DIRECT for o in attached) else ""
         flags += "M" if sym in self._modified else ""
         return f"{len(attached)}:{flags or 'none'}"
+
+    @staticmethod
+    def _ps(func: str, size: int = 0, mod: str | None = None) -> str:
+        """%pS of a function's start."""
+        size = size or HANDLER_SIZES.get(func, 0x40)
+        return f"{func}+0x0/{size:#x}" + (f" [{mod}]" if mod else "")
+
+    def enabled_function_line(self, sym: Symbol) -> str | None:
+        """One line of enabled_functions (t_show()), or None if no ops covers *sym*."""
+        attached = self._sites.get(sym)
+        if not attached:
+            return None
+        cols = {
+            "R": any(o.flags & FTRACE_OPS_FL_SAVE_REGS for o in attached),
+            "I": any(o.flags & FTRACE_OPS_FL_IPMODIFY for o in attached),
+            "D": any(o.flags & FTRACE_OPS_FL_DIRECT for o in attached),
+            "O": False,  # FTRACE_FL_CALL_OPS: arm64 only
+        }
+        name = sym.name if sym.owner.name == "vmlinux" else f"{sym.name} [{sym.owner.name}]"
+        out = f"{name} ({len(attached)})"
+        for col in self.rec_flags:
+            if col == "M":
+                out += " M " if sym in self._modified else "   "
+            else:
+                out += f" {col}" if cols[col] else "  "
+        direct = [o for o in attached if o.flags & FTRACE_OPS_FL_DIRECT]
+        if len(attached) == 1 and attached[0].tramp_addr:
+            ops = attached[0]
+            func = self._ps(ops.func_name, ops.func_size, ops.func_mod)
+            out += f"\ttramp: {ops.tramp_addr:#x} ({func}) ->{func}"
+        elif not direct:
+            out += f" ->{self._ps(self.list_func)}"
+        for ops in direct:
+            out += f"\n\tdirect-->{ops.func_name}"
+        return out
+
+    def show_enabled_functions(self) -> str:
+        """/sys/kernel/tracing/enabled_functions: records in address order."""
+        lines = []
+        for obj in self.kernel.kallsyms.objects.values():
+            for sym in obj.symbols:
+                line = self.enabled_function_line(sym)
+                if line is not None:
+                    lines.append(line + "\n")
+        return "".join(lines)
 
     def release_module(self, objname: str) -> None:
         """ftrace_release_mod(): forget a module's call sites."""

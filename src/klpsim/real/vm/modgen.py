@@ -31,7 +31,12 @@ kernel is what modules/definition.py builds for the model.
   seq_file show function, exported with ``EXPORT_SYMBOL_GPL``, behind
   ``/proc/MOD/F``; reading it gives ``MOD: F: original output``. Init logs
   ``MOD: MOD_init`` and exit ``MOD: MOD_exit`` (as the kernel's
-  ``test_klp_mod_target`` does).
+  ``test_klp_mod_target`` does). ``[[ftrace_ops]]`` and ``[[kprobes]]``
+  are registered in init after the /proc files (a failure fails the load)
+  and unregistered in exit; each handler logs its hit
+  (modules/definition.py documents the lines; the model logs the same).
+  An ops' callback is ``klpsim_opsN_func``, the name enabled_functions
+  shows (the schema keeps it out of ``functions``).
 
 ``error_injection`` entries become ``ALLOW_ERROR_INJECTION(F, TYPE)``.
 All generated text is the project's own (GPL-2.0, like the kernel it links
@@ -49,6 +54,7 @@ from pathlib import Path
 
 from klpsim.kernel.vmlinux import PROC_SHOW
 from klpsim.model.schema import (
+    FtraceOpsDef,
     FuncDef,
     LivepatchDef,
     ModuleDef,
@@ -204,8 +210,92 @@ def generate_file(path: Path, caps: KernelCapabilities = DEBIAN) -> tuple[Module
     return mod, generate_module(mod, caps)
 
 
+def _hooks_c(mod: TargetDef) -> list[str]:
+    """The ftrace_ops and kprobes of a plain module, their handlers (one log
+    line per hit) and __klpsim_register_hooks() / __klpsim_unregister_hooks()."""
+    out: list[str] = []
+    if mod.ftrace_ops:
+        # x86's struct ftrace_regs wraps pt_regs; 6.12 reaches it through
+        # arch_ftrace_regs() (struct __arch_ftrace_regs).
+        out.append("#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)")
+        out.append("#define __klpsim_regs_ip(fregs) (arch_ftrace_regs(fregs)->regs.ip)")
+        out.append("#else")
+        out.append("#define __klpsim_regs_ip(fregs) ((fregs)->regs.ip)")
+        out.append("#endif\n")
+    for i, ops in enumerate(mod.ftrace_ops):
+        func = FtraceOpsDef.callback(i)
+        out.append(
+            f"static void notrace {func}(unsigned long ip, unsigned long parent_ip,\n"
+            "\t\t\t\t     struct ftrace_ops *op, struct ftrace_regs *fregs)\n{\n"
+            f'\tpr_info("ftrace_ops{i} %ps: regs ip %ps\\n", (void *)ip,\n'
+            "\t\t(void *)__klpsim_regs_ip(fregs));\n}\n"
+        )
+        fl = " | ".join(f"FTRACE_OPS_FL_{f}" for f in ops.flags) or "0"
+        out.append(f"static struct ftrace_ops __klpsim_ops{i} = {{")
+        out.append(f"\t.func = {func},\n\t.flags = {fl},\n}};\n")
+    for i, kp in enumerate(mod.kprobes):
+        out.append(f"static int __klpsim_kp{i}_pre(struct kprobe *p, struct pt_regs *regs)\n{{")
+        out.append(f'\tpr_info("kprobe{i} pre_handler %s\\n", p->symbol_name);\n\treturn 0;\n}}\n')
+        if kp.post_handler:
+            out.append(
+                f"static void __klpsim_kp{i}_post(struct kprobe *p, struct pt_regs *regs,\n"
+                "\t\t\t\tunsigned long flags)\n{"
+            )
+            out.append(f'\tpr_info("kprobe{i} post_handler %s\\n", p->symbol_name);\n}}\n')
+        out.append(f"static struct kprobe __klpsim_kp{i} = {{")
+        out.append(
+            f"\t.symbol_name = {_c_string(kp.symbol)},\n\t.pre_handler = __klpsim_kp{i}_pre,"
+        )
+        if kp.post_handler:
+            out.append(f"\t.post_handler = __klpsim_kp{i}_post,")
+        out.append("};\n")
+    nops, nkp = len(mod.ftrace_ops), len(mod.kprobes)
+    if nops:
+        out.append("static int __klpsim_nops;")
+    if nkp:
+        out.append("static int __klpsim_nkp;")
+    out.append("\nstatic void __klpsim_unregister_hooks(void)\n{")
+    if nkp:
+        kps = ", ".join(f"&__klpsim_kp{i}" for i in range(nkp))
+        out.append(f"\tstruct kprobe *kps[] = {{ {kps} }};")
+    if nops:
+        opss = ", ".join(f"&__klpsim_ops{i}" for i in range(nops))
+        out.append(f"\tstruct ftrace_ops *ops[] = {{ {opss} }};")
+    if nkp:
+        out.append("\n\twhile (__klpsim_nkp > 0)\n\t\tunregister_kprobe(kps[--__klpsim_nkp]);")
+    if nops:
+        out.append("\twhile (__klpsim_nops > 0) {")
+        out.append("\t\tunregister_ftrace_function(ops[--__klpsim_nops]);")
+        out.append("\t\tftrace_free_filter(ops[__klpsim_nops]);\n\t}")
+    out.append("}\n")
+    out.append("static int __klpsim_register_hooks(void)\n{")
+    out.append("\tint ret;\n")
+    for i, ops in enumerate(mod.ftrace_ops):
+        for j, fn in enumerate(ops.funcs):
+            cond = "" if j == 0 else "if (!ret)\n\t\t"
+            out.append(
+                f"\t{cond}ret = ftrace_set_filter(&__klpsim_ops{i}, "
+                f"(unsigned char *){_c_string(fn)}, {len(fn)}, 0);"
+            )
+        out.append(f"\tif (!ret)\n\t\tret = register_ftrace_function(&__klpsim_ops{i});")
+        out.append(
+            f"\tif (ret) {{\n\t\tftrace_free_filter(&__klpsim_ops{i});\n\t\tgoto fail;\n\t}}"
+        )
+        out.append("\t__klpsim_nops++;")
+    for i in range(nkp):
+        out.append(f"\tret = register_kprobe(&__klpsim_kp{i});")
+        out.append("\tif (ret)\n\t\tgoto fail;\n\t__klpsim_nkp++;")
+    out.append("\treturn 0;\nfail:\n\t__klpsim_unregister_hooks();\n\treturn ret;\n}\n")
+    return out
+
+
 def _target(mod: TargetDef) -> str:
-    body = _head(mod) + ["#include <linux/proc_fs.h>", ""]
+    hooks = bool(mod.ftrace_ops or mod.kprobes)
+    body = _head(mod) + ["#include <linux/proc_fs.h>"]
+    if hooks:
+        body += ["#include <linux/ftrace.h>", "#include <linux/kprobes.h>"]
+        body += ["#include <linux/string.h>", "#include <linux/version.h>"]
+    body.append("")
     for fn in mod.functions:
         body.append(
             f"noinline int {fn}(struct seq_file *m, void *v)\n"
@@ -217,14 +307,23 @@ def _target(mod: TargetDef) -> str:
         body.append(f"EXPORT_SYMBOL_GPL({fn});\n")
     body += _error_injection(mod)
     body.append("static struct proc_dir_entry *__klpsim_dir;\n")
+    if hooks:
+        body += _hooks_c(mod)
     body.append(f"static int __init {mod.name}_init(void)\n{{")
+    if hooks:
+        body.append("\tint ret;\n")
     body.append("\t__klpsim_dir = proc_mkdir(KBUILD_MODNAME, NULL);")
     body.append("\tif (!__klpsim_dir)\n\t\treturn -ENOMEM;")
     for fn in mod.functions:
         body.append(f'\tif (!proc_create_single("{fn}", 0444, __klpsim_dir, {fn})) {{')
         body.append("\t\tproc_remove(__klpsim_dir);\n\t\treturn -ENOMEM;\n\t}")
+    if hooks:
+        body.append("\tret = __klpsim_register_hooks();")
+        body.append("\tif (ret) {\n\t\tproc_remove(__klpsim_dir);\n\t\treturn ret;\n\t}")
     body.append('\tpr_info("%s\\n", __func__);\n\treturn 0;\n}\n')
     body.append(f"static void __exit {mod.name}_exit(void)\n{{")
+    if hooks:
+        body.append("\t__klpsim_unregister_hooks();")
     body.append('\tproc_remove(__klpsim_dir);\n\tpr_info("%s\\n", __func__);\n}\n')
     body.append(f"module_init({mod.name}_init);\nmodule_exit({mod.name}_exit);")
     body.append('MODULE_LICENSE("GPL");')
