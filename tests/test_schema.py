@@ -104,3 +104,37 @@ def test_portable_fields_each_kernel_takes_its_own():
     source = generate_module(defn, DEBIAN)
     assert "module_param_named(replace, __klpsim_replace, int, 0644);" in source
     assert "replace_set" not in source and "replaceable" not in source
+
+
+def test_hook_keys_register_the_same_hooks_on_both_sides():
+    """[[ftrace_ops]] and [[kprobes]]: the generated C registers what the
+    model's module registers, and each handler logs the line the model logs."""
+    path = ROOT / "tests" / "data" / "good-toml" / "hooks_all.toml"
+    from klpsim.real.vm.modgen import generate_module
+
+    defn = parse_definition(path.read_text(), path)
+    source = generate_module(defn, DEBIAN)
+    assert [ln.strip() for ln in source.splitlines() if "register_" in ln and "(&" in ln] == [
+        "ret = register_ftrace_function(&__klpsim_ops0);",
+        "ret = register_ftrace_function(&__klpsim_ops1);",
+        "ret = register_kprobe(&__klpsim_kp0);",
+        "ret = register_kprobe(&__klpsim_kp1);",
+    ]
+    assert ".flags = FTRACE_OPS_FL_SAVE_REGS," in source and ".flags = 0," in source
+    assert ".post_handler = __klpsim_kp1_post," in source and "__klpsim_kp0_post" not in source
+    assert 'pr_info("ftrace_ops1 %ps: regs ip %ps\\n"' in source
+    assert 'pr_info("kprobe1 post_handler %s\\n", p->symbol_name);' in source
+    s = Session("6.12", definitions={"hooks_all": path.read_text()})
+    assert s.run("load_mod hooks_all") == 0
+    n = len(s.dmesg())
+    s.run("cat /proc/hooks_all/hooks_all_show /proc/version /proc/cmdline /proc/meminfo")
+    assert s.dmesg()[n:] == [
+        "hooks_all: ftrace_ops0 hooks_all_show [hooks_all]: regs ip hooks_all_show [hooks_all]",
+        "hooks_all: ftrace_ops1 version_proc_show: regs ip version_proc_show",
+        "hooks_all: kprobe0 pre_handler cmdline_proc_show",
+        "hooks_all: ftrace_ops0 cmdline_proc_show: regs ip cmdline_proc_show",
+        "hooks_all: kprobe1 pre_handler meminfo_proc_show",
+        "hooks_all: kprobe1 post_handler meminfo_proc_show",
+    ]
+    assert s.run("rmmod hooks_all") == 0
+    assert s.system.kprobes is not None and s.system.kprobes.probes == []
