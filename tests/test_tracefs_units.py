@@ -119,6 +119,23 @@ def test_error_log_keeps_the_last_eight_errors():
     assert commands == [f"p:{i}bad cmdline_proc_show" for i in range(2, 10)]
 
 
+def test_kprobe_events_read_numbers_with_the_kernels_parsers():
+    """kstrtouint() for maxactive (past UINT_MAX: BAD_MAXACT, not MAXACT_TOO_BIG),
+    kstrtoul_from_user(.., 10, ..) for an event's enable (no hex, no spaces)."""
+    s = sim()
+    error_log = "/sys/kernel/tracing/error_log"
+    assert s.write(KPROBE_EVENTS, "r4294967296:x cmdline_proc_show\n") == -EINVAL
+    assert (
+        s.read(error_log).split("\n")[0].endswith("trace_kprobe: error: Invalid maxactive number")
+    )
+    assert s.write(KPROBE_EVENTS, "r4097:x cmdline_proc_show\n") == -EINVAL
+    assert "trace_kprobe: error: Maxactive is too big" in s.read(error_log)
+    assert s.write(KPROBE_EVENTS, "r0x10:x cmdline_proc_show\n") > 0
+    enable = "/sys/kernel/tracing/events/kprobes/x/enable"
+    assert s.write(enable, "0x1\n") == s.write(enable, " 1\n") == -EINVAL
+    assert s.write(enable, "1\n") == 2 and s.read(enable) == "1"
+
+
 @pytest.mark.parametrize(("profile", "errno", "text"), [
     ("6.1", -ENOENT, "Maxactive is not for kprobe"),
     ("6.12", -EINVAL, "Maxactive is only for function exit"),

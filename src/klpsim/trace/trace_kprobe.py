@@ -55,6 +55,7 @@ from klpsim.kernel.errno import (
 )
 from klpsim.kernel.fs import NotModelled
 from klpsim.kernel.module import MODULE_STATE_COMING
+from klpsim.kernel.params import kstrtoint, kstrtoull
 from klpsim.kernel.printk import KERN_INFO, KERN_WARNING
 
 if TYPE_CHECKING:
@@ -128,23 +129,16 @@ def _is_good_name(name: str, hash_ok: bool = False) -> bool:
     return ok(name[0], True) and all(ok(c, False) for c in name[1:])
 
 
-def _kstrtoul(text: str) -> int | None:
-    """kstrtoul(s, 0): decimal, 0x hex, 0 octal; a leading ``+``; no sign."""
-    s = text[1:] if text.startswith("+") else text
-    try:
-        if s[:2].lower() == "0x" and len(s) > 2:
-            return int(s[2:], 16)
-        if len(s) > 1 and s[0] == "0":
-            return int(s[1:], 8)
-        return int(s, 10) if s.isdigit() else None
-    except ValueError:
-        return None
+def _kstrtoul(text: str, base: int = 0) -> int | None:
+    """kstrtoul() (an unsigned long is 64 bits): the value, or None."""
+    value = kstrtoull(text, base)
+    return None if value < 0 else value
 
 
 def _kstrtol(text: str) -> int | None:
-    sign = -1 if text.startswith("-") else 1
-    value = _kstrtoul(text[1:] if text[:1] in "+-" else text)
-    return None if value is None else sign * value
+    """kstrtol(s, 0): the value, or None."""
+    err, value = kstrtoint(text, -(2**63), 2**63 - 1)
+    return None if err else value
 
 
 class ProbeArg:
@@ -352,8 +346,8 @@ class TraceKprobes:
             digits = head[1:colon] if colon >= 0 else head[1:]
             if len(digits) > MAX_EVENT_NAME_LEN - 1:
                 raise self._fail(1, "BAD_MAXACT")
-            value = _kstrtoul(digits)
-            if not value:
+            err, value = kstrtoint(digits, 0, 2**32 - 1)  # kstrtouint()
+            if err or not value:
                 raise self._fail(1, "BAD_MAXACT")
             if value > KRETPROBE_MAXACTIVE_MAX:
                 raise self._fail(1, "MAXACT_TOO_BIG")
@@ -715,7 +709,7 @@ class TraceKprobes:
     def _group_enable(self, group: str, text: str) -> int:
         """system_enable_write() -> __ftrace_set_clr_event(): every event; the
         last error is returned."""
-        value = _kstrtoul(text.strip())
+        value = _kstrtoul(text, 10)  # kstrtoul_from_user(ubuf, cnt, 10, &val)
         if value not in (0, 1):
             return -EINVAL
         ret = 0
@@ -727,7 +721,7 @@ class TraceKprobes:
 
     def _event_enable(self, tpe: TraceProbeEvent, text: str) -> int:
         """event_enable_write(): 0 or 1."""
-        value = _kstrtoul(text.strip())
+        value = _kstrtoul(text, 10)  # kstrtoul_from_user(ubuf, cnt, 10, &val)
         if value not in (0, 1):
             return -EINVAL
         ret = self._set_enabled(tpe, bool(value))
