@@ -2,12 +2,14 @@
 state and user counts, kprobe_table order, multi-probe kprobe events, the
 error_log's length, the profile hooks, and bad input to the new keys."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from harness import ROOT, Sim, klpsim
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT
+from klpsim.kernel.fs import NotModelled
 from klpsim.trace.kprobes import KPROBE_TABLE_SIZE, hash_ptr
 
 MODULES = ROOT / "tests" / "scenarios" / "tracefs" / "test_modules"
@@ -185,6 +187,29 @@ def test_a_fetch_argument_the_model_cannot_fetch_stops_the_script(tmp_path):
     r = klpsim("run", "--kernel", "6.12", str(path))
     assert r.status == 2 and "Traceback" not in r.err
     assert r.err.startswith(f"klpsim: {path}:2: kprobe_events: fetch argument '%di'")
+    assert r.out == ""  # refused before line 1 ran
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("echo 'p:x 0xffffffff81000000' >> /sys/kernel/tracing/kprobe_events",
+     "kprobe_events: probes on a raw address are not modelled: 0xffffffff81000000"),
+    ("echo 'r:y cmdline_proc_show v=+0(%si):u32' > /sys/kernel/tracing/kprobe_events",
+     "kprobe_events: fetch argument 'v=+0(%si):u32' is not modelled"),
+    ("echo 'f:z cmdline_proc_show' >> /sys/kernel/tracing/dynamic_events",
+     "dynamic_events: only kprobe events are modelled: 'f:z cmdline_proc_show'"),
+])  # fmt: skip
+def test_what_the_model_cannot_write_is_refused_before_line_1(tmp_path, line, why):
+    path = tmp_path / "s.sh"
+    path.write_text(f"load_mod test_klp_kp_pre\n{line}\n")
+    r = klpsim("run", "--kernel", "6.12", "--modules", str(MODULES), str(path))
+    assert (r.status, r.out) == (2, "")
+    assert r.err.startswith(f"klpsim: {path}:2: {why}") and r.err.count("\n") == 1
+    # the same text written at run time (not known from the script) stops it there
+    s = sim()
+    text = line.split("'")[1] + "\n"
+    target = line.rsplit(" ", 1)[1]
+    with pytest.raises(NotModelled, match=re.escape(why)):
+        s.kernel.fs.write(target, text, append=True)
 
 
 @pytest.mark.parametrize(("toml", "key"), [

@@ -151,23 +151,27 @@ class Runner:
         for cmd in commands:
             self.line = cmd.line
             try:
-                self._validate(list(cmd.words), cmd.redirect is not None)
+                self._validate(list(cmd.words), cmd.redirect)
             except ArgError as e:
                 raise self.error(str(e)) from None
 
-    def _validate(self, words: list[str], redirected: bool, inside: str = "") -> None:
+    def _validate(
+        self, words: list[str], redirect: tuple[str, str] | None, inside: str = ""
+    ) -> None:
         verb = self.registry.get(words[0])
         if verb is None:
             raise ArgError(f"{inside}unknown command '{words[0]}'")
         if inside and not verb.command:
             raise ArgError(f"{inside}'{verb.name}' is not a shell command it can run")
-        if redirected and not verb.command:
+        if redirect is not None and not verb.command:
             raise ArgError(f"'{verb.name}' cannot be redirected")
         bound = verb.bind(words[1:])
         for name in verb.modules(bound):
             self.resolve_module(name)
+        if redirect is not None:
+            self.registry.check_redirect(verb, words[1:], redirect[1])
         if verb.runs_command:
-            self._validate(words[1:], False, f"{verb.name}: ")
+            self._validate(words[1:], None, f"{verb.name}: ")
 
     # -- running ----------------------------------------------------------------------
 

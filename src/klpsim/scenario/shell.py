@@ -7,12 +7,13 @@ looks the same here as on a test machine.
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from klpsim.kernel.errno import EAGAIN, EEXIST, EINVAL, ENOENT, strerror
 from klpsim.kernel.fs import mode_string
 from klpsim.scenario.verbs import REGISTRY, Arg, Result, checked_by
+from klpsim.trace.trace_kprobe import TRACING, not_modelled
 
 __all__ = ["bre_to_python", "insmod_strerror", "sleep_ns", "KTIME_MAX"]
 
@@ -68,13 +69,24 @@ def ls(rt, args: list[str]) -> Result:
     return status, "".join(out), "".join(err)
 
 
-@command("echo")
-def echo(rt, args: list[str]) -> Result:
+def echo_output(args: Sequence[str]) -> str:
+    """What ``echo ARGS`` prints."""
     newline = True
     while args and args[0] in ("-n", "-e", "-ne", "-en"):
         newline = newline and "n" not in args[0]
         args = args[1:]
-    return 0, " ".join(args) + ("\n" if newline else ""), ""
+    return " ".join(args) + ("\n" if newline else "")
+
+
+@command("echo", prints=echo_output)
+def echo(rt, args: list[str]) -> Result:
+    return 0, echo_output(args), ""
+
+
+# What the model cannot write to kprobe_events (trace_kprobe.py): refused
+# before the script runs when echo writes it.
+REGISTRY.target(f"{TRACING}/kprobe_events", not_modelled)
+REGISTRY.target(f"{TRACING}/dynamic_events", lambda text: not_modelled(text, dynamic=True))
 
 
 def bre_to_python(pattern: str, extended: bool = False) -> str:

@@ -10,6 +10,11 @@ A *command* (``command=True``) is a plain shell command: it returns
 ``(status, stdout, stderr)``, its output may be redirected, and
 ``loop_until`` may run it. Any other verb writes its own output and cannot
 be redirected.
+
+A file may declare what cannot be written to it (:meth:`Registry.target`):
+when a command's output is known from its words alone (``echo``, which
+declares ``prints``), a redirection into that file is checked with the
+rest of the script, before its first line runs.
 """
 
 import importlib
@@ -97,6 +102,8 @@ class Verb(NamedTuple):
     """Checks that need several words at once."""
     runs_command: bool = False
     """Its words are a command to run (``loop_until``): checked as one."""
+    prints: Callable[[Sequence[str]], str] | None = None
+    """What the command prints, known from its words alone (``echo``)."""
 
     def usage(self) -> str:
         parts = [self.name]
@@ -173,6 +180,8 @@ class Registry:
 
     def __init__(self) -> None:
         self.verbs: dict[str, Verb] = {}
+        self.targets: dict[str, Check] = {}
+        """Files a redirection writes, with why a text cannot be written to each."""
 
     def add(self, verb: Verb) -> Verb:
         if verb.name in self.verbs:
@@ -183,6 +192,21 @@ class Registry:
     def get(self, name: str) -> Verb | None:
         return self.verbs.get(name)
 
+    def target(self, path: str, check: Check) -> None:
+        """Declare why a text cannot be written to *path* (None: it can)."""
+        if path in self.targets:
+            raise ValueError(f"redirection target '{path}' registered twice")
+        self.targets[path] = check
+
+    def check_redirect(self, verb: Verb, words: Sequence[str], path: str) -> None:
+        """ArgError if *verb* run with *words* surely writes what *path* refuses."""
+        check = self.targets.get(path)
+        if check is None or verb.prints is None:
+            return
+        why = check(verb.prints(words))
+        if why is not None:
+            raise ArgError(why)
+
     def verb(
         self,
         name: str,
@@ -192,11 +216,12 @@ class Registry:
         command: bool = False,
         check: Callable[[Bound], str | None] | None = None,
         runs_command: bool = False,
+        prints: Callable[[Sequence[str]], str] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A decorator: register the function as verb *name*."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(Verb(name, family, fn, args, opts, command, check, runs_command))
+            self.add(Verb(name, family, fn, args, opts, command, check, runs_command, prints))
             return fn
 
         return register

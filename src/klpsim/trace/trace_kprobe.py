@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from klpsim.trace.kprobes import Kprobe, Kprobes
     from klpsim.trace.tracer import FunctionTracer
 
-__all__ = ["TraceKprobes", "TraceKprobe", "TraceProbeEvent", "TP_ERRORS"]
+__all__ = ["TraceKprobes", "TraceKprobe", "TraceProbeEvent", "TP_ERRORS", "not_modelled"]
 
 TRACING = "/sys/kernel/tracing"
 KPROBE_EVENT_SYSTEM = "kprobes"
@@ -139,6 +139,49 @@ def _kstrtol(text: str) -> int | None:
     """kstrtol(s, 0): the value, or None."""
     err, value = kstrtoint(text, -(2**63), 2**63 - 1)
     return None if err else value
+
+
+FETCHABLE = ("$retval", "$comm", "$COMM")
+"""The fetch arguments the model has values for."""
+
+
+def _not_modelled_dyn(line: str) -> str | None:
+    if line.lstrip()[:1] not in ("", "p", "r", "-", "!"):
+        return f"dynamic_events: only kprobe events are modelled: {line!r}"
+    return None
+
+
+def _not_modelled_addr(word: str) -> str | None:
+    if _kstrtoul(word) is not None:
+        return f"kprobe_events: probes on a raw address are not modelled: {word}"
+    return None
+
+
+def _not_modelled_arg(text: str, body: str) -> str | None:
+    if body and body not in FETCHABLE:
+        return (
+            f"kprobe_events: fetch argument '{text}' is not modelled "
+            "(only $retval, $comm and $COMM, optionally NAME=...)"
+        )
+    return None
+
+
+def not_modelled(text: str, dynamic: bool = False) -> str | None:
+    """Why the model cannot carry out a write of *text* to kprobe_events
+    (*dynamic*: dynamic_events), found before anything is written: a script
+    is refused before its first line rather than stopped half-way. The
+    write itself raises NotModelled for the same reasons."""
+    for line in text.split("\n"):
+        line = line.split("#", 1)[0]
+        why = _not_modelled_dyn(line) if dynamic else None
+        argv = line.split()
+        if why is None and len(argv) >= 2 and argv[0][:1] in ("p", "r"):
+            why = _not_modelled_addr(argv[1])
+            for arg in argv[2:]:
+                why = why or _not_modelled_arg(arg, arg.split("=", 1)[-1])
+        if why is not None:
+            return why
+    return None
 
 
 class ProbeArg:
@@ -303,8 +346,9 @@ class TraceKprobes:
         """dynamic_events: the same commands (only kprobe events are modelled)."""
         for line in text.split("\n"):
             line = line.split("#", 1)[0]
-            if line.lstrip()[:1] not in ("", "p", "r", "-", "!"):
-                raise NotModelled(f"dynamic_events: only kprobe events are modelled: {line!r}")
+            why = _not_modelled_dyn(line)
+            if why is not None:
+                raise NotModelled(why)
             ret = self.create_or_delete(line)
             if ret:
                 return ret
@@ -353,8 +397,9 @@ class TraceKprobes:
                 raise self._fail(1, "MAXACT_TOO_BIG")
             maxactive = value
 
-        if _kstrtoul(argv[1]) is not None:
-            raise NotModelled(f"kprobe_events: probes on a raw address are not modelled: {argv[1]}")
+        why = _not_modelled_addr(argv[1])
+        if why is not None:
+            raise NotModelled(why)
         self._log_set_index(1)
         if "/" in argv[1] and ":" in argv[1]:
             return -ECANCELED  # an uprobe
@@ -462,14 +507,11 @@ class TraceKprobes:
             raise self._fail(0, "USED_ARG_NAME")
         if not body:
             raise self._fail(off, "NO_ARG_BODY")
-        if body == "$retval":
-            if not is_return:
-                raise self._fail(off, "RETVAL_ON_PROBE")
-        elif body not in ("$comm", "$COMM"):
-            raise NotModelled(
-                f"kprobe_events: fetch argument '{text}' is not modelled "
-                "(only $retval, $comm and $COMM, optionally NAME=...)"
-            )
+        if body == "$retval" and not is_return:
+            raise self._fail(off, "RETVAL_ON_PROBE")
+        why = _not_modelled_arg(text, body)
+        if why is not None:
+            raise NotModelled(why)
         return ProbeArg(name, body)
 
     # -- symbols ---------------------------------------------------------------------------
