@@ -263,3 +263,17 @@ def test_normalize_output_keeps_what_the_kernels_share():
     assert normalize_output(model.replace("...1.", ".....")) != normalize_output(real)
     swapped = real.replace("  r  cmdline", "  X  cmdline").replace("  k  cmdline", "  r  cmdline")
     assert normalize_output(model) != normalize_output(swapped.replace("  X  ", "  k  "))
+
+
+def test_an_oops_kills_the_command_whatever_the_verb():
+    """The failed disarm leaves a freed probe registered: the next hit oopses.
+    A simulator verb is killed as a shell command is, and the script goes on."""
+    s = sim()
+    s.sh("load_mod test_klp_kp_pre\nload_mod test_klp_kp_post")
+    s.sh("unload_mod test_klp_kp_post\nunload_mod test_klp_kp_pre")
+    assert s.run("call cmdline_proc_show\ncat /proc/cmdline\ntrue") == 0
+    assert s.err.getvalue().splitlines()[-2:] == [
+        "bash: line 1:  1000 Killed  call cmdline_proc_show",
+        "bash: line 2:  1000 Killed  cat /proc/cmdline",
+    ]
+    assert sum(ln.startswith("Oops: Oops: 0000 [#") for ln in s.dmesg()) == 2

@@ -192,7 +192,11 @@ class Runner:
         verb: Verb | None = self.registry.get(cmd.words[0])
         assert verb is not None, "validate() first"
         if not verb.command:
-            status = verb.run(self, *cmd.words[1:]) or 0
+            try:
+                status = verb.run(self, *cmd.words[1:]) or 0
+            except KernelOops:
+                status, _, err = self._killed(list(cmd.words))
+                self.stderr(err)
         else:
             status, out, err = self.shell(list(cmd.words))
             if cmd.redirect is not None:
