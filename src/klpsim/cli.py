@@ -89,6 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             color=not args.dmesg and sys.stdout.isatty(),
             show_stdout=not args.dmesg,
             path=label,
+            notes=not args.quiet_notes,
         )
         status = session.run(_read_script(args.script), check=args.check)
     except (_BadInput, SessionError, ScriptError) as e:
@@ -241,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="check the livepatch invariants after every command; exit 3 at the first violation",
+    )
+    run.add_argument(
+        "--quiet-notes",
+        action="store_true",
+        help="leave out the 'klpsim: note:' lines that say what the log does not",
     )
     run.add_argument("script", metavar="SCRIPT", help="the scenario script, or - for stdin")
     run.set_defaults(func=_cmd_run)

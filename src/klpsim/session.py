@@ -29,6 +29,7 @@ from klpsim.scenario.verbs import default_registry
 if TYPE_CHECKING:
     from klpsim.model.checker import Checker
     from klpsim.model.invariants import Violation
+    from klpsim.model.notes import Notes
 
 __all__ = ["Session", "SessionError", "CheckFailed", "InvariantViolation"]
 
@@ -69,7 +70,8 @@ class Session:
     script lives (its ``test_modules/`` folder is searched after them).
     Output goes to *out* and *err* (captured in memory if not given): a
     transcript, or with ``transcript=False`` only what commands print
-    (*show_stdout*) and their errors.
+    (*show_stdout*) and their errors. A transcript has the model's notes
+    (model/notes.py) unless *notes* is false.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Session:
         path: str = "<session>",
         nr_cpus: int = 2,
         extra_funcs: int = 0,
+        notes: bool = True,
     ):
         if isinstance(profile, str) and profile not in all_profiles():
             raise SessionError(f"unknown kernel profile '{profile}' (see 'klpsim kernels')")
@@ -108,6 +111,12 @@ class Session:
             self.system.profile, list(module_dirs), script_dir, definitions
         )
         self.runner = Runner(self.system, self.resolver, default_registry(), self.output, path)
+        self.notes: Notes | None = None
+        if transcript and notes:
+            from klpsim.model.notes import Notes  # only a transcript shows notes
+
+            self.notes = Notes(self.system, self.output.note)
+            self.runner.after_command.append(self.notes.check_health)
         self.checker: Checker | None = None
         self.lines: list[str] = []
         """The lines :meth:`step` ran."""

@@ -10,6 +10,7 @@ verb table's business (scenario/verbs.py); where output goes is
 scenario/output.py's; which module a name means is the resolver's.
 """
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
@@ -59,6 +60,8 @@ class Runner:
         self.path = path
         self.line = 0
         self._state: dict[type, object] = {}
+        self.after_command: list[Callable[[], None]] = []
+        """Called after each command has run (the notes' health check)."""
         output.follow(self.kernel.log)
 
     def state(self, cls: type[T]) -> T:
@@ -182,4 +185,6 @@ class Runner:
             if err:
                 self.stderr(err)
         self.advance(COMMAND_COST_NS)
+        for hook in self.after_command:
+            hook()
         return int(status)
