@@ -40,9 +40,11 @@ def test_transcript(folder: str, script: Path, profile: str):
     assert got == expected.read_text()
 
 
-ALL = [(s, p) for _, s, p in CASES] + [
-    (s, "7.1") for s in sorted(SELFTESTS.glob("test-*.sh"))
-] + [(s, "7.1") for s in sorted((ROOT / "tests" / "scenarios" / "bpf").glob("*.sh"))]
+ALL = (
+    [(s, p) for _, s, p in CASES]
+    + [(s, "7.1") for s in sorted(SELFTESTS.glob("test-*.sh"))]
+    + [(s, "7.1") for s in sorted((ROOT / "tests" / "scenarios" / "bpf").glob("*.sh"))]
+)
 
 
 @pytest.mark.parametrize(("script", "profile"), ALL, ids=[s.stem for s, _ in ALL])
