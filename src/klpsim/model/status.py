@@ -138,11 +138,11 @@ def blocker_text(b: Blocker, patch: str, target: TransitionTarget) -> str:
     """Why one task blocks, as klp_blocking and the notes say it."""
     head = f"{b.pid} {b.comm}"
     if b.why == "sleeping":
-        if target is TransitionTarget.UNPATCHED:
-            verb = "unpatches"
+        if target is TransitionTarget.PATCHED:
+            verb = "reverts it (a nop)" if b.nop else "patches it"
         else:
-            verb = "reverts (a nop)" if b.nop else "patches"
-        return f"{head}: {b.function} is on its stack ({b.code}); '{patch}' {verb} it"
+            verb = "unpatches it"
+        return f"{head}: {b.function} is on its stack ({b.code}); '{patch}' {verb}"
     if b.why == "running" and b.pid == 0:
         return f"{head}: the idle task, running; it switches in the idle loop"
     if b.why == "running":
