@@ -104,6 +104,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if status else 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    if args.snapshot is not None:
+        if args.script is not None or args.at is not None:
+            return _err("status: --snapshot takes no SCRIPT or --at")
+        from klpsim.artifacts.snapshot import SnapshotError, read_snapshot
+        from klpsim.tools.status import snapshot_report
+
+        try:
+            snap = read_snapshot(args.snapshot)
+        except SnapshotError as e:
+            return _err(str(e))
+        sys.stdout.write(snapshot_report(snap))
+        return 0
+    if args.script is None:
+        return _err("status: give a SCRIPT (with --at LINE) or --snapshot SNAP")
+    if args.at is not None and args.at < 1:
+        return _err(f"status: --at {args.at}: lines count from 1")
+    import io
+
+    from klpsim.scenario.parser import ScriptError
+    from klpsim.session import Session, SessionError
+    from klpsim.tools.status import system_report
+
+    try:
+        label, script_dir = _script_place(args.script)
+        session = Session(
+            args.kernel,
+            config=_config(args.config),
+            module_dirs=[Path(d) for d in args.modules],
+            script_dir=script_dir,
+            out=io.StringIO(),
+            err=sys.stderr,
+            show_stdout=False,
+            path=label,
+        )
+        status = session.run(_read_script(args.script), until_line=args.at)
+    except (_BadInput, SessionError, ScriptError) as e:
+        return _err(str(e))
+    if status:
+        print(
+            f"klpsim: status: {label} stopped at line {session.runner.line} "
+            f"(exit status {status}); the views show the state it left",
+            file=sys.stderr,
+        )
+    sys.stdout.write(system_report(session.system))
+    return 0
+
+
 def _print_lines(out: TextIO, lines: list[str]) -> None:
     out.write("".join(line + "\n" for line in lines))
 
@@ -250,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("script", metavar="SCRIPT", help="the scenario script, or - for stdin")
     run.set_defaults(func=_cmd_run)
+    st = sub.add_parser(
+        "status",
+        help="klp_status, func_stack and klp_blocking of a script at a line, or of a host snapshot",
+    )
+    st.add_argument("script", nargs="?", metavar="SCRIPT", help="the scenario script, or -")
+    st.add_argument("--at", type=int, metavar="LINE", help="run SCRIPT up to LINE (default: all)")
+    st.add_argument(
+        "--snapshot", metavar="SNAP", help="a host snapshot (klpsim snapshot, sos, scc)"
+    )
+    st.add_argument("--kernel", default="replace-set", metavar="PROFILE")
+    st.add_argument("--modules", action="append", default=[], metavar="DIR")
+    st.add_argument("--config", action="append", default=[], metavar="CONFIG_X=y|n")
+    st.set_defaults(func=_cmd_status)
     sem = sub.add_parser("semantics", help="run the semantics scenarios on every profile: a table")
     sem.add_argument(
         "--scenarios", metavar="DIR", help="a folder of scenarios (default: klpsim's own)"

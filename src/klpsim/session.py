@@ -140,15 +140,24 @@ class Session:
         self.runner.validate(commands)
         return commands
 
-    def run(self, text: str, check: bool = False, stop_at_violation: bool = True) -> int:
+    def run(
+        self,
+        text: str,
+        check: bool = False,
+        stop_at_violation: bool = True,
+        until_line: int | None = None,
+    ) -> int:
         """Run a whole script: nothing runs if any line is bad (ScriptError).
         Its exit status: 0, 1 (a helper died or check_result differed) or 4 (skip).
 
         *check*: check the invariants after every command; the first broken
         one raises CheckFailed, or with *stop_at_violation* false is kept in
-        :attr:`violations` and the script goes on.
+        :attr:`violations` and the script goes on. *until_line*: run only
+        the commands that start on or before that line (``klpsim status --at``).
         """
         commands = self.parse(text)
+        if until_line is not None:
+            commands = [c for c in commands if c.line <= until_line]
         if check:
             self._checker()
         try:

@@ -284,8 +284,10 @@ def format_status(view: StatusView) -> str:
     if not view.rows:
         lines.append("Loaded patch modules: none")
         return "\n".join(lines) + "\n"
-    order = f" ({view.order})" if view.order else ""
-    lines.append(f"Loaded patch modules, in klp_patches order{order}:")
+    if view.order:
+        lines.append(f"Loaded patch modules (order: {view.order}):")
+    else:
+        lines.append("Loaded patch modules, in klp_patches order:")
     head = ["PATCH", "STATE"]
     if view.sets:
         head.append("SET")
