@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn, TextIO
 
+    from klpsim.session import Session
+
 __all__ = ["main", "entry", "build_parser", "EX_SOFTWARE", "EX_IOERR"]
 
 EX_SOFTWARE = 70
@@ -91,6 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             path=label,
             notes=not args.quiet_notes,
         )
+        notes = session.record_notes() if args.html is not None else []
         status = session.run(_read_script(args.script), check=args.check)
     except (_BadInput, SessionError, ScriptError) as e:
         return _err(str(e))
@@ -101,7 +104,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 3
     if args.dmesg:
         _print_lines(sys.stdout, session.dmesg())
+    try:
+        _after_run(args, session, notes)
+    except _BadInput as e:
+        return _err(str(e))
     return 1 if status else 0
+
+
+def _after_run(args: argparse.Namespace, session: Session, notes: list[tuple[int, str]]) -> None:
+    """--timeline and --html: what the event log shows of the whole run."""
+    if args.timeline:
+        from klpsim.tools.timeline import render
+
+        records = session.system.events.records
+        sys.stdout.write(render(records, session.kernel.clock.now))
+    if args.html is not None:
+        from klpsim.tools.html import write_html
+
+        try:
+            write_html(session, args.html, notes)
+        except OSError as e:
+            raise _BadInput(f"--html {args.html}: {e.strerror}") from None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -216,11 +239,19 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         if not p.is_file():
             return _err(f"{p}: No such file or directory")
     try:
-        return _real_tier(
-            lambda: diff_scripts(
-                args.kernel, scripts, [Path(d) for d in args.modules], sys.stdout, _log
+        from klpsim.progress import progress
+
+        with progress("diff", len(scripts)) as bar:
+            return _real_tier(
+                lambda: diff_scripts(
+                    args.kernel,
+                    scripts,
+                    [Path(d) for d in args.modules],
+                    sys.stdout,
+                    bar.log,
+                    step=bar.advance,
+                )
             )
-        )
     except ScriptError as e:
         return _err(str(e))
 
@@ -240,7 +271,14 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         except OSError as e:
             return _err(f"--out {args.out}: {e.strerror}")
         return 0
-    return _real_tier(lambda: fuzz(args.kernel, args.seed, args.count, out, sys.stdout, _log))
+    from klpsim.progress import progress
+
+    with progress("fuzz", args.count) as bar:
+        return _real_tier(
+            lambda: fuzz(
+                args.kernel, args.seed, args.count, out, sys.stdout, bar.log, step=bar.advance
+            )
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -290,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="check the livepatch invariants after every command; exit 3 at the first violation",
+    )
+    run.add_argument(
+        "--timeline",
+        action="store_true",
+        help="end with a timeline: each patch's life and each transition, on the simulated clock",
+    )
+    run.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write a self-contained page: func_stacks, task states and the log over time",
     )
     run.add_argument(
         "--quiet-notes",
@@ -361,9 +409,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return snapshot_main(rest[1:])
     if rest[:1] == ["vm"]:  # the real-kernel tier parses its own options
+        from klpsim.progress import progress
         from klpsim.real.vm.cli import main as vm_main
 
-        return vm_main(rest[1:])
+        return vm_main(rest[1:], progress=progress)
     args = build_parser().parse_args(argv)
     status: int = args.func(args)
     return status

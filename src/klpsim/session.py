@@ -220,6 +220,18 @@ class Session:
         comment = "".join(f"# {h}\n" for h in header.splitlines())
         path.write_text(comment + "\n".join(self.lines) + "\n")
 
+    def record_notes(self) -> list[tuple[int, str]]:
+        """Keep the model's notes, with the simulated time of each, in the
+        list returned (filled as the script runs), whatever the output mode:
+        ``--html`` shows them beside the kernel log."""
+        from klpsim.model.notes import Notes
+
+        kept: list[tuple[int, str]] = []
+        clock = self.kernel.clock
+        recorder = Notes(self.system, lambda text: kept.append((clock.now, text)))
+        self.runner.after_command.append(recorder.check_health)
+        return kept
+
     # -- reading the result -----------------------------------------------------------
 
     def dmesg(self, notime: bool = True) -> list[str]:

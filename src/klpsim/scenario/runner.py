@@ -60,6 +60,8 @@ class Runner:
         self.path = path
         self.line = 0
         self._state: dict[type, object] = {}
+        self.history: list[tuple[int, int, str]] = []
+        """(simulated time, line, text) of each command run, for pictures."""
         self.after_command: list[Callable[[], None]] = []
         """Called after each command has run (the notes' health check)."""
         output.follow(self.kernel.log)
@@ -170,6 +172,7 @@ class Runner:
     def execute(self, cmd: Command) -> int:
         """Run one command (validated before); its exit status."""
         self.line = cmd.line
+        self.history.append((self.kernel.clock.now, cmd.line, cmd.text))
         self.output.command(cmd.text)
         verb: Verb | None = self.registry.get(cmd.words[0])
         assert verb is not None, "validate() first"

@@ -68,8 +68,12 @@ def compare(name: str, model: list[str], real: list[str]) -> str:
     )
 
 
-def diff_scripts(kernel: str, scripts: list[Path], module_dirs: list[Path], out, log) -> int:
-    """Run *scripts* on both sides; print diffs to *out*; 1 if any differ."""
+def diff_scripts(
+    kernel: str, scripts: list[Path], module_dirs: list[Path], out, log, step=None
+) -> int:
+    """Run *scripts* on both sides; print diffs to *out*; 1 if any differ.
+    *step(detail)*: one script is done (a progress display); without it,
+    *log* says so."""
     from klpsim.real.vm.api import prepare
 
     rk = prepare(kernel, log=log)
@@ -83,5 +87,5 @@ def diff_scripts(kernel: str, scripts: list[Path], module_dirs: list[Path], out,
             if d:
                 mismatches += 1
                 out.write(d)
-            log(f"{path}: {'DIFFERS' if d else 'same'}")
+            (step or log)(f"{path}: {'DIFFERS' if d else 'same'}")
     return 1 if mismatches else 0
