@@ -125,6 +125,8 @@ def _after_run(args: argparse.Namespace, session: Session, notes: list[tuple[int
             write_html(session, args.html, notes)
         except OSError as e:
             raise _BadInput(f"--html {args.html}: {e.strerror}") from None
+        where = Path(args.html).resolve().as_uri()
+        print(f"klpsim: wrote {args.html}; open it in a web browser: {where}", file=sys.stderr)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -277,7 +277,6 @@ def _ownership(
     for life in lives:
         rs = sets.get(life.name)
         key = f"set {rs}" if with_sets and rs is not None else life.name
-        svg = lanes.setdefault(key, _Svg(axis.width))
         loaded = patched = gone = None
         for t, what in life.steps:
             if what == "loaded" and loaded is None:
@@ -289,7 +288,8 @@ def _ownership(
             ):
                 gone = t if gone is None else gone
         if loaded is None:
-            continue
+            continue  # refused: it never owned anything
+        svg = lanes.setdefault(key, _Svg(axis.width))
         colour = colours.of(life.name)
         stop = gone if gone is not None else end
         if patched is None or patched > loaded:
