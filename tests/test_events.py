@@ -84,3 +84,30 @@ def test_bpf_links_and_calls_are_typed():
     assert attached == [LinkAttached("obs", LinkKind.FENTRY, "cmdline_proc_show")]
     (ran,) = [e for e in events(s) if isinstance(e, ProgramRan)]
     assert (ran.link, ran.kind, ran.func) == ("obs", LinkKind.FENTRY, "cmdline_proc_show")
+
+
+def test_func_stack_changes_follow_klp_ops():
+    from klpsim.livepatch.events import FuncStackChanged, StackEntry, TaskSwitched
+
+    s = Sim("7.1")
+    s.sh("load_lp test_klp_livepatch\nload_lp test_klp_atomic_replace replace=1")
+    changes = [e for e in events(s) if isinstance(e, FuncStackChanged)]
+    cmdline = [e.stack for e in changes if e.function == "cmdline_proc_show"]
+    assert cmdline == [
+        (StackEntry("test_klp_livepatch"),),
+        # the replace's nop goes on top, then the replaced patch and the nop go
+        (StackEntry("test_klp_atomic_replace", nop=True), StackEntry("test_klp_livepatch")),
+        (StackEntry("test_klp_atomic_replace", nop=True),),
+        (),
+    ]
+    # and the last change of each function is what klp_ops holds now
+    last = {e.function: e.stack for e in changes}
+    now = {
+        sym.name: tuple(f.obj.patch.name for f in ops.func_stack) for sym, ops in s.klp.ops.items()
+    }
+    assert {f: tuple(e.patch for e in st) for f, st in last.items() if st} == now
+    # every task that switched to the atomic replace is named once per transition
+    switched = [e for e in events(s) if isinstance(e, TaskSwitched)]
+    assert {e.patch_state for e in switched} == {1}
+    pids = [t.pid for t in s.kernel.sched.all_tasks()]
+    assert sorted(e.pid for e in switched) == sorted(pids * 2)
