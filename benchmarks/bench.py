@@ -9,6 +9,7 @@ Reports:
 * enable + complete of one patch with 1,000 functions on a kernel with
   10,000 tasks of stack depth 8, then 20,000 tasks, and their ratio;
 * the start-up time of ``klpsim run`` on a small scenario (a fresh process);
+* the 32 selftests each with ``--html`` (benchmarks/html_bench.py has more);
 * parsing a 1 MB script (the selftests, repeated) and one 80,000-character
   word of escapes, quotes and braces (the parser must stay linear).
 """
@@ -170,6 +171,18 @@ def main() -> None:
     )
     word = long_word()
     rows.append(("parse one 80,000-character word", best(lambda: parse_time(word), repeat), 0.2))
+    import tempfile
+
+    from html_bench import selftests_html
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(
+            (
+                "all 32 selftests with --html, one process",
+                best(lambda: selftests_html(Path(tmp)), repeat),
+                2.0,
+            )
+        )
     for name, secs, target in rows:
         verdict = "" if target is None else ("  ok" if secs < target else "  OVER TARGET")
         limit = "" if target is None else f" (target < {target} s)"

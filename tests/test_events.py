@@ -3,6 +3,7 @@
 from harness import Sim
 from klpsim.kernel.errno import EINVAL
 from klpsim.livepatch.events import (
+    Conflict,
     PatchEnabled,
     PatchesReplaced,
     PatchFreed,
@@ -28,7 +29,7 @@ def test_enable_then_replace_then_free():
     assert first[0] == TransitionEvent(
         TransitionPhase.INIT, When.BEFORE, "test_klp_livepatch", TransitionTarget.PATCHED
     )
-    assert PatchEnabled("test_klp_livepatch", "test_klp_livepatch") in first
+    assert PatchEnabled("test_klp_livepatch", "test_klp_livepatch", None, False) in first
     assert [e.phase for e in first if isinstance(e, TransitionEvent)] == [
         TransitionPhase.INIT,
         TransitionPhase.START,
@@ -38,7 +39,13 @@ def test_enable_then_replace_then_free():
     mark = len(s.system.events.records)
     s.sh("load_lp test_klp_atomic_replace replace=1")
     later = events(s, mark)
-    assert PatchesReplaced("test_klp_atomic_replace", ("test_klp_livepatch",)) in later
+    # test_klp_atomic_replace patches meminfo only: cmdline goes back to the original
+    assert (
+        PatchesReplaced(
+            "test_klp_atomic_replace", ("test_klp_livepatch",), reverted=("cmdline_proc_show",)
+        )
+        in later
+    )
     assert PatchFreed("test_klp_livepatch") in later
     # each event is stamped with the simulated time it happened at
     stamps = [r.ts_ns for r in s.system.events.records]
@@ -51,7 +58,11 @@ def test_refused_load_names_errno_and_reason():
     s2.sh("load_lp test_klp_state2\nload_failing_mod test_klp_state replace=1")
     (refused,) = [e for e in events(s2) if isinstance(e, PatchRefused)]
     assert refused == PatchRefused(
-        "test_klp_state", "test_klp_state", -EINVAL, RefusalReason.INCOMPATIBLE
+        "test_klp_state",
+        "test_klp_state",
+        -EINVAL,
+        RefusalReason.INCOMPATIBLE,
+        Conflict("a patch may not lower the version of a state", "test_klp_state2", None, 1),
     )
 
 
@@ -73,3 +84,30 @@ def test_bpf_links_and_calls_are_typed():
     assert attached == [LinkAttached("obs", LinkKind.FENTRY, "cmdline_proc_show")]
     (ran,) = [e for e in events(s) if isinstance(e, ProgramRan)]
     assert (ran.link, ran.kind, ran.func) == ("obs", LinkKind.FENTRY, "cmdline_proc_show")
+
+
+def test_func_stack_changes_follow_klp_ops():
+    from klpsim.livepatch.events import FuncStackChanged, StackEntry, TaskSwitched
+
+    s = Sim("7.1")
+    s.sh("load_lp test_klp_livepatch\nload_lp test_klp_atomic_replace replace=1")
+    changes = [e for e in events(s) if isinstance(e, FuncStackChanged)]
+    cmdline = [e.stack for e in changes if e.function == "cmdline_proc_show"]
+    assert cmdline == [
+        (StackEntry("test_klp_livepatch"),),
+        # the replace's nop goes on top, then the replaced patch and the nop go
+        (StackEntry("test_klp_atomic_replace", nop=True), StackEntry("test_klp_livepatch")),
+        (StackEntry("test_klp_atomic_replace", nop=True),),
+        (),
+    ]
+    # and the last change of each function is what klp_ops holds now
+    last = {e.function: e.stack for e in changes}
+    now = {
+        sym.name: tuple(f.obj.patch.name for f in ops.func_stack) for sym, ops in s.klp.ops.items()
+    }
+    assert {f: tuple(e.patch for e in st) for f, st in last.items() if st} == now
+    # every task that switched to the atomic replace is named once per transition
+    switched = [e for e in events(s) if isinstance(e, TaskSwitched)]
+    assert {e.patch_state for e in switched} == {1}
+    pids = [t.pid for t in s.kernel.sched.all_tasks()]
+    assert sorted(e.pid for e in switched) == sorted(pids * 2)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn, TextIO
 
+    from klpsim.session import Session
+
 __all__ = ["main", "entry", "build_parser", "EX_SOFTWARE", "EX_IOERR"]
 
 EX_SOFTWARE = 70
@@ -89,7 +91,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             color=not args.dmesg and sys.stdout.isatty(),
             show_stdout=not args.dmesg,
             path=label,
+            notes=not args.quiet_notes,
         )
+        notes = session.record_notes() if args.html is not None else []
         status = session.run(_read_script(args.script), check=args.check)
     except (_BadInput, SessionError, ScriptError) as e:
         return _err(str(e))
@@ -100,7 +104,77 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 3
     if args.dmesg:
         _print_lines(sys.stdout, session.dmesg())
+    try:
+        _after_run(args, session, notes)
+    except _BadInput as e:
+        return _err(str(e))
     return 1 if status else 0
+
+
+def _after_run(args: argparse.Namespace, session: Session, notes: list[tuple[int, str]]) -> None:
+    """--timeline and --html: what the event log shows of the whole run."""
+    if args.timeline:
+        from klpsim.tools.timeline import render
+
+        records = session.system.events.records
+        sys.stdout.write(render(records, session.kernel.clock.now))
+    if args.html is not None:
+        from klpsim.tools.html import write_html
+
+        try:
+            write_html(session, args.html, notes)
+        except OSError as e:
+            raise _BadInput(f"--html {args.html}: {e.strerror}") from None
+        where = Path(args.html).resolve().as_uri()
+        print(f"klpsim: wrote {args.html}; open it in a web browser: {where}", file=sys.stderr)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    if args.snapshot is not None:
+        if args.script is not None or args.at is not None:
+            return _err("status: --snapshot takes no SCRIPT or --at")
+        from klpsim.artifacts.snapshot import SnapshotError, read_snapshot
+        from klpsim.tools.status import snapshot_report
+
+        try:
+            snap = read_snapshot(args.snapshot)
+        except SnapshotError as e:
+            return _err(str(e))
+        sys.stdout.write(snapshot_report(snap))
+        return 0
+    if args.script is None:
+        return _err("status: give a SCRIPT (with --at LINE) or --snapshot SNAP")
+    if args.at is not None and args.at < 1:
+        return _err(f"status: --at {args.at}: lines count from 1")
+    import io
+
+    from klpsim.scenario.parser import ScriptError
+    from klpsim.session import Session, SessionError
+    from klpsim.tools.status import system_report
+
+    try:
+        label, script_dir = _script_place(args.script)
+        session = Session(
+            args.kernel,
+            config=_config(args.config),
+            module_dirs=[Path(d) for d in args.modules],
+            script_dir=script_dir,
+            out=io.StringIO(),
+            err=sys.stderr,
+            show_stdout=False,
+            path=label,
+        )
+        status = session.run(_read_script(args.script), until_line=args.at)
+    except (_BadInput, SessionError, ScriptError) as e:
+        return _err(str(e))
+    if status:
+        print(
+            f"klpsim: status: {label} stopped at line {session.runner.line} "
+            f"(exit status {status}); the views show the state it left",
+            file=sys.stderr,
+        )
+    sys.stdout.write(system_report(session.system))
+    return 0
 
 
 def _print_lines(out: TextIO, lines: list[str]) -> None:
@@ -167,16 +241,20 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         if not p.is_file():
             return _err(f"{p}: No such file or directory")
     try:
-        return _real_tier(
-            lambda: diff_scripts(
-                args.kernel,
-                scripts,
-                [Path(d) for d in args.modules],
-                sys.stdout,
-                _log,
-                output=args.output,
+        from klpsim.progress import progress
+
+        with progress("diff", len(scripts)) as bar:
+            return _real_tier(
+                lambda: diff_scripts(
+                    args.kernel,
+                    scripts,
+                    [Path(d) for d in args.modules],
+                    sys.stdout,
+                    bar.log,
+                    output=args.output,
+                    step=bar.advance,
+                )
             )
-        )
     except ScriptError as e:
         return _err(str(e))
 
@@ -196,7 +274,14 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         except OSError as e:
             return _err(f"--out {args.out}: {e.strerror}")
         return 0
-    return _real_tier(lambda: fuzz(args.kernel, args.seed, args.count, out, sys.stdout, _log))
+    from klpsim.progress import progress
+
+    with progress("fuzz", args.count) as bar:
+        return _real_tier(
+            lambda: fuzz(
+                args.kernel, args.seed, args.count, out, sys.stdout, bar.log, step=bar.advance
+            )
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -247,8 +332,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the livepatch invariants after every command; exit 3 at the first violation",
     )
+    run.add_argument(
+        "--timeline",
+        action="store_true",
+        help="end with a timeline: each patch's life and each transition, on the simulated clock",
+    )
+    run.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write a self-contained page: func_stacks, task states and the log over time",
+    )
+    run.add_argument(
+        "--quiet-notes",
+        action="store_true",
+        help="leave out the 'klpsim: note:' lines that say what the log does not",
+    )
     run.add_argument("script", metavar="SCRIPT", help="the scenario script, or - for stdin")
     run.set_defaults(func=_cmd_run)
+    st = sub.add_parser(
+        "status",
+        help="klp_status, func_stack and klp_blocking of a script at a line, or of a host snapshot",
+    )
+    st.add_argument("script", nargs="?", metavar="SCRIPT", help="the scenario script, or -")
+    st.add_argument("--at", type=int, metavar="LINE", help="run SCRIPT up to LINE (default: all)")
+    st.add_argument(
+        "--snapshot", metavar="SNAP", help="a host snapshot (klpsim snapshot, sos, scc)"
+    )
+    st.add_argument("--kernel", default="replace-set", metavar="PROFILE")
+    st.add_argument("--modules", action="append", default=[], metavar="DIR")
+    st.add_argument("--config", action="append", default=[], metavar="CONFIG_X=y|n")
+    st.set_defaults(func=_cmd_status)
     sem = sub.add_parser("semantics", help="run the semantics scenarios on every profile: a table")
     sem.add_argument(
         "--scenarios", metavar="DIR", help="a folder of scenarios (default: klpsim's own)"
@@ -304,9 +417,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return snapshot_main(rest[1:])
     if rest[:1] == ["vm"]:  # the real-kernel tier parses its own options
+        from klpsim.progress import progress
         from klpsim.real.vm.cli import main as vm_main
 
-        return vm_main(rest[1:])
+        return vm_main(rest[1:], progress=progress)
     args = build_parser().parse_args(argv)
     status: int = args.func(args)
     return status

@@ -29,6 +29,7 @@ from klpsim.scenario.verbs import default_registry
 if TYPE_CHECKING:
     from klpsim.model.checker import Checker
     from klpsim.model.invariants import Violation
+    from klpsim.model.notes import Notes
 
 __all__ = ["Session", "SessionError", "CheckFailed", "InvariantViolation"]
 
@@ -69,7 +70,8 @@ class Session:
     script lives (its ``test_modules/`` folder is searched after them).
     Output goes to *out* and *err* (captured in memory if not given): a
     transcript, or with ``transcript=False`` only what commands print
-    (*show_stdout*) and their errors.
+    (*show_stdout*) and their errors. A transcript has the model's notes
+    (model/notes.py) unless *notes* is false.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Session:
         path: str = "<session>",
         nr_cpus: int = 2,
         extra_funcs: int = 0,
+        notes: bool = True,
     ):
         if isinstance(profile, str) and profile not in all_profiles():
             raise SessionError(f"unknown kernel profile '{profile}' (see 'klpsim kernels')")
@@ -108,6 +111,12 @@ class Session:
             self.system.profile, list(module_dirs), script_dir, definitions
         )
         self.runner = Runner(self.system, self.resolver, default_registry(), self.output, path)
+        self.notes: Notes | None = None
+        if transcript and notes:
+            from klpsim.model.notes import Notes  # only a transcript shows notes
+
+            self.notes = Notes(self.system, self.output.note)
+            self.runner.after_command.append(self.notes.check_health)
         self.checker: Checker | None = None
         self.lines: list[str] = []
         """The lines :meth:`step` ran."""
@@ -131,15 +140,24 @@ class Session:
         self.runner.validate(commands)
         return commands
 
-    def run(self, text: str, check: bool = False, stop_at_violation: bool = True) -> int:
+    def run(
+        self,
+        text: str,
+        check: bool = False,
+        stop_at_violation: bool = True,
+        until_line: int | None = None,
+    ) -> int:
         """Run a whole script: nothing runs if any line is bad (ScriptError).
         Its exit status: 0, 1 (a helper died or check_result differed) or 4 (skip).
 
         *check*: check the invariants after every command; the first broken
         one raises CheckFailed, or with *stop_at_violation* false is kept in
-        :attr:`violations` and the script goes on.
+        :attr:`violations` and the script goes on. *until_line*: run only
+        the commands that start on or before that line (``klpsim status --at``).
         """
         commands = self.parse(text)
+        if until_line is not None:
+            commands = [c for c in commands if c.line <= until_line]
         if check:
             self._checker()
         try:
@@ -201,6 +219,18 @@ class Session:
                 (mods / f"{name}.toml").write_text(texts[name])
         comment = "".join(f"# {h}\n" for h in header.splitlines())
         path.write_text(comment + "\n".join(self.lines) + "\n")
+
+    def record_notes(self) -> list[tuple[int, str]]:
+        """Keep the model's notes, with the simulated time of each, in the
+        list returned (filled as the script runs), whatever the output mode:
+        ``--html`` shows them beside the kernel log."""
+        from klpsim.model.notes import Notes
+
+        kept: list[tuple[int, str]] = []
+        clock = self.kernel.clock
+        recorder = Notes(self.system, lambda text: kept.append((clock.now, text)))
+        self.runner.after_command.append(recorder.check_health)
+        return kept
 
     # -- reading the result -----------------------------------------------------------
 

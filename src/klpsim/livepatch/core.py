@@ -16,6 +16,7 @@ from klpsim.kernel.module import MODULE_NAME_LEN, MODULE_STATE_COMING, MODULE_ST
 from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.livepatch import transition
 from klpsim.livepatch.events import (
+    Conflict,
     KlpEvent,
     ModuleRefused,
     PatchEnabled,
@@ -33,7 +34,7 @@ from klpsim.livepatch.patch import (
     klp_unpatch_objects_dynamic,
 )
 from klpsim.livepatch.shadow import ShadowHash
-from klpsim.livepatch.state import klp_is_patch_compatible
+from klpsim.livepatch.state import klp_patch_conflict
 from klpsim.livepatch.structs import (
     KLP_TRANSITION_IDLE,
     KLP_TRANSITION_PATCHED,
@@ -572,45 +573,60 @@ def klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
-    ret, reason = _klp_enable_patch(klp, patch)
+    ret, reason, conflict = _klp_enable_patch(klp, patch)
+    policy = klp.policy
+    replace = patch.replace if "replace" in policy.patch_fields else None
     if ret:
-        klp.emit(PatchRefused(patch.name, patch.mod.name, ret, reason))
+        klp.emit(
+            PatchRefused(patch.name, patch.mod.name, ret, reason, conflict, policy.set_of(patch))
+        )
     else:
-        klp.emit(PatchEnabled(patch.name, patch.mod.name))
+        klp.emit(PatchEnabled(patch.name, patch.mod.name, policy.set_of(patch), replace))
     return ret
 
 
-def _klp_enable_patch(klp: Klp, patch: KlpPatch) -> tuple[int, RefusalReason]:
-    """klp_enable_patch() itself; the model also says which check failed."""
+def _klp_enable_patch(klp: Klp, patch: KlpPatch) -> tuple[int, RefusalReason, Conflict | None]:
+    """klp_enable_patch() itself; the model also says which check failed
+    and, for a conflict, why (for the notes)."""
     assert patch.objs is not None  # checked by klp_enable_patch()
     for obj in patch.objs:
         if obj.funcs is None:
-            return -EINVAL, RefusalReason.INVALID
+            return -EINVAL, RefusalReason.INVALID, None
     if not patch.mod.klp:
         klp.msg("not_livepatch", patch.mod.name)
-        return -EINVAL, RefusalReason.NOT_LIVEPATCH
+        return -EINVAL, RefusalReason.NOT_LIVEPATCH, None
     if klp.root_kobj is None:
-        return -ENODEV, RefusalReason.INVALID
+        return -ENODEV, RefusalReason.INVALID, None
     if not klp.reliable_stack:
         klp.msg("no_reliable_stack")
         klp.msg("may_never_complete")
-    if not klp_is_patch_compatible(klp, patch):
+    conflict = klp_patch_conflict(klp, patch)
+    if conflict is not None:
         klp.msg("incompatible", patch.name)
-        return -EINVAL, RefusalReason.INCOMPATIBLE
+        return -EINVAL, RefusalReason.INCOMPATIBLE, conflict
     if not patch.mod.try_module_get("livepatch"):
-        return -ENODEV, RefusalReason.NO_MODULE_REFERENCE
+        return -ENODEV, RefusalReason.NO_MODULE_REFERENCE, None
     klp.all_patches.append(patch)
     klp_init_patch_early(patch)
     ret = klp_init_patch(klp, patch)
     reason = RefusalReason.INIT
+    busy = klp.transition_patch
     if not ret:
         ret = __klp_enable_patch(klp, patch)
         if not ret:
-            return 0, reason
+            return 0, reason, None
         reason = RefusalReason.ENABLE
+    if ret == -EBUSY and busy is not None:
+        # __klp_enable_patch(): another patch is in transition; the kernel
+        # logs nothing about it.
+        conflict = Conflict(
+            "one transition at a time: wait until it completes",
+            busy.name,
+            klp.policy.set_of(busy),
+        )
     klp_free_patch_start(klp, patch)
     klp_free_patch_finish(klp, patch)
-    return ret, reason
+    return ret, reason, conflict
 
 
 # -- module notifier ---------------------------------------------------------------

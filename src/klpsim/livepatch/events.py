@@ -18,6 +18,10 @@ __all__ = [
     "When",
     "TransitionTarget",
     "RefusalReason",
+    "Conflict",
+    "Blocker",
+    "StackEntry",
+    "function_label",
     "TransitionEvent",
     "PatchEnabled",
     "PatchRefused",
@@ -25,6 +29,9 @@ __all__ = [
     "TransitionForced",
     "PatchFreed",
     "ModuleRefused",
+    "TransitionBlocked",
+    "TaskSwitched",
+    "FuncStackChanged",
     "KlpEvent",
 ]
 
@@ -78,6 +85,54 @@ class RefusalReason(Enum):
     """__klp_enable_patch() failed: busy, a pre_patch callback, or ftrace."""
 
 
+def function_label(objname: str | None, name: str, sympos: int = 0) -> str:
+    """A function as notes and views name it: ``func`` (vmlinux) or
+    ``module:func``, with ``,sympos`` when it is not the first of its name."""
+    label = name if objname is None else f"{objname}:{name}"
+    return f"{label},{sympos}" if sympos > 1 else label
+
+
+class Conflict(NamedTuple):
+    """Why klp_is_patch_compatible() (or __klp_enable_patch()'s busy check)
+    refused a patch: the rule, what the patches share, and the other patch."""
+
+    rule: str
+    """The rule broken, in words the profile's policy chose."""
+    other: str
+    """The installed patch it conflicts with."""
+    other_set: int | None = None
+    """That patch's replace set (None on a kernel without sets)."""
+    state_id: int | None = None
+    """The klp_state id, for a state conflict."""
+    function: str | None = None
+    """The function both patch (function_label()), for a function conflict."""
+
+
+class Blocker(NamedTuple):
+    """A task klp_try_switch_task() could not switch."""
+
+    pid: int
+    comm: str
+    why: str
+    """``sleeping`` (-EADDRINUSE: a changed function on its stack),
+    ``running`` (-EBUSY: on a CPU), ``unreliable`` (-EINVAL: no reliable
+    stack) or ``no-reliable-stacktrace`` (the kernel lacks
+    HAVE_RELIABLE_STACKTRACE: only kernel exit switches it)."""
+    function: str | None = None
+    """For ``sleeping``: the patched or nop'ed function (function_label())."""
+    code: str | None = None
+    """For ``sleeping``: the code on its stack, ``object:symbol``."""
+    nop: bool = False
+    """For ``sleeping``: the transition patch's func is a nop (atomic replace)."""
+
+
+class StackEntry(NamedTuple):
+    """One klp_func on a func_stack."""
+
+    patch: str
+    nop: bool = False
+
+
 @distinct
 class TransitionEvent(NamedTuple):
     """A transition step of *patch* towards *target*."""
@@ -95,6 +150,10 @@ class PatchEnabled(NamedTuple):
 
     patch: str
     module: str
+    replace_set: int | None = None
+    """Its replace set, on a kernel with sets."""
+    replace: bool | int | None = None
+    """Its ``replace`` field (a u32 tag on replace-tag), on a kernel with one."""
 
 
 @distinct
@@ -105,6 +164,10 @@ class PatchRefused(NamedTuple):
     module: str
     errno: int
     reason: RefusalReason
+    conflict: Conflict | None = None
+    """For INCOMPATIBLE (and a busy ENABLE): which rule, and against whom."""
+    replace_set: int | None = None
+    """The refused patch's replace set, on a kernel with sets."""
 
 
 @distinct
@@ -114,6 +177,13 @@ class PatchesReplaced(NamedTuple):
 
     patch: str
     replaced: tuple[str, ...]
+    reverted: tuple[str, ...] = ()
+    """Functions of the replaced patches that now run the original code."""
+    repatched: tuple[str, ...] = ()
+    """Functions of the replaced patches that *patch* patches too."""
+    kept: tuple[tuple[str, str], ...] = ()
+    """(function, patch): functions of the replaced patches that another,
+    not replaced, patch still patches."""
 
 
 @distinct
@@ -143,6 +213,39 @@ class ModuleRefused(NamedTuple):
     errno: int
 
 
+@distinct
+class TransitionBlocked(NamedTuple):
+    """klp_try_complete_transition() found tasks it could not switch; the
+    transition stays and the delayed work will retry (one event per try)."""
+
+    patch: str
+    target: TransitionTarget
+    blockers: tuple[Blocker, ...]
+
+
+@distinct
+class TaskSwitched(NamedTuple):
+    """A task reached the target state of the transition (its patch_state
+    changed): by a stack check, at kernel exit or idle, or forced."""
+
+    pid: int
+    comm: str
+    patch_state: int
+    how: str
+    """``stack-check``, ``kernel-exit`` (exit to user mode or the idle
+    loop), ``forced`` or ``fork`` (a child inherits the parent's state)."""
+
+
+@distinct
+class FuncStackChanged(NamedTuple):
+    """klp_patch_func() or klp_unpatch_func() changed a func_stack."""
+
+    function: str
+    """function_label() of the original function."""
+    stack: tuple[StackEntry, ...]
+    """The stack after the change, top (newest) first; empty: the original runs."""
+
+
 KlpEvent = (
     TransitionEvent
     | PatchEnabled
@@ -151,4 +254,7 @@ KlpEvent = (
     | TransitionForced
     | PatchFreed
     | ModuleRefused
+    | TransitionBlocked
+    | TaskSwitched
+    | FuncStackChanged
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from klpsim.kernel.errno import EINVAL
+from klpsim.livepatch.events import FuncStackChanged, StackEntry, function_label
 from klpsim.livepatch.structs import KLP_TRANSITION_UNPATCHED, KlpFunc, KlpObject
 from klpsim.trace.ftrace import (
     FTRACE_OPS_FL_DYNAMIC,
@@ -114,7 +115,19 @@ def klp_patch_func(klp: Klp, func: KlpFunc) -> int:
     else:
         ops.func_stack.insert(0, func)
     func.patched = True
+    _stack_changed(klp, func, ops)
     return 0
+
+
+def _stack_changed(klp: Klp, func: KlpFunc, ops: KlpOps) -> None:
+    """Tell the event log what the func_stack of *func*'s function is now."""
+    obj = func.obj
+    assert obj is not None and func.old_name is not None  # an initialised func
+    stack = tuple(
+        StackEntry(f.obj.patch.name if f.obj and f.obj.patch else "?", f.nop)
+        for f in ops.func_stack
+    )
+    klp.emit(FuncStackChanged(function_label(obj.name, func.old_name, func.old_sympos), stack))
 
 
 def klp_unpatch_func(klp: Klp, func: KlpFunc) -> None:
@@ -128,6 +141,7 @@ def klp_unpatch_func(klp: Klp, func: KlpFunc) -> None:
         del klp.ops[old_func]
     ops.func_stack.remove(func)
     func.patched = False
+    _stack_changed(klp, func, ops)
 
 
 def klp_patch_object(klp: Klp, obj: KlpObject) -> int:

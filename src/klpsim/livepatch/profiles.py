@@ -73,9 +73,27 @@ class ReplacePolicy:
             return not new.replace
         return state.version >= old_state.version
 
+    def state_rule(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> str:
+        """The rule state_compatible() applied, in words (asked only when it
+        refused): for the notes that say why a load was refused."""
+        if klp_get_state(new, old_state.id) is None:
+            return "a cumulative patch must keep every state of the patches it replaces"
+        return "a patch may not lower the version of a state"
+
+    function_rule = "two patches may not patch the same function"
+    """conflict()'s rule, in words."""
+
     def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""
-        return False
+        return self.conflict(klp, new, old_patch) is not None
+
+    def conflict(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
+        """The function (function_label()) that makes conflicts() true, or None."""
+        return None
+
+    def set_of(self, patch: KlpPatch) -> int | None:
+        """*patch*'s replace set, on a kernel with sets (None otherwise)."""
+        return patch.replace_set if "replace_set" in self.patch_fields else None
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from klpsim.livepatch.events import Conflict
 from klpsim.livepatch.structs import KlpPatch, KlpState
 
 if TYPE_CHECKING:
     from klpsim.livepatch.core import Klp
 
-__all__ = ["klp_get_state", "klp_get_prev_state", "klp_is_patch_compatible"]
+__all__ = [
+    "klp_get_state",
+    "klp_get_prev_state",
+    "klp_is_patch_compatible",
+    "klp_patch_conflict",
+]
 
 
 def klp_get_state(patch: KlpPatch, id: int) -> KlpState | None:
@@ -45,11 +51,21 @@ def klp_get_prev_state(klp: Klp, id: int) -> KlpState | None:
 
 def klp_is_patch_compatible(klp: Klp, patch: KlpPatch) -> bool:
     """May *patch* be enabled next to the installed patches?"""
+    return klp_patch_conflict(klp, patch) is None
+
+
+def klp_patch_conflict(klp: Klp, patch: KlpPatch) -> Conflict | None:
+    """klp_is_patch_compatible(), saying why not: the first conflict, in
+    the order the kernel checks (patches in klp_patches order, a patch's
+    states before its functions)."""
     policy = klp.policy
     for old_patch in klp.patches:
         for old_state in old_patch.states:
             if not policy.state_compatible(patch, old_patch, old_state):
-                return False
-        if policy.conflicts(klp, patch, old_patch):
-            return False
-    return True
+                rule = policy.state_rule(patch, old_patch, old_state)
+                return Conflict(rule, old_patch.name, policy.set_of(old_patch), old_state.id)
+        func = policy.conflict(klp, patch, old_patch)
+        if func is not None:
+            rule = policy.function_rule
+            return Conflict(rule, old_patch.name, policy.set_of(old_patch), function=func)
+    return None

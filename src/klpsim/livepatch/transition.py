@@ -19,18 +19,23 @@ from klpsim.kernel.clock import NSEC_PER_SEC
 from klpsim.kernel.errno import EADDRINUSE, EBUSY, EINVAL
 from klpsim.livepatch import core
 from klpsim.livepatch.events import (
+    Blocker,
     PatchesReplaced,
+    TaskSwitched,
+    TransitionBlocked,
     TransitionEvent,
     TransitionForced,
     TransitionPhase,
     TransitionTarget,
     When,
+    function_label,
 )
 from klpsim.livepatch.patch import klp_unpatch_objects
 from klpsim.livepatch.structs import (
     KLP_TRANSITION_IDLE,
     KLP_TRANSITION_PATCHED,
     KLP_TRANSITION_UNPATCHED,
+    KlpFunc,
     KlpPatch,
 )
 
@@ -44,6 +49,7 @@ __all__ = [
     "klp_start_transition",
     "klp_try_complete_transition",
     "klp_try_switch_task",
+    "klp_task_blocker",
     "klp_complete_transition",
     "klp_cancel_transition",
     "klp_reverse_transition",
@@ -73,17 +79,20 @@ def _event(klp: Klp, phase: TransitionPhase, when: When, patch: KlpPatch, target
     klp.emit(TransitionEvent(phase, when, patch.name, TransitionTarget(target)))
 
 
-def klp_update_patch_state(klp: Klp, task: Task) -> None:
+def klp_update_patch_state(klp: Klp, task: Task, how: str = "kernel-exit") -> None:
     """Switch *task* if it has TIF_PATCH_PENDING (kernel exit, idle loop, force)."""
     if task.patch_pending:
         task.patch_pending = False
         task.patch_state = klp.target_state
+        klp.emit(TaskSwitched(task.pid, task.comm, task.patch_state, how))
 
 
 def klp_copy_process(klp: Klp, parent: Task, child: Task) -> None:
     """The child inherits the patched state of the parent."""
     child.patch_pending = parent.patch_pending
     child.patch_state = parent.patch_state
+    if klp.transition_patch is not None:
+        klp.emit(TaskSwitched(child.pid, child.comm, child.patch_state, "fork"))
 
 
 def klp_cond_resched(klp: Klp, task: Task) -> None:
@@ -99,8 +108,8 @@ def klp_sched_try_switch(klp: Klp, task: Task) -> None:
         klp_try_switch_task(klp, task)
 
 
-def _forbidden_functions(klp: Klp) -> dict[Symbol, str]:
-    """The code no task may be inside to switch: {function: old_name}.
+def _forbidden_functions(klp: Klp) -> dict[Symbol, KlpFunc]:
+    """The code no task may be inside to switch: {function: klp_func}.
 
     klp_check_stack_func(): unpatching forbids the patch's new code;
     patching forbids what runs now, i.e. the entry below on func_stack or
@@ -108,7 +117,7 @@ def _forbidden_functions(klp: Klp) -> dict[Symbol, str]:
     """
     patch = klp.transition_patch
     assert patch is not None  # called only during a transition
-    forbidden: dict[Symbol, str] = {}
+    forbidden: dict[Symbol, KlpFunc] = {}
     for obj in patch.obj_list:
         if not obj.patched:
             continue
@@ -122,11 +131,13 @@ def _forbidden_functions(klp: Klp) -> dict[Symbol, str]:
                 i = stack.index(func)
                 code = stack[i + 1].new_func if i + 1 < len(stack) else func.old_func
             assert code is not None
-            forbidden.setdefault(code, func.old_name)
+            forbidden.setdefault(code, func)
     return forbidden
 
 
-def _check_stack(klp: Klp, task: Task, forbidden: dict[Symbol, str]) -> tuple[int, str | None]:
+def _check_stack(
+    klp: Klp, task: Task, forbidden: dict[Symbol, KlpFunc]
+) -> tuple[int, tuple[Symbol, KlpFunc] | None]:
     """klp_check_stack(): the first func, in patch order, whose code is on
     the stack (the dict keeps patch order)."""
     if not task.reliable:
@@ -135,38 +146,84 @@ def _check_stack(klp: Klp, task: Task, forbidden: dict[Symbol, str]) -> tuple[in
     if not frames or forbidden.keys().isdisjoint(frames):
         return 0, None
     on_stack = set(frames)
-    for code, name in forbidden.items():
+    for code, func in forbidden.items():
         if code in on_stack:
-            return -EADDRINUSE, name
+            return -EADDRINUSE, (code, func)
     return 0, None
 
 
-def klp_try_switch_task(klp: Klp, task: Task, forbidden: dict[Symbol, str] | None = None) -> bool:
-    """Try to switch one task; True if it is now in the target state."""
+def klp_try_switch_task(
+    klp: Klp,
+    task: Task,
+    forbidden: dict[Symbol, KlpFunc] | None = None,
+    blockers: list[Blocker] | None = None,
+) -> bool:
+    """Try to switch one task; True if it is now in the target state. The
+    model also appends why not to *blockers* (for TransitionBlocked)."""
     if task.patch_state == klp.target_state:
         return True
     if not klp.reliable_stack:
+        if blockers is not None:
+            blockers.append(Blocker(task.pid, task.comm, "no-reliable-stacktrace"))
         return False
     sched = klp.kernel.sched
     # klp_check_and_switch_task(), with the task pinned by task_call_func()
     if task is not sched.current and sched.task_curr(task):
-        ret, name = -EBUSY, None
+        ret, found = -EBUSY, None
     else:
         if forbidden is None:
             forbidden = _forbidden_functions(klp)
-        ret, name = _check_stack(klp, task, forbidden)
+        ret, found = _check_stack(klp, task, forbidden)
         if ret == 0:
             task.patch_pending = False
             task.patch_state = klp.target_state
+            klp.emit(TaskSwitched(task.pid, task.comm, task.patch_state, "stack-check"))
             return True
     fn = "klp_try_switch_task"
     if ret == -EBUSY:
         klp.msg("task_running", fn, task.comm, task.pid)
+        why = "running"
     elif ret == -EINVAL:
         klp.msg("task_unreliable", fn, task.comm, task.pid)
-    elif ret == -EADDRINUSE:
-        klp.msg("task_sleeping", fn, task.comm, task.pid, name)
+        why = "unreliable"
+    else:
+        assert found is not None  # -EADDRINUSE names the function
+        klp.msg("task_sleeping", fn, task.comm, task.pid, found[1].old_name)
+        why = "sleeping"
+    if blockers is not None:
+        blockers.append(_blocker(task, why, found))
     return False
+
+
+def klp_task_blocker(
+    klp: Klp, task: Task, forbidden: dict[Symbol, KlpFunc] | None = None
+) -> Blocker | None:
+    """What keeps *task* from switching now, as klp_try_switch_task() would
+    find it, without switching it or logging (klp_blocking); None if
+    nothing does (it switches at the next try) or it has switched."""
+    if klp.transition_patch is None or task.patch_state == klp.target_state:
+        return None
+    if not klp.reliable_stack:
+        return Blocker(task.pid, task.comm, "no-reliable-stacktrace")
+    sched = klp.kernel.sched
+    if task is not sched.current and sched.task_curr(task):
+        return _blocker(task, "running", None)
+    ret, found = _check_stack(klp, task, forbidden or _forbidden_functions(klp))
+    if ret == -EINVAL:
+        return _blocker(task, "unreliable", None)
+    if ret == -EADDRINUSE:
+        return _blocker(task, "sleeping", found)
+    return None
+
+
+def _blocker(task: Task, why: str, found: tuple[Symbol, KlpFunc] | None) -> Blocker:
+    if found is None:
+        return Blocker(task.pid, task.comm, why)
+    code, func = found
+    obj = func.obj
+    assert obj is not None and func.old_name is not None  # an initialised func
+    label = function_label(obj.name, func.old_name, func.old_sympos)
+    return Blocker(task.pid, task.comm, why, label, f"{code.owner.name}:{code.name}", func.nop)
 
 
 def klp_send_signals(klp: Klp) -> None:
@@ -190,18 +247,22 @@ def klp_try_complete_transition(klp: Klp) -> bool:
     forbidden = _forbidden_functions(klp)
     complete = True
     target = klp.target_state
+    blockers: list[Blocker] = []
     for task in sched.tasks.values():
-        if task.patch_state != target and not klp_try_switch_task(klp, task, forbidden):
+        if task.patch_state != target and not klp_try_switch_task(klp, task, forbidden, blockers):
             complete = False
     for cpu, idle in enumerate(sched.idle):
         if sched.cpu_online[cpu]:
-            if not klp_try_switch_task(klp, idle, forbidden):
+            if not klp_try_switch_task(klp, idle, forbidden, blockers):
                 complete = False
                 sched.wake_up_if_idle(cpu)
         elif idle.patch_state != target:
             idle.patch_pending = False
             idle.patch_state = target
     if not complete:
+        patch = klp.transition_patch
+        assert patch is not None  # called only during a transition
+        klp.emit(TransitionBlocked(patch.name, TransitionTarget(target), tuple(blockers)))
         if klp.signals_cnt and not klp.signals_cnt % SIGNALS_TIMEOUT:
             klp_send_signals(klp)
         klp.signals_cnt += 1
@@ -296,7 +357,7 @@ def klp_complete_transition(klp: Klp) -> None:
     if target == KLP_TRANSITION_PATCHED and klp.policy.adds_nops(patch):
         replaced = core.klp_unpatch_replaced_patches(klp, patch)
         core.klp_discard_nops(klp, patch)
-        klp.emit(PatchesReplaced(patch.name, tuple(p.name for p in replaced)))
+        klp.emit(_replaced_event(klp, patch, replaced))
     if target == KLP_TRANSITION_UNPATCHED:
         klp_unpatch_objects(klp, patch)
     for obj in patch.obj_list:
@@ -315,6 +376,36 @@ def klp_complete_transition(klp: Klp) -> None:
     klp.target_state = KLP_TRANSITION_IDLE
     klp.transition_patch = None
     _event(klp, TransitionPhase.COMPLETE, When.AFTER, patch, target)
+
+
+def _replaced_event(klp: Klp, patch: KlpPatch, replaced: list[KlpPatch]) -> PatchesReplaced:
+    """What the replace did to each function of the replaced patches, read
+    off the func_stacks once they are unpatched and the nops discarded."""
+    reverted: list[str] = []
+    repatched: list[str] = []
+    kept: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for old in replaced:
+        for obj in old.obj_list:
+            for func in obj.func_list:
+                if func.old_name is None or func.nop:
+                    continue
+                label = function_label(obj.name, func.old_name, func.old_sympos)
+                if label in seen:
+                    continue
+                seen.add(label)
+                ops = klp.ops.get(func.old_func) if func.old_func is not None else None
+                top = ops.func_stack[0] if ops is not None and ops.func_stack else None
+                owner = top.obj.patch if top is not None and top.obj is not None else None
+                if top is None or owner is None:
+                    reverted.append(label)
+                elif owner is patch:
+                    repatched.append(label)
+                else:
+                    kept.append((label, owner.name))
+    return PatchesReplaced(
+        patch.name, tuple(p.name for p in replaced), tuple(reverted), tuple(repatched), tuple(kept)
+    )
 
 
 def klp_cancel_transition(klp: Klp) -> None:
@@ -384,7 +475,7 @@ def klp_force_transition(klp: Klp) -> None:
     """Switch every task now, safe or not; the patches involved stay pinned."""
     klp.msg("forcing")
     for task in klp.kernel.sched.all_tasks():
-        klp_update_patch_state(klp, task)
+        klp_update_patch_state(klp, task, "forced")
     tp = klp.transition_patch
     assert tp is not None  # called only during a transition
     if klp.target_state == KLP_TRANSITION_UNPATCHED:

@@ -49,10 +49,20 @@ class ReplaceSetPolicy(ReplacePolicy):
             return state is not None and state.version >= old_state.version
         return state is None  # different sets must not share a state id
 
-    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
+    function_rule = "two replace sets may not patch the same function"
+
+    def state_rule(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> str:
+        if new.replace_set != old_patch.replace_set:
+            return "two replace sets may not share a state id"
+        if klp_get_state(new, old_state.id) is None:
+            return "a patch must keep every state of the older patches of its set"
+        return "a patch may not lower the version of a state"
+
+    def conflict(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
         if new.replace_set == old_patch.replace_set:
-            return False
+            return None
         from klpsim.livepatch.core import klp_find_func
+        from klpsim.livepatch.events import function_label
 
         assert new.objs is not None  # refused by klp_enable_patch()
         for obj in new.objs:  # static objects: the patch is not initialised yet
@@ -64,8 +74,9 @@ class ReplaceSetPolicy(ReplacePolicy):
                 assert obj.funcs is not None  # refused by klp_enable_patch()
                 for func in obj.funcs:
                     if klp_find_func(klp, old_obj, func):
-                        return True
-        return False
+                        assert func.old_name is not None  # klp_find_func() matched it
+                        return function_label(obj.name, func.old_name, func.old_sympos)
+        return None
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return other.replace_set == transition_patch.replace_set
@@ -169,6 +180,7 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
 
     name = "replace_set_012"
     disjoint_sets = False  # nobody specified conflict checks for this scheme
+    state_rule = ReplacePolicy.state_rule
 
     def adds_nops(self, patch: KlpPatch) -> bool:
         return patch.replace_set != 0
@@ -184,8 +196,8 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
             return not self.replaces(new, old_patch)
         return state.version >= old_state.version
 
-    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
-        return False
+    def conflict(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
+        return None
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return self.replaces(transition_patch, other)

@@ -8,7 +8,7 @@ a timeline) read :attr:`EventLog.records` or :meth:`EventLog.capture`
 instead of parsing the kernel log.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
@@ -40,6 +40,8 @@ class EventLog:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.records: list[Stamped] = []
+        self.listeners: list[Callable[[Stamped], None]] = []
+        """Called with each record as it is logged (the notes)."""
         self._captures: list[list[Event]] = []
 
     def attach(self, tp: Tracepoint[E]) -> None:
@@ -47,9 +49,12 @@ class EventLog:
         tp.register(self._record)
 
     def _record(self, event: Event) -> None:
-        self.records.append(Stamped(self.clock.now, event))
+        rec = Stamped(self.clock.now, event)
+        self.records.append(rec)
         for capture in self._captures:
             capture.append(event)
+        for listener in self.listeners:
+            listener(rec)
 
     @contextmanager
     def capture(self) -> Iterator[list[Event]]:

@@ -3,8 +3,9 @@
 Without ``--dmesg`` the runner writes a transcript: each command (``$ CMD``,
 bold on a terminal), what it prints, and the kernel's log lines as they are
 logged, timestamped like ``dmesg`` and coloured by level on a terminal.
-With ``--dmesg`` only the script's stderr is shown while it runs; the log
-is printed at the end.
+Notes (``klpsim: note: ...``, model/notes.py) follow the events whose cause
+the log does not show. With ``--dmesg`` only the script's stderr is shown
+while it runs; the log is printed at the end.
 """
 
 from typing import TextIO
@@ -50,6 +51,15 @@ class Output:
             color = "33" if rec.level <= KERN_WARNING else "36"
             self.out.write(self._paint(color, stamp + line) + "\n")
             stamp = " " * len(stamp)
+
+    def note(self, text: str) -> None:
+        """A ``klpsim: note:`` line (a transcript only: model/notes.py)."""
+        if not self.transcript:
+            return
+        if self._mid_line:
+            self.out.write("\n")
+            self._mid_line = False
+        self.out.write(self._paint("35", f"klpsim: note: {text}") + "\n")
 
     def command(self, text: str) -> None:
         """A transcript's ``$ CMD`` line."""

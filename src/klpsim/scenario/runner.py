@@ -10,6 +10,7 @@ verb table's business (scenario/verbs.py); where output goes is
 scenario/output.py's; which module a name means is the resolver's.
 """
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from klpsim.kernel.clock import NSEC_PER_MSEC
@@ -61,6 +62,10 @@ class Runner:
         self.path = path
         self.line = 0
         self._state: dict[type, object] = {}
+        self.history: list[tuple[int, int, str]] = []
+        """(simulated time, line, text) of each command run, for pictures."""
+        self.after_command: list[Callable[[], None]] = []
+        """Called after each command has run (the notes' health check)."""
         output.follow(self.kernel.log)
 
     def state(self, cls: type[T]) -> T:
@@ -188,6 +193,7 @@ class Runner:
     def execute(self, cmd: Command) -> int:
         """Run one command (validated before); its exit status."""
         self.line = cmd.line
+        self.history.append((self.kernel.clock.now, cmd.line, cmd.text))
         self.output.command(cmd.text)
         verb: Verb | None = self.registry.get(cmd.words[0])
         assert verb is not None, "validate() first"
@@ -207,4 +213,6 @@ class Runner:
             if err:
                 self.stderr(err)
         self.advance(COMMAND_COST_NS)
+        for hook in self.after_command:
+            hook()
         return int(status)

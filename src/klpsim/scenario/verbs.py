@@ -235,6 +235,7 @@ FAMILIES = (
     "klpsim.scenario.shell",
     "klpsim.scenario.simverbs",
     "klpsim.scenario.bpfverbs",
+    "klpsim.scenario.statusverbs",
 )
 
 

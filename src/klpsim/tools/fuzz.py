@@ -168,8 +168,10 @@ def write_scenario(sc: Scenario, folder: Path, header: str = "") -> Path:
     return path
 
 
-def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log) -> int:
-    """Generate, run both sides, write mismatches; 1 if any scenario differs."""
+def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log, step=None) -> int:
+    """Generate, run both sides, write mismatches; 1 if any scenario differs.
+    *step(detail)*: one scenario is done (a progress display); without it,
+    *log* says so."""
     from klpsim.real.vm.api import prepare
 
     log(f"fuzz: kernel {kernel}, seed {seed}, {count} scenarios")
@@ -185,7 +187,10 @@ def fuzz(kernel: str, seed: int, count: int, out_dir: Path, out, log) -> int:
             res = rk.run_script(vm, path, modules)
             _, model = model_log(sc.text, path, kernel, [], sc.modules)
             d = compare(sc.name, comparable(model, False), comparable(res.log_lines, True))
-            log(f"fuzz: [{i}/{count}] {sc.name}: {'DIFFERS' if d else 'same'}")
+            if step is not None:
+                step(f"{sc.name}: {'DIFFERS' if d else 'same'}")
+            else:
+                log(f"fuzz: [{i}/{count}] {sc.name}: {'DIFFERS' if d else 'same'}")
             if d:
                 mismatches += 1
                 dest = write_scenario(

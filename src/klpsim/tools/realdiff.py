@@ -191,10 +191,17 @@ def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: b
 
 
 def diff_scripts(
-    kernel: str, scripts: list[Path], module_dirs: list[Path], out, log, output: bool = False
+    kernel: str,
+    scripts: list[Path],
+    module_dirs: list[Path],
+    out,
+    log,
+    output: bool = False,
+    step=None,
 ) -> int:
     """Run *scripts* on both sides; print diffs to *out*; 1 if any differ.
-    With *output*, each script gets a freshly booted guest."""
+    With *output*, each script gets a freshly booted guest.  *step(detail)*:
+    one script is done (a progress display); without it, *log* says so."""
     from klpsim.real.vm.api import prepare
 
     rk = prepare(kernel, log=log)
@@ -209,7 +216,7 @@ def diff_scripts(
             if d:
                 mismatches += 1
                 out.write(d)
-            log(f"{path}: {'DIFFERS' if d else 'same'}")
+            (step or log)(f"{path}: {'DIFFERS' if d else 'same'}")
     finally:
         vm.close()
     return 1 if mismatches else 0

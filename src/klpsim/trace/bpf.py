@@ -65,7 +65,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from klpsim.kernel.errno import EAGAIN, EINVAL, ENOENT, ESRCH
+from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, ESRCH
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.trace.events import (
@@ -121,10 +121,12 @@ class AttachError(Exception):
     """An attach the kernel refuses: ``errno`` (negative) and the log lines
     the verifier or the attach path gives (may be empty)."""
 
-    def __init__(self, errno: int, log: tuple[str, ...] = ()):
+    def __init__(self, errno: int, log: tuple[str, ...] = (), why: str = ""):
         super().__init__(errno, log)
         self.errno = errno
         self.log = log
+        self.why = why
+        """Why, in words, where the kernel says nothing (AttachRefused.why)."""
 
 
 class BpfLink:
@@ -357,7 +359,7 @@ class Bpf:
             link = self._attach(kind, funcs, offset, override, ret, name)
         except AttachError as e:
             names = tuple(f"{o}:{f}" if o else f for o, f in funcs)
-            self.tp(AttachRefused(kind, names, e.errno, e.log))
+            self.tp(AttachRefused(kind, names, e.errno, e.log, e.why))
             raise
         self.tp(LinkAttached(link.name, link.kind, link.where()))
         return link
@@ -371,7 +373,10 @@ class Bpf:
             sym = self.lookup(objname, fname)
             if sym is None:
                 # libbpf cannot find the BTF id / the kprobe has no symbol
-                raise AttachError(-ESRCH if kind in TRAMP_KINDS else -ENOENT)
+                raise AttachError(
+                    -ESRCH if kind in TRAMP_KINDS else -ENOENT,
+                    why=f"no function {fname} in kallsyms",
+                )
             syms.append(sym)
         link = BpfLink(name or "", kind, syms, offset, override, ret)
         if kind in KPROBE_KINDS:
@@ -409,18 +414,20 @@ class Bpf:
     def _attach_kprobe(self, link: BpfLink) -> None:
         sym = link.target
         if link.offset >= sym.size:
-            raise AttachError(-EINVAL)
+            raise AttachError(-EINVAL, why=f"offset {link.offset:#x} is past the end of {sym.name}")
         if link.override is not None and (link.offset or not self.override_allowed(sym)):
             # "Kprobe override only works if they are on the function entry,
             # and only if they are on the opt-in list."
-            raise AttachError(-EINVAL)
+            raise AttachError(-EINVAL, why=self._override_refused(sym, link.offset))
         if link.offset:
             if link.kind is LinkKind.KRETPROBE:
-                raise AttachError(-EINVAL)  # return probes only at entry
+                # return probes only at entry
+                raise AttachError(-EINVAL, why="a kretprobe attaches at the entry only")
             link.int3 = True  # a breakpoint in the body: fires when the body runs
             return
         if self.kprobes is None:
-            raise AttachError(-ENOENT)  # no kprobe PMU without CONFIG_KPROBES
+            # no kprobe PMU without CONFIG_KPROBES
+            raise AttachError(-ENOENT, why="the kernel has no ftrace-based kprobes")
         kp = self.kprobes.new_kprobe(
             sym.name,
             pre_handler=lambda kp, regs, task: self._kprobe_pre(link, kp, regs, task),
@@ -430,8 +437,27 @@ class Bpf:
         )
         ret = self.kprobes.register_kprobe(kp)
         if ret:
-            raise AttachError(ret)
+            raise AttachError(ret, why=self._ftrace_refused(sym, ret))
         link.kprobes.append(kp)
+
+    def _override_refused(self, sym: Symbol, offset: int) -> str:
+        if offset:
+            return "bpf_override_return() works at a function's entry only"
+        mod = self.kernel.modules.find_module(sym.owner.name)
+        if mod is not None and mod.klp:
+            return (
+                f"{sym.name} is a livepatch's function, not on the error-injection list "
+                "(overriding it needs RFC 2/4's CONFIG_KPROBE_OVERRIDE_KLP_FUNC, not merged)"
+            )
+        return f"{sym.name} is not on the error-injection list (ALLOW_ERROR_INJECTION)"
+
+    def _ftrace_refused(self, sym: Symbol, ret: int) -> str:
+        if ret != -EBUSY:
+            return ""
+        owner = self.ftrace._ipmodify_owner(sym)
+        if owner is not None:
+            return f"ftrace: {owner.name} already holds {sym.name} with IPMODIFY"
+        return f"ftrace refused to hook {sym.name}"
 
     def _kprobe_pre(self, link: BpfLink, kp: Kprobe, regs: Regs, task: Task) -> int:
         """kprobe_dispatcher() -> kprobe_perf_func() -> trace_call_bpf()."""
@@ -454,23 +480,26 @@ class Bpf:
         if link.override is not None and not all(
             self.ei.within_error_injection_list(s) for s in link.targets
         ):
-            raise AttachError(-EINVAL)  # addrs_check_error_injection_list()
+            # addrs_check_error_injection_list()
+            bad = next(s for s in link.targets if not self.ei.within_error_injection_list(s))
+            raise AttachError(-EINVAL, why=self._override_refused(bad, 0))
         for sym in link.targets:
             if not sym.ftrace_loc:
-                raise AttachError(-EINVAL)
+                raise AttachError(-EINVAL, why=f"{sym.name} has no ftrace call site")
         self._module_get(link, *link.targets)
         fp = self.fprobe_graph if link.kind is LinkKind.KRETPROBE_MULTI else self.fprobe
         ret = fp.add(link.targets)
         if ret:
             self._module_put(link)
-            raise AttachError(ret)
+            raise AttachError(ret, why=self._ftrace_refused(link.targets[0], ret))
 
     def _attach_tracing(self, link: BpfLink) -> None:
         sym = link.target
         if link.kind is LinkKind.FMOD_RET and not self.modify_return_allowed(sym):
             raise AttachError(-EINVAL, (f"{sym.name}() is not modifiable",))
         if not sym.ftrace_loc:
-            raise AttachError(-EINVAL)  # no __fentry__ call to patch
+            # no __fentry__ call to patch
+            raise AttachError(-EINVAL, why=f"{sym.name} has no ftrace call site")
         tr = self.trampolines.get(sym)
         if tr is None:
             tr = self.trampolines[sym] = BpfTrampoline(self, sym)
@@ -481,7 +510,7 @@ class Bpf:
             tr.links[link.kind].remove(link)
             tr.update()
             self._module_put(link)
-            raise AttachError(ret)
+            raise AttachError(ret, why=self._ftrace_refused(sym, ret))
 
     def modify_return_allowed(self, sym: Symbol) -> bool:
         """check_attach_modify_return(): error-injectable, or an LSM hook."""

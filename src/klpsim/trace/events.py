@@ -138,6 +138,8 @@ class AttachRefused(NamedTuple):
     errno: int
     log: tuple[str, ...] = ()
     """What the verifier or the attach path said."""
+    why: str = ""
+    """The model's reason, where the kernel says nothing (for the notes)."""
 
 
 @distinct

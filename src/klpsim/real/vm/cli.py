@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, progress=None) -> int:
+    """*progress*: klpsim.progress.progress, handed down by klpsim's command
+    line (a bar on a terminal); without it, plain lines."""
     try:
         args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:  # --help (0) or a bad option (2, already reported)
@@ -73,11 +75,40 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports only now, so that "klpsim --help" stays light.
     from .api import prepare
     from .errors import VMError
-    from .selftests import check_result_view, save_logs
+    from .selftests import check_result_view, list_selftests, save_logs
+
+    bar = None
 
     def log(msg: str) -> None:
-        if not args.quiet:
+        if args.quiet:
+            return
+        if bar is not None:
+            bar.log(msg)
+        else:
             print(f"klpsim vm: {msg}", file=sys.stderr, flush=True)
+
+    def stage(label: str | None, total: int | None = None) -> None:
+        """A progress display for the next stage (none when quiet or not
+        handed one); None: close the current one."""
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+        bar = None
+        if label is not None and progress is not None and not args.quiet:
+            bar = progress(label, total, prefix="klpsim vm")
+
+    def advance(detail: str) -> None:
+        if bar is not None:
+            bar.advance(detail)
+
+    def step(msg: str) -> None:
+        """A message that is also one item done: plain lines say it once."""
+        if bar is None:
+            log(msg)
+            return
+        if not bar.plain:
+            bar.log(msg)
+        bar.advance(msg)
 
     if args.save_logs and not args.selftests:
         return _fail("--save-logs needs --selftests")
@@ -88,16 +119,27 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{s}: no such file")
     try:
         t0 = time.monotonic()
-        rk = prepare(args.kernel, log=log)
+        stage(f"{args.kernel}: prepare", None)
+        rk = prepare(args.kernel, log=step)
         log(f"{args.kernel}: {rk.kver} ready ({time.monotonic() - t0:.1f} s)")
+        stage(None)
         if args.prepare:
             return 0
         status = 0
         with rk.boot() as vm:
             log(f"booted in {vm.boot_seconds[-1]:.1f} s")
             if args.selftests:
-                names = args.scripts or None
-                results = rk.run_selftests(vm, names)
+                names = args.scripts or list_selftests(rk.tree.selftests_dir)
+                stage(f"{args.kernel}: selftests", len(names))
+                results = []
+                # run_selftests() logs each one; with a display, advance() says it
+                rk.log = lambda msg: None if bar is not None else log(msg)
+                for name in names:
+                    results += rk.run_selftests(vm, [name])
+                    r = results[-1]
+                    advance(f"{name}: {len(r.passed)} ok, {len(r.failed)} not ok")
+                rk.log = log
+                stage(None)
                 npass = sum(len(r.passed) for r in results)
                 nfail = sum(len(r.failed) for r in results)
                 bad = [r.name for r in results if not r.ok]
@@ -112,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1 if bad else 0
             else:
                 many = len(args.scripts) > 1
+                stage(f"{args.kernel}: scripts", len(args.scripts) if many else None)
                 for s in args.scripts:
                     try:
                         res = rk.run_script(vm, Path(s), args.modules)
@@ -133,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     if res.exit_status != 0:
                         status = max(status, 1)
+                    if many:
+                        advance(f"{s}: exit {res.exit_status}")
+                stage(None)
         log(f"total {time.monotonic() - t0:.1f} s")
         return status
     except VMError as e:
