@@ -5,6 +5,8 @@ import os
 import sys
 from pathlib import Path
 
+from klpsim.real.vm import KERNELS as REAL_KERNELS
+
 __all__ = ["main"]
 
 
@@ -191,16 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     sem = sub.add_parser("semantics", help="run docs/semantics/ on every profile: a table")
     sem.add_argument("--scenarios", metavar="DIR", help="the scenario folder")
     sem.set_defaults(func=_cmd_semantics)
-    sub.add_parser(
-        "vm", help="run scenarios and selftests on real Debian kernels in QEMU", add_help=False
-    )
+    sub.add_parser("vm", help="run scenarios and selftests on real kernels in QEMU", add_help=False)
     diff = sub.add_parser("diff", help="run scripts on the model and on a real kernel; compare")
-    diff.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    diff.add_argument("--kernel", required=True, choices=REAL_KERNELS)
     diff.add_argument("--modules", action="append", default=[], metavar="DIR")
     diff.add_argument("scripts", nargs="+", metavar="SCRIPT")
     diff.set_defaults(func=_cmd_diff)
     fz = sub.add_parser("fuzz", help="random scenarios on the model and a real kernel")
-    fz.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    fz.add_argument("--kernel", required=True, choices=REAL_KERNELS)
     fz.add_argument("--seed", type=int, required=True)
     fz.add_argument("--count", type=int, default=30)
     fz.add_argument(

@@ -1,12 +1,14 @@
 """The real-kernel tier's Python API.
 
     rk = prepare("6.12")                  # download, unpack, build (cached)
+    rk = prepare("replace-set")           # 6.12 built with the replace_set rules
     with rk.boot() as vm:                 # one persistent guest
         res = rk.run_script(vm, "scenario.sh", modules_dirs=["mods/"])
         res.log_lines, res.exit_status, res.stdout
 
-:class:`RealKernel` ties together debian.py (packages), build.py (modules),
-modgen.py (TOML definitions), initramfs.py and vm.py.
+:class:`RealKernel` ties together debian.py (packages) or rskernel.py (the
+replace-set kernel), build.py (modules), modgen.py (TOML definitions),
+initramfs.py and vm.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import REPLACE_SET
 from .build import build_getpid_helper, build_modules, build_test_modules
 from .debian import KernelTree, cache_lock, cache_root, prepare_kernel
 from .errors import VMError
@@ -26,7 +29,7 @@ from .modgen import TAINT_MODULE, generate_module, load_definition
 from .selftests import SelftestResult, list_selftests, run_selftest
 from .vm import VM, VMResult
 
-__all__ = ["RealKernel", "prepare", "module_names_in"]
+__all__ = ["RealKernel", "prepare", "prepare_tree", "module_names_in"]
 
 #: Helper verbs and commands whose first argument is a module name.
 _MODULE_VERBS = {
@@ -57,13 +60,24 @@ def module_names_in(script: str) -> list[str]:
     return names
 
 
+def prepare_tree(kernel: str, log=print) -> KernelTree:
+    """The unpacked (or built) ``kernel``: ``6.1``, ``6.12`` or ``replace-set``."""
+    if kernel == REPLACE_SET:
+        from .rskernel import prepare_replace_set_kernel
+
+        return prepare_replace_set_kernel(log=log)
+    return prepare_kernel(kernel, log=log)
+
+
 class RealKernel:
-    """One Debian kernel (``6.1`` or ``6.12``), ready to boot."""
+    """One real kernel (``6.1``, ``6.12`` or ``replace-set``), ready to boot."""
 
     def __init__(self, series: str, log=print):
         self.series = series
         self.log = log
-        self.tree: KernelTree = prepare_kernel(series, log=log)
+        self.tree: KernelTree = prepare_tree(series, log=log)
+        # The klp_patch fields generated modules may set (modgen.py).
+        self.patch_fields = ("replace_set",) if series == REPLACE_SET else ("replace",)
         with cache_lock():
             self.test_modules = build_test_modules(self.tree)
             support = build_modules(
@@ -169,7 +183,7 @@ class RealKernel:
         todo: dict[str, str] = {}
         for toml in tomls:
             mod = load_definition(toml)
-            src = generate_module(mod, self.vmlinux_symbols(), self.kver)
+            src = generate_module(mod, self.vmlinux_symbols(), self.kver, self.patch_fields)
             key = hashlib.sha256(src.encode()).hexdigest()[:20]
             ko = gen / key / f"{mod.name}.ko"
             out[mod.name] = ko
@@ -274,5 +288,5 @@ class RealKernel:
 
 
 def prepare(kernel: str, log=print) -> RealKernel:
-    """Download, unpack and build what ``kernel`` (``6.1`` or ``6.12``) needs."""
+    """Download, unpack and build what ``kernel`` (``6.1``, ``6.12``, ``replace-set``) needs."""
     return RealKernel(kernel, log=log)
