@@ -119,3 +119,27 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["/nonexistent/script.sh"]) == 2
     assert capsys.readouterr().err == "klpsim vm: /nonexistent/script.sh: no such file\n"
     assert main([]) == 2
+
+
+RS = ("replace_set",)  # the replace-set kernel's klp_patch fields
+
+
+def test_replace_set_parameter_on_the_replace_set_kernel():
+    mod = parse_definition("x", Path("x.toml"), {"livepatch": True, "replace_set": 2})
+    src = generate_module(mod, SYMS, "6.12.117-klpsim-rs", RS)
+    assert "static int replace_set = 2;\nmodule_param(replace_set, int, 0644);" in src
+    assert "\tklpsim_patch.replace_set = replace_set;\n\treturn klp_enable_patch(" in src
+    assert "replace;" not in src and ".replace =" not in src
+
+
+def test_replace_set_above_int_max_wraps_as_c_does():
+    mod = parse_definition("x", Path("x.toml"), {"livepatch": True, "replace_set": 2**32 - 1})
+    src = generate_module(mod, SYMS, "6.12.117-klpsim-rs", RS)
+    assert "static int replace_set = (int)4294967295U;" in src
+
+
+def test_replace_refused_on_the_replace_set_kernel():
+    mod = parse_definition("x", Path("x.toml"), {"livepatch": True, "replace": True})
+    with pytest.raises(VMError) as e:
+        generate_module(mod, SYMS, "6.12.117-klpsim-rs", RS)
+    assert str(e.value) == "x.toml: replace: 6.12.117-klpsim-rs has replace sets (use replace_set)"
