@@ -137,13 +137,14 @@ def test_forced_transition_names_the_pinned_modules():
     )
     forced = [n for n in notes(r.out) if "forced" in n]
     assert forced == [
-        "'lp_a_v0': patching transition forced, every task switched, safe or not; "
-        "pinned forever (rmmod refused, refcount kept): lp_a"
+        "'test_klp_callbacks_demo': patching transition forced, every task switched, "
+        "safe or not; pinned forever (rmmod refused, refcount kept): lp_a"
     ]
     # lp_b (set 1) is not pinned: the model agrees with the note
     s = Session("replace-set", script_dir=ROOT / "tests" / "scenarios" / "replace-set")
-    s.run("load_lp lp_b\nload_lp lp_a\nspawn_task reader\nsleep_task 1001 cmdline_proc_show\n"
-          "load_lp_nowait lp_a_v0\nsleep 2\necho 1 > /sys/kernel/livepatch/lp_a_v0/force")  # fmt: skip
+    s.run("load_lp lp_b\nload_lp lp_a\nload_mod test_klp_callbacks_busy block_transition=Y\n"
+          "load_lp_nowait test_klp_callbacks_demo\n"
+          "echo 1 > /sys/kernel/livepatch/test_klp_callbacks_demo/force")  # fmt: skip
     forced_now = {p.name for p in s.klp.all_patches if p.forced}
     assert forced_now == {"lp_a"}
 

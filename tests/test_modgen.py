@@ -9,7 +9,13 @@ from harness import klpsim
 from klpsim.model.schema import load_definition, parse_definition
 from klpsim.real.vm.api import module_names_in
 from klpsim.real.vm.cli import main
-from klpsim.real.vm.modgen import DEBIAN, Signature, generate_module, signature
+from klpsim.real.vm.modgen import (
+    DEBIAN,
+    REPLACE_SET_KERNEL,
+    Signature,
+    generate_module,
+    signature,
+)
 from klpsim.real.vm.selftests import check_result_view, count_results, functions_sh_filter
 
 DEFS = Path(__file__).parent / "real" / "defs"
@@ -46,6 +52,57 @@ def test_target_module_source():
     assert "EXPORT_SYMBOL_GPL(klpsim_mod_a_work);" in src
     assert '"klpsim_mod_a: klpsim_mod_a_work: original output"' in src
     assert "livepatch" not in src
+
+
+def test_replace_set_parameter_on_the_replace_set_kernel():
+    """v2 4/4's test modules: an int replace_set parameter, copied into the
+    u32 patch.replace_set; the static klp_patch holds the TOML value too."""
+    defn = parse_definition("livepatch = true\nreplace_set = 2\n", Path("lp_rs.toml"))
+    src = generate_module(defn, REPLACE_SET_KERNEL)
+    assert (
+        "static int __klpsim_replace_set = 2;\n"
+        "module_param_named(replace_set, __klpsim_replace_set, int, 0644);"
+    ) in src
+    assert "\t.replace_set = 2,\n};" in src
+    assert (
+        "\t__klpsim_patch.replace_set = __klpsim_replace_set;\n"
+        "\treturn klp_enable_patch(&__klpsim_patch);"
+    ) in src
+    assert "replace;" not in src and ".replace =" not in src and "(replace," not in src
+
+
+def test_replace_set_above_int_max_wraps_as_c_does():
+    defn = parse_definition("livepatch = true\nreplace_set = 4294967295\n", Path("lp_rs.toml"))
+    src = generate_module(defn, REPLACE_SET_KERNEL)
+    assert "static int __klpsim_replace_set = (int)4294967295U;" in src
+    assert "\t.replace_set = 4294967295,\n};" in src
+
+
+def test_replace_is_ignored_on_the_replace_set_kernel():
+    """Definitions are portable: the replace-set kernel has no replace, and
+    ignores it as the model's replace-set profile does; Debian's kernels
+    ignore replace_set."""
+    defn = parse_definition("livepatch = true\nreplace = true\n", Path("lp_r.toml"))
+    src = generate_module(defn, REPLACE_SET_KERNEL)
+    assert "static int __klpsim_replace_set = 0;" in src
+    assert "__klpsim_replace " not in src and ".replace =" not in src
+    defn = parse_definition("livepatch = true\nreplace_set = 2\n", Path("lp_rs.toml"))
+    assert "replace_set" not in generate_module(defn, DEBIAN)
+
+
+def test_m_show_replacement_is_a_seq_file_show():
+    """The two static m_show() (/proc/modules, /proc/mounts) are seq_file
+    show functions: the replacement prints its line and returns 0."""
+    defn = parse_definition(
+        'livepatch = true\n[[objects]]\nname = "vmlinux"\n'
+        'funcs = [{ old_name = "m_show", old_sympos = 2 }]\n',
+        Path("lp_dup.toml"),
+    )
+    obj = defn.objects[0]
+    assert signature(obj, obj.funcs[0]) is Signature.SHOW
+    src = generate_module(defn, REPLACE_SET_KERNEL)
+    assert "static noinline int livepatch_m_show(struct seq_file *m, void *v)" in src
+    assert '.old_name = "m_show", .new_func = livepatch_m_show, .old_sympos = 2UL' in src
 
 
 def test_signature_classes_and_return():

@@ -1,9 +1,11 @@
-"""The model's 6.1 and 6.12 profiles against logs of the real Debian kernels.
+"""The model's 6.1, 6.12 and replace-set profiles against logs of real kernels.
 
 tests/data/real/<kernel>/test-*.filtered hold what the kernel's own
-selftests logged on Debian's kernels under QEMU (captured by
-``klpsim vm --selftests --save-logs``). Every case there is run on the
-model's profile of that kernel and must give the same filtered log.
+selftests logged on Debian's kernels under QEMU, and on Debian's 6.12
+built with the replace_set rules (captured by ``klpsim vm --selftests
+--save-logs``; the replace-set kernel's selftests are adapted as v2 4/4
+adapts them). Every case there is run on the model's profile of that kernel
+and must give the same filtered log.
 """
 
 import re
@@ -16,6 +18,8 @@ from klpsim.scenario.parser import parse_script
 
 DATA = ROOT / "tests" / "data" / "real"
 OVERRIDES = ROOT / "tests" / "real_kernel_cases"
+# The v2 4/4 cases, as the model's replace-set scenarios (v2-test-GROUP-*.sh).
+V2_CASES = ROOT / "tests" / "scenarios" / "replace-set"
 
 
 def real_cases(kernel: str):
@@ -36,11 +40,16 @@ def real_cases(kernel: str):
 
 def script_index(kernel: str) -> dict:
     index = {}
-    for folder in (SELFTESTS, OVERRIDES / kernel):  # overrides win
-        for path in sorted(folder.glob("test-*.sh")):
+    folders = [(SELFTESTS, "test-*.sh")]
+    if kernel == "replace-set":
+        folders.append((V2_CASES, "v2-test-*.sh"))
+    folders.append((OVERRIDES / kernel, "test-*.sh"))  # overrides win
+    for folder, pattern in folders:
+        for path in sorted(folder.glob(pattern)):
             for cmd in parse_script(path.read_text(), str(path)):
                 if cmd.words[0] == "start_test":
-                    group = "-".join(w for w in path.stem.split("-") if not w.isdigit())
+                    stem = path.stem.removeprefix("v2-")
+                    group = "-".join(w for w in stem.split("-") if not w.isdigit())
                     group = re.match(r"test-(shadow-vars|[a-z]+)", group).group(0)
                     index[(group, cmd.words[1])] = path
     return index
@@ -51,8 +60,8 @@ def normalize(lines: list[str]) -> list[str]:
     return [re.sub(r"klp_pids=[0-9,]+", "klp_pids=PIDS", line) for line in lines]
 
 
-CASES = [(k, *case) for k in ("6.1", "6.12") for case in real_cases(k)]
-EXPECTED_COUNTS = {"6.1": 22, "6.12": 25}
+EXPECTED_COUNTS = {"6.1": 22, "6.12": 25, "replace-set": 25}
+CASES = [(k, *case) for k in EXPECTED_COUNTS for case in real_cases(k)]
 
 
 def test_real_logs_are_complete():

@@ -6,6 +6,7 @@ and every file in tests/data/bad-toml refused by both with the one-line
 message its header gives (``# expect: ...``).
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from klpsim.livepatch.profiles import get_profile
 from klpsim.model.schema import DefinitionError, LivepatchDef, parse_definition
 from klpsim.modules.resolver import ModuleError, ModuleResolver
-from klpsim.real.vm.modgen import DEBIAN, generate_file
+from klpsim.real.vm.modgen import DEBIAN, REPLACE_SET_KERNEL, KernelCapabilities, generate_file
 from klpsim.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,8 @@ GOOD = sorted(
 )
 BAD_FILES = sorted(BAD.glob("*.toml"))
 PROFILES = ["7.1", "6.1", "replace-set", "replaceable"]
+#: The generator's kernels, each with the model's profile of that kernel.
+KERNELS = {"6.12": DEBIAN, "replace-set": REPLACE_SET_KERNEL}
 
 
 def model_verdict(path: Path, profile: str) -> str:
@@ -40,9 +43,9 @@ def model_verdict(path: Path, profile: str) -> str:
     return "ok"
 
 
-def generator_verdict(path: Path) -> str:
+def generator_verdict(path: Path, caps: KernelCapabilities) -> str:
     try:
-        _, source = generate_file(path, DEBIAN)
+        _, source = generate_file(path, caps)
     except DefinitionError as e:
         return str(e)
     assert 'MODULE_LICENSE("GPL");' in source
@@ -56,7 +59,8 @@ def test_the_corpus_is_large_enough():
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_definition_in_the_repository_is_accepted_by_both(path):
-    assert generator_verdict(path) == "ok"
+    for caps in KERNELS.values():
+        assert generator_verdict(path, caps) == "ok", caps
     for profile in PROFILES:
         assert model_verdict(path, profile) == "ok", profile
 
@@ -68,7 +72,8 @@ def test_bad_definitions_are_refused_by_both_alike(path):
     expect = header[1].decode().removeprefix("# expect: ")
     message = f"{path}: {expect}"
     assert "\n" not in message
-    assert generator_verdict(path) == message
+    for caps in KERNELS.values():
+        assert generator_verdict(path, caps) == message, caps
     for profile in PROFILES:
         assert model_verdict(path, profile) == message, profile
 
@@ -94,16 +99,28 @@ def test_portable_fields_each_kernel_takes_its_own():
 
     params = {
         p: {s.name: s.default for s in build_module(defn, get_profile(p)).params}
-        for p in ("7.1", "replace-set", "replaceable")
+        for p in ("7.1", "6.12", "replace-set", "replaceable")
     }
     assert params == {
         "7.1": {"replace": 1},
+        "6.12": {"replace": 1},
         "replace-set": {"replace_set": 3},
         "replaceable": {"replace": 1, "replaceable": 1},
     }
     source = generate_module(defn, DEBIAN)
     assert "module_param_named(replace, __klpsim_replace, int, 0644);" in source
     assert "replace_set" not in source and "replaceable" not in source
+    # The generator's kernels take what the model's profile of each takes.
+    for kernel, caps in KERNELS.items():
+        source = generate_module(defn, caps)
+        generated = {
+            m.group(1): int(m.group(2))
+            for m in re.finditer(r"^static int __klpsim_(\w+) = (\d+);$", source, re.M)
+        }
+        assert generated == params[kernel], kernel
+        for name in generated:
+            assert f"module_param_named({name}, __klpsim_{name}, int, 0644);" in source
+            assert f"\t__klpsim_patch.{name} = __klpsim_{name};" in source
 
 
 def test_hook_keys_register_the_same_hooks_on_both_sides():

@@ -53,8 +53,11 @@ def test_timeline_shows_forced_reversed_and_refused():
         "run", "--timeline", str(ROOT / "tests/scenarios/replace-set/force-marks-same-set-only.sh")
     )
     lines = timeline(forced.out)
-    assert any("lp_a_v0 patching, forced at " in line for line in lines)
-    assert any(line.startswith("  lp_a ") and "replaced by lp_a_v0" in line for line in lines)
+    assert any("test_klp_callbacks_demo patching, forced at " in line for line in lines)
+    assert any(
+        line.startswith("  lp_a ") and "replaced by test_klp_callbacks_demo" in line
+        for line in lines
+    )
     rev = klpsim(
         "run",
         "--kernel",

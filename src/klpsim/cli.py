@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from klpsim.real.vm import KERNELS as REAL_KERNELS
+
 TYPE_CHECKING = False  # typing costs start-up time; annotations are strings here
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -367,11 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios", metavar="DIR", help="a folder of scenarios (default: klpsim's own)"
     )
     sem.set_defaults(func=_cmd_semantics)
-    sub.add_parser(
-        "vm", help="run scenarios and selftests on real Debian kernels in QEMU", add_help=False
-    )
+    sub.add_parser("vm", help="run scenarios and selftests on real kernels in QEMU", add_help=False)
     diff = sub.add_parser("diff", help="run scripts on the model and on a real kernel; compare")
-    diff.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    diff.add_argument("--kernel", required=True, choices=REAL_KERNELS)
     diff.add_argument("--modules", action="append", default=[], metavar="DIR")
     diff.add_argument(
         "--output",
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("scripts", nargs="+", metavar="SCRIPT")
     diff.set_defaults(func=_cmd_diff)
     fz = sub.add_parser("fuzz", help="random scenarios on the model and a real kernel")
-    fz.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    fz.add_argument("--kernel", required=True, choices=REAL_KERNELS)
     fz.add_argument("--seed", type=int, required=True)
     fz.add_argument("--count", type=int, default=30)
     fz.add_argument(

@@ -1,9 +1,10 @@
-"""Fixtures for the real-kernel tier: one booted guest per Debian kernel, and
-the real .ko fixtures built for each.
+"""Fixtures for the real-kernel tier: one booted guest per real kernel, and
+the real .ko fixtures built for each Debian kernel.
 
 These tests need root, apt and QEMU (``.ci/vm-tier`` installs them).  They
 never skip: on a machine without QEMU or the kernel packages they fail with
-the tier's one-line error.
+the tier's one-line error.  Each kernel boots once per session; the
+fixtures below share that guest.
 """
 
 from __future__ import annotations
@@ -12,20 +13,46 @@ from pathlib import Path
 
 import pytest
 
-KERNELS = ["6.1", "6.12"]
+from klpsim.real.vm import KERNELS, REPLACE_SET
+
+DEBIAN = [k for k in KERNELS if k != REPLACE_SET]
+
+_GUESTS: dict = {}
+
+
+def _guest(kernel: str):
+    if kernel not in _GUESTS:
+        from klpsim.real.vm.api import prepare
+
+        rk = prepare(kernel, log=lambda msg: None)
+        _GUESTS[kernel] = (rk, rk.boot())
+    return _GUESTS[kernel]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_guests():
+    yield
+    for _, vm in _GUESTS.values():
+        vm.close()
+    _GUESTS.clear()
 
 
 @pytest.fixture(scope="session", params=KERNELS)
 def guest(request):
-    """(RealKernel, VM) for one kernel, booted once for the whole session."""
-    from klpsim.real.vm.api import prepare
+    """(RealKernel, VM) for every real kernel, booted once for the session."""
+    return _guest(request.param)
 
-    rk = prepare(request.param, log=lambda msg: None)
-    vm = rk.boot()
-    try:
-        yield rk, vm
-    finally:
-        vm.close()
+
+@pytest.fixture(scope="session", params=DEBIAN)
+def debian_guest(request):
+    """(RealKernel, VM) for Debian's own kernels (``replace`` in klp_patch)."""
+    return _guest(request.param)
+
+
+@pytest.fixture(scope="session")
+def rs_guest():
+    """(RealKernel, VM) for the replace-set kernel."""
+    return _guest(REPLACE_SET)
 
 
 DEFS = Path(__file__).resolve().parent / "defs"
@@ -40,7 +67,7 @@ FIXTURE_TOMLS = [
 ]
 
 
-@pytest.fixture(scope="session", params=KERNELS)
+@pytest.fixture(scope="session", params=DEBIAN)
 def ko_fixtures(request):
     """(series, [Fixture]) for one kernel: the .ko fixtures, built once (cached).
 

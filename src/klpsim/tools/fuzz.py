@@ -1,10 +1,11 @@
 """``klpsim fuzz``: random scenarios, run on the model and on a real kernel.
 
-    klpsim fuzz --kernel 6.1|6.12 --seed S --count N [--out DIR]
+    klpsim fuzz --kernel 6.1|6.12|replace-set --seed S --count N [--out DIR]
 
 Each scenario is built step by step from a pool of generated modules:
 livepatches of random subsets of /proc show functions (real on every
-kernel), with random ``replace`` and random states; plain target modules
+kernel), with random ``replace`` (``replace_set`` 0, 1 or 2 on the
+replace-set kernel) and random states; plain target modules
 and patches of their functions. Steps are loads, failing loads, disables,
 unloads, target module loads and unloads, and greps of the patched files
 into the kernel log. The model picks the helper verb a step needs
@@ -39,7 +40,7 @@ class Scenario:
         return "\n".join(self.lines) + "\n"
 
 
-def module_pool(seed: int, livepatches: int = 16) -> dict[str, str]:
+def module_pool(seed: int, kernel: str = "6.12", livepatches: int = 16) -> dict[str, str]:
     """The modules every scenario of a seed draws from: name -> TOML.
 
     One pool per seed keeps the real kernel's build to one short kbuild run.
@@ -56,7 +57,10 @@ def module_pool(seed: int, livepatches: int = 16) -> dict[str, str]:
         name: f"functions = {list(funcs)!r}\n".replace("'", '"') for name, funcs in targets.items()
     }
     for i in range(1, livepatches + 1):
-        lines = ["livepatch = true", f"replace = {str(rng.random() < 0.35).lower()}"]
+        if kernel == "replace-set":
+            lines = ["livepatch = true", f"replace_set = {rng.choice((0, 1, 2))}"]
+        else:
+            lines = ["livepatch = true", f"replace = {str(rng.random() < 0.35).lower()}"]
         funcs = rng.sample(sorted(SHOW), rng.randint(0, 2))
         if funcs or rng.random() < 0.5:
             lines.append('[[objects]]\nname = "vmlinux"\nfuncs = [')
@@ -143,7 +147,7 @@ def generate(
     kernel: str, seed: int, count: int, steps: tuple[int, int] = (5, 10)
 ) -> list[Scenario]:
     """*count* scenarios from one pool; the same seed gives the same scenarios."""
-    pool = module_pool(seed)
+    pool = module_pool(seed, kernel)
     out = []
     for i in range(count):
         rng = random.Random(f"{seed}:{i}")

@@ -1,9 +1,10 @@
 """``klpsim diff``: the same scenario scripts on the model and on a real kernel.
 
-    klpsim diff --kernel 6.1|6.12 [--modules DIR]... [--output] SCRIPT...
+    klpsim diff --kernel 6.1|6.12|replace-set [--modules DIR]... [--output] SCRIPT...
 
 Each script runs on the model's profile of that kernel and in one booted
-QEMU guest of Debian's kernel. The two kernel logs are filtered as
+QEMU guest of the real kernel (Debian's, or 6.12 built with the replace_set
+rules for the ``replace-set`` profile). The two kernel logs are filtered as
 functions.sh's check_result filters them (lines with ``livepatch:`` or
 ``test_klp``, no taint notices) and compared; a mismatch prints a unified
 diff. Exit 1 if any script differs.

@@ -1,5 +1,5 @@
-# init_once exists twice in vmlinux: sympos 1 and 2 are different functions,
-# so two sets may patch one each.
+# m_show exists twice in vmlinux (/proc/modules and /proc/mounts): sympos 1
+# and 2 are different functions, so two sets may patch one each.
 start_test 'sympos picks distinct functions'
 load_lp lp_dup1
 load_lp lp_dup2

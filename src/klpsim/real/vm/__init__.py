@@ -1,4 +1,5 @@
-"""The real-kernel tier: Debian's 6.1 and 6.12 kernels under QEMU/TCG.
+"""The real-kernel tier: Debian's 6.1 and 6.12 kernels, and 6.12 built with
+the replace_set rules, under QEMU/TCG.
 
 Nothing heavy is imported until a name is used::
 
@@ -7,15 +8,21 @@ Nothing heavy is imported until a name is used::
     with rk.boot() as vm:
         res = rk.run_script(vm, "scenario.sh", modules_dirs=["defs/"])
 
-Submodules: debian (packages), build (kbuild), modgen (TOML -> C),
-initramfs, vm (the QEMU guest), selftests, api (RealKernel), cli
-(``klpsim vm``).  Kernel sources, functions.sh and the test modules are
-fetched from Debian's linux-source at run time; none is part of klpsim.
+Submodules: debian (packages), rskernel (the replace-set kernel), build
+(kbuild), modgen (TOML -> C), initramfs, vm (the QEMU guest), selftests, api
+(RealKernel), cli (``klpsim vm``).  Kernel sources, functions.sh and the
+test modules are fetched from Debian's linux-source at run time; none is
+part of klpsim.
 """
 
 from __future__ import annotations
 
-__all__ = ["RealKernel", "VM", "VMError", "VMResult", "prepare"]
+__all__ = ["KERNELS", "REPLACE_SET", "RealKernel", "VM", "VMError", "VMResult", "prepare"]
+
+#: The real kernel built with the replace_set v2 rules (rskernel.py).
+REPLACE_SET = "replace-set"
+#: Kernels of the tier: Debian's two, and 6.12 with the replace_set rules.
+KERNELS = ("6.1", "6.12", REPLACE_SET)
 
 _WHERE = {
     "RealKernel": "api",

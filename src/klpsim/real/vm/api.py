@@ -1,12 +1,14 @@
 """The real-kernel tier's Python API.
 
     rk = prepare("6.12")                  # download, unpack, build (cached)
+    rk = prepare("replace-set")           # 6.12 built with the replace_set rules
     with rk.boot() as vm:                 # one persistent guest
         res = rk.run_script(vm, "scenario.sh", modules_dirs=["mods/"])
         res.log_lines, res.exit_status, res.stdout
 
-:class:`RealKernel` ties together debian.py (packages), build.py (modules),
-modgen.py (TOML definitions), initramfs.py and vm.py.
+:class:`RealKernel` ties together debian.py (packages) or rskernel.py (the
+replace-set kernel), build.py (modules), modgen.py (TOML definitions),
+initramfs.py and vm.py.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from pathlib import Path
 
 from klpsim.model.schema import DefinitionError
 
+from . import REPLACE_SET
 from .build import build_getpid_helper, build_modules, build_test_modules
 from .debian import KernelTree, cache_lock, cache_root, prepare_kernel
 from .errors import VMError
 from .initramfs import build_initramfs
-from .modgen import DEBIAN, TAINT_MODULE, generate_file
+from .modgen import DEBIAN, REPLACE_SET_KERNEL, TAINT_MODULE, generate_file
 from .selftests import SelftestResult, list_selftests, run_selftest
 from .vm import VM, VMResult
 
-__all__ = ["RealKernel", "prepare", "module_names_in"]
+__all__ = ["RealKernel", "prepare", "prepare_tree", "module_names_in"]
 
 #: Helper verbs and commands whose first argument is a module name.
 _MODULE_VERBS = {
@@ -60,13 +63,24 @@ def module_names_in(script: str) -> list[str]:
     return names
 
 
+def prepare_tree(kernel: str, log=print) -> KernelTree:
+    """The unpacked (or built) ``kernel``: ``6.1``, ``6.12`` or ``replace-set``."""
+    if kernel == REPLACE_SET:
+        from .rskernel import prepare_replace_set_kernel
+
+        return prepare_replace_set_kernel(log=log)
+    return prepare_kernel(kernel, log=log)
+
+
 class RealKernel:
-    """One Debian kernel (``6.1`` or ``6.12``), ready to boot."""
+    """One real kernel (``6.1``, ``6.12`` or ``replace-set``), ready to boot."""
 
     def __init__(self, series: str, log=print):
         self.series = series
         self.log = log
-        self.tree: KernelTree = prepare_kernel(series, log=log)
+        self.tree: KernelTree = prepare_tree(series, log=log)
+        # The struct klp_patch fields generated modules set (modgen.py).
+        self.caps = REPLACE_SET_KERNEL if series == REPLACE_SET else DEBIAN
         with cache_lock():
             self.test_modules = build_test_modules(self.tree)
             support = build_modules(
@@ -177,7 +191,7 @@ class RealKernel:
         todo: dict[str, str] = {}
         for toml in tomls:
             try:
-                mod, src = generate_file(toml, DEBIAN)
+                mod, src = generate_file(toml, self.caps)
             except DefinitionError as e:
                 raise VMError(str(e)) from None
             key = hashlib.sha256(src.encode()).hexdigest()[:20]
@@ -269,5 +283,5 @@ class RealKernel:
 
 
 def prepare(kernel: str, log=print) -> RealKernel:
-    """Download, unpack and build what ``kernel`` (``6.1`` or ``6.12``) needs."""
+    """Download, unpack and build what ``kernel`` (``6.1``, ``6.12``, ``replace-set``) needs."""
     return RealKernel(kernel, log=log)

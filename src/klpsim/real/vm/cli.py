@@ -1,11 +1,14 @@
 """``klpsim vm``: run scenario scripts (or the kernel's selftests) on a real kernel.
 
-    klpsim vm [--kernel 6.1|6.12] [--modules DIR]... [--filtered] SCRIPT...
-    klpsim vm [--kernel 6.1|6.12] --selftests [--save-logs DIR] [TEST...]
-    klpsim vm [--kernel 6.1|6.12] --prepare
+    klpsim vm [--kernel 6.1|6.12|replace-set] [--modules DIR]... [--filtered] SCRIPT...
+    klpsim vm [--kernel 6.1|6.12|replace-set] --selftests [--save-logs DIR] [TEST...]
+    klpsim vm [--kernel 6.1|6.12|replace-set] --prepare
 
 The first run downloads Debian's kernel packages and builds the test modules
-(cached under ``${XDG_CACHE_HOME:-~/.cache}/klpsim``); every run then boots
+(cached under ``${XDG_CACHE_HOME:-~/.cache}/klpsim``); ``replace-set`` is
+Debian's 6.12 source built with the replace_set rules (rskernel.py; about
+ten minutes the first time), whose selftests are adapted as v2 4/4 adapts
+them.  Every run then boots
 one QEMU/TCG guest and runs all the scripts in it.  For each script, stdout
 gets its kernel log (``dmesg --notime``, or with ``--filtered`` the lines
 ``check_result`` compares), after a ``==> SCRIPT <==`` line when there are
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from . import KERNELS
+
 __all__ = ["main"]
 
 
@@ -37,8 +42,8 @@ def _fail(message: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="klpsim vm", description="Run scenario scripts on a real Debian kernel.")
-    p.add_argument("--kernel", default="6.12", choices=["6.1", "6.12"], help="default: 6.12")
+    p = _Parser(prog="klpsim vm", description="Run scenario scripts on a real kernel.")
+    p.add_argument("--kernel", default="6.12", choices=KERNELS, help="default: 6.12")
     p.add_argument(
         "--modules",
         action="append",

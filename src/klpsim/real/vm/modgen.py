@@ -11,14 +11,19 @@ kernel is what modules/definition.py builds for the model.
   copied into the patch just before ``klp_enable_patch()``; the static
   ``klp_patch`` holds the definition's value too, so that a reader of the
   .ko (``klpsim inspect``) sees it. Fields the kernel lacks are ignored, as
-  the model ignores them. Module init returns
+  the model ignores them: Debian's kernels take ``replace``; the
+  replace-set kernel (rskernel.py: 6.12 with the v2 series) takes
+  ``replace_set`` instead, an ``int`` parameter copied into the u32
+  ``patch.replace_set`` as v2 4/4's test modules do, and ignores
+  ``replace`` as the model's replace-set profile does. Module init returns
   what ``klp_enable_patch()`` returns. A function the kernel does not have
   is the kernel's to refuse at load time (``livepatch: symbol 'X' not found
   in symbol table``), as the model refuses it. Each replacement follows
   the signature class of the function it replaces:
 
-  - a /proc show function of vmlinux (:data:`PROC_SHOW`), or any function
-    of a module object (klpsim's plain modules are made of show functions):
+  - a /proc show function of vmlinux (:data:`PROC_SHOW`, and ``m_show``),
+    or any function of a module object (klpsim's plain modules are made of
+    show functions):
     ``int f(struct seq_file *m, void *v)``, which prints ``output`` and a
     newline (default ``"<MOD>: this has been live patched"``) and returns
     ``return``;
@@ -66,6 +71,7 @@ from klpsim.model.schema import (
 __all__ = [
     "DEBIAN",
     "KernelCapabilities",
+    "REPLACE_SET_KERNEL",
     "Signature",
     "TAINT_MODULE",
     "generate_file",
@@ -83,12 +89,21 @@ class KernelCapabilities:
 
 DEBIAN = KernelCapabilities(patch_fields=("replace",))
 """Debian's 6.1 and 6.12: mainline's ``replace`` only."""
+REPLACE_SET_KERNEL = KernelCapabilities(patch_fields=("replace_set",))
+"""6.12 built with the replace_set v2 rules (rskernel.py): no ``replace``."""
 
 # module_param() for each struct klp_patch field: the definition's value as
 # the parameter's default. A kernel with another field adds one line here.
 _PATCH_PARAMS: dict[str, Callable[[LivepatchDef], int]] = {
     "replace": lambda d: int(d.replace),
+    "replace_set": lambda d: d.replace_set,
 }
+
+
+def _c_int(value: int) -> str:
+    """*value* as an ``int`` initialiser: a u32 above INT_MAX wraps as C
+    converts it (replace_set 4294967295 is the int -1)."""
+    return f"(int){value}U" if value > 2**31 - 1 else str(value)
 
 
 def _c_init(field: str, mod: LivepatchDef) -> str:
@@ -101,6 +116,11 @@ def _c_init(field: str, mod: LivepatchDef) -> str:
 
 SYSCALL_PREFIX = "__x64_sys_"
 
+# seq_file show functions of vmlinux beyond the single-record /proc files:
+# m_show is static twice (sympos 1 kernel/module/procfs.c, 2 fs/namespace.c),
+# one output line per module or mount while patched.
+_SEQ_SHOW = frozenset(PROC_SHOW) | {"m_show"}
+
 
 class Signature(Enum):
     """What the generator knows about a replaced function's C signature."""
@@ -112,7 +132,7 @@ class Signature(Enum):
 
 def signature(obj: ObjectDef, func: FuncDef) -> Signature:
     """The signature class of the function *func* replaces."""
-    if obj.name != "vmlinux" or func.old_name in PROC_SHOW:
+    if obj.name != "vmlinux" or func.old_name in _SEQ_SHOW:
         return Signature.SHOW
     if func.old_name.startswith(SYSCALL_PREFIX):
         return Signature.SYSCALL
@@ -336,7 +356,7 @@ def _livepatch(mod: LivepatchDef, caps: KernelCapabilities) -> str:
     fields = [f for f in _PATCH_PARAMS if f in caps.patch_fields]
     for field in fields:
         var = f"__klpsim_{field}"
-        body.append(f"static int {var} = {_PATCH_PARAMS[field](mod)};")
+        body.append(f"static int {var} = {_c_int(_PATCH_PARAMS[field](mod))};")
         body.append(f"module_param_named({field}, {var}, int, 0644);")
         body.append(f'MODULE_PARM_DESC({field}, "klp_patch.{field} (default: from TOML)");')
     body.append("")

@@ -3,6 +3,7 @@
 # livepatch disabled and freed, every module unloaded, ftrace and tracing as
 # at boot.  Exit 1 when that cannot be reached; the host then reboots.
 deadline=$((SECONDS + 30))
+stuck=0
 while :; do
 	for p in /sys/kernel/livepatch/*; do
 		[[ -d $p ]] || continue
@@ -14,7 +15,17 @@ while :; do
 	if [[ -z $(ls /sys/kernel/livepatch) && -z $(< /proc/modules) ]]; then
 		break
 	fi
-	if ((SECONDS >= deadline)); then
+	# A forced livepatch keeps its module reference for good
+	# (klp_free_patch_finish()): with no patch left and nothing unloading
+	# for two seconds, waiting longer cannot help.
+	mods=$(< /proc/modules)
+	if [[ -z $(ls /sys/kernel/livepatch) && $mods == "${last:-}" ]]; then
+		((stuck++))
+	else
+		stuck=0
+	fi
+	last=$mods
+	if ((SECONDS >= deadline || stuck >= 20)); then
 		echo "reset: could not unload: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
 		exit 1
 	fi

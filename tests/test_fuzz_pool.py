@@ -1,0 +1,45 @@
+"""klpsim fuzz's module pool: what each real kernel's livepatches set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from klpsim.model.schema import LivepatchDef, parse_definition
+from klpsim.real.vm.modgen import DEBIAN, REPLACE_SET_KERNEL, generate_module
+from klpsim.tools.fuzz import generate, module_pool
+from klpsim.tools.realdiff import run_model
+
+
+def _livepatches(kernel: str) -> list[LivepatchDef]:
+    pool = module_pool(7, kernel)
+    defs = [parse_definition(text, Path(f"{name}.toml")) for name, text in pool.items()]
+    return [d for d in defs if isinstance(d, LivepatchDef)]
+
+
+def test_replace_set_kernel_draws_sets_0_to_2():
+    lps = _livepatches("replace-set")
+    assert len(lps) == 16
+    assert {d.replace_set for d in lps} == {0, 1, 2}
+    assert not any(d.replace for d in lps)
+    for d in lps:
+        assert f"static int __klpsim_replace_set = {d.replace_set};" in generate_module(
+            d, REPLACE_SET_KERNEL
+        )
+
+
+def test_debian_kernels_draw_replace_only():
+    lps = _livepatches("6.12")
+    assert {d.replace for d in lps} == {False, True}
+    assert not any(d.replace_set for d in lps)
+    assert all("replace_set" not in generate_module(d, DEBIAN) for d in lps)
+
+
+def test_replace_set_scenarios_run_on_the_model():
+    """Every step the builder keeps succeeds on the model's replace-set
+    profile, and the scenario leaves no patch behind (the guest is reused)."""
+    scenarios = generate("replace-set", 3, 3)
+    assert any("replace_set = " in text for sc in scenarios for text in sc.modules.values())
+    for sc in scenarios:
+        status, system = run_model(sc.text, Path(f"{sc.name}.sh"), "replace-set", [], sc.modules)
+        assert status == 0, sc.text
+        assert system.kernel.fs.listdir("/sys/kernel/livepatch") == [], sc.text
