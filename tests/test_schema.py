@@ -155,3 +155,31 @@ def test_hook_keys_register_the_same_hooks_on_both_sides():
     ]
     assert s.run("rmmod hooks_all") == 0
     assert s.system.kprobes is not None and s.system.kprobes.probes == []
+
+
+def test_replace_set_is_an_int_parameter_in_a_u32_field():
+    """v2 4/4: an int module parameter copied into the u32 klp_patch field.
+    The model's TOML module and the generated C make the same int of a u32
+    above INT_MAX, and replace_set=-1 is set 4294967295 (as
+    tests/real/test_replace_set_real.py checks on the real kernel)."""
+    from klpsim.real.vm.modgen import generate_module
+
+    text = "livepatch = true\nreplace_set = 4294967295\n"
+    assert "static int __klpsim_replace_set = (int)4294967295U;" in generate_module(
+        parse_definition(text, Path("lp_big.toml")), REPLACE_SET_KERNEL
+    )
+    s = Session("replace-set", definitions={"lp_big": text})
+    fs = s.system.kernel.fs
+    for line, name in (
+        ("load_lp lp_big", "lp_big"),
+        ("load_lp test_klp_atomic_replace replace_set=-1", "test_klp_atomic_replace"),
+    ):
+        assert s.run(line) == 0
+        assert fs.read(f"/sys/module/{name}/parameters/replace_set") == "-1\n"
+        assert fs.read(f"/sys/kernel/livepatch/{name}/replace_set") == "4294967295\n"
+    # Both are set 4294967295: the second replaced the first.
+    assert fs.listdir("/sys/kernel/livepatch") == ["test_klp_atomic_replace"]
+    assert s.run("unload_lp lp_big") == 0
+    # kstrtoint() refuses what does not fit an int.
+    assert s.run("load_failing_mod lp_big replace_set=4294967295") == 0
+    assert "lp_big: `4294967295' invalid for parameter `replace_set'" in s.dmesg()

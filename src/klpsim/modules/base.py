@@ -54,7 +54,9 @@ class LivepatchCode(ModuleCode):
             tag = self.kernel.exports.get("klp_replace_is_tag", False)
             patch.replace = params["replace"] if tag else bool(params["replace"])
         if "replace_set" in params:
-            patch.replace_set = params["replace_set"]
+            # An int parameter stored into the u32 field, as C converts it
+            # (v2 4/4's modules: replace_set=-1 is set 4294967295).
+            patch.replace_set = params["replace_set"] & 0xFFFF_FFFF
         if "replaceable" in params:
             patch.replaceable = bool(params["replaceable"])
         self.patch = patch

@@ -37,10 +37,18 @@ from klpsim.trace.kprobes import Kprobe, Kprobes
 
 __all__ = ["build_module", "TargetModule", "OpsHit"]
 
-# module_param() of each struct klp_patch field: (type, value from the definition)
+
+def _c_int(u32: int) -> int:
+    """The int C makes of a u32 (4294967295 is -1)."""
+    return u32 - 2**32 if u32 > 2**31 - 1 else u32
+
+
+# module_param() of each struct klp_patch field: (type, value from the
+# definition). replace_set is an int, as in v2 4/4's test modules and the C
+# generator: a u32 above INT_MAX is the negative int C makes of it.
 _PATCH_PARAMS: dict[str, tuple[ParamType, Callable[[LivepatchDef], int]]] = {
     "replace": ("int", lambda d: int(d.replace)),
-    "replace_set": ("uint", lambda d: d.replace_set),
+    "replace_set": ("int", lambda d: _c_int(d.replace_set)),
     "replaceable": ("int", lambda d: int(d.replaceable)),
 }
 
