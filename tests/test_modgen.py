@@ -3,6 +3,7 @@ real-kernel tier that need no guest."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness import klpsim
@@ -17,6 +18,7 @@ from klpsim.real.vm.modgen import (
     signature,
 )
 from klpsim.real.vm.selftests import check_result_view, count_results, functions_sh_filter
+from klpsim.scenario.verbs import default_registry
 
 DEFS = Path(__file__).parent / "real" / "defs"
 
@@ -193,3 +195,14 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["/nonexistent/script.sh"]) == 2
     assert capsys.readouterr().err == "klpsim vm: /nonexistent/script.sh: no such file\n"
     assert main([]) == 2
+
+
+def test_guest_stops_at_every_simulator_only_verb():
+    """klpsim.sh defines a dying function for each verb of the simulator,
+    BPF and status families (kill excepted: the guest's shell has one)."""
+    text = (Path(__file__).parents[1] / "src/klpsim/real/vm/data/klpsim.sh").read_text()
+    listed = re.search(r"for klpsim_verb in ([^;]*); do", text)
+    assert listed is not None
+    families = {"simulator", "bpf", "status"}
+    verbs = {v.name for v in default_registry().verbs.values() if v.family in families}
+    assert set(listed.group(1).replace("\\\n", " ").split()) == verbs - {"kill"}

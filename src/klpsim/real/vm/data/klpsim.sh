@@ -49,9 +49,11 @@ insmod() {
 	command insmod "$m" "$@"
 }
 
-# Simulator-only verbs (klpsim's scenario/simverbs.py, bpfverbs.py) have no real-kernel
-# meaning: a script that uses one stops at once, as a helper that dies does.
-for klpsim_verb in spawn_task sleep_task wake_task call bpf_attach bpf_detach bpf_attachments; do
+# Simulator-only verbs (klpsim's scenario/simverbs.py, bpfverbs.py, statusverbs.py)
+# have no real-kernel meaning: a script that uses one stops at once, as a
+# helper that dies does.  (kill is the shell's own here.)
+for klpsim_verb in spawn_task sleep_task wake_task call bpf_attach bpf_detach bpf_attachments \
+	klp_status func_stack klp_blocking; do
 	klpsim_has "$klpsim_verb" ||
 		eval "$klpsim_verb() { die \"$klpsim_verb: simulator-only verb, not available on a real kernel\"; }"
 done
