@@ -8,6 +8,7 @@ from klpsim.livepatch.events import (
     PatchFreed,
     PatchRefused,
     RefusalReason,
+    RefusalRule,
     TransitionEvent,
     TransitionForced,
     TransitionPhase,
@@ -51,7 +52,78 @@ def test_refused_load_names_errno_and_reason():
     s2.sh("load_lp test_klp_state2\nload_failing_mod test_klp_state replace=1")
     (refused,) = [e for e in events(s2) if isinstance(e, PatchRefused)]
     assert refused == PatchRefused(
-        "test_klp_state", "test_klp_state", -EINVAL, RefusalReason.INCOMPATIBLE
+        "test_klp_state",
+        "test_klp_state",
+        -EINVAL,
+        RefusalReason.INCOMPATIBLE,
+        RefusalRule.STATE_DOWNGRADE,
+        state_id=1,
+        other="test_klp_state2",
+    )
+
+
+_SET_A = """livepatch = true
+replace_set = 1
+[[objects]]
+name = "vmlinux"
+funcs = [{ old_name = "meminfo_proc_show" }, { old_name = "init_once", old_sympos = 2 }]
+[[states]]
+id = 7
+version = 1
+"""
+
+
+def _refused(profile: str, second: str) -> PatchRefused:
+    s = Sim(profile, definitions={"team_a": _SET_A, "team_b": second})
+    s.sh("load_lp team_a\nload_failing_mod team_b")
+    (refused,) = [e for e in events(s) if isinstance(e, PatchRefused)]
+    return refused
+
+
+def test_refusal_names_the_function_of_another_set():
+    b = 'livepatch = true\nreplace_set = 2\n[[objects]]\nname = "vmlinux"\n'
+    b += 'funcs = [{ old_name = "init_once", old_sympos = 2 }]\n'
+    refused = _refused("replace-set", b)
+    assert (refused.rule, refused.function, refused.other) == (
+        RefusalRule.SET_FUNCTION,
+        "vmlinux:init_once,2",
+        "team_a",
+    )
+
+
+def test_refusal_names_the_state_of_another_set():
+    b = "livepatch = true\nreplace_set = 2\n[[states]]\nid = 7\nversion = 3\n"
+    refused = _refused("replace-set", b)
+    assert (refused.rule, refused.state_id, refused.other) == (
+        RefusalRule.SET_STATE,
+        7,
+        "team_a",
+    )
+
+
+def test_refusal_names_a_missing_state_of_the_same_set():
+    refused = _refused("replace-set", "livepatch = true\nreplace_set = 1\n")
+    assert (refused.rule, refused.state_id, refused.other) == (
+        RefusalRule.STATE_MISSING,
+        7,
+        "team_a",
+    )
+
+
+def test_refusal_names_the_missing_or_ambiguous_symbol():
+    missing = 'livepatch = true\n[[objects]]\nname = "vmlinux"\nfuncs = [{ old_name = "nope" }]\n'
+    refused = _refused("7.1", missing)
+    assert (refused.reason, refused.rule, refused.function, refused.other) == (
+        RefusalReason.INIT,
+        RefusalRule.SYMBOL_NOT_FOUND,
+        "vmlinux:nope,0",
+        None,
+    )
+    ambiguous = missing.replace('"nope"', '"show_device"')
+    refused = _refused("7.1", ambiguous)
+    assert (refused.rule, refused.function) == (
+        RefusalRule.SYMBOL_AMBIGUOUS,
+        "vmlinux:show_device,0",
     )
 
 

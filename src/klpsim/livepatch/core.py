@@ -22,6 +22,7 @@ from klpsim.livepatch.events import (
     PatchFreed,
     PatchRefused,
     RefusalReason,
+    RefusalRule,
     TransitionEvent,
     When,
 )
@@ -84,6 +85,9 @@ class Klp:
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
         self.transition_seq = 0  # counts transition steps, for observers
         self.tp: Tracepoint[KlpEvent] = Tracepoint()  # see emit()
+        # The rule the last refused check broke: (rule, function, state id,
+        # other patch), for PatchRefused; the kernel only logs it.
+        self.refusal: tuple[RefusalRule, str | None, int | None, str | None] | None = None
         self._fmt_cache: dict[str, tuple[int, str, tuple[str, str] | None]] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
@@ -214,12 +218,16 @@ def klp_find_object_symbol(
             break
     if found is None:
         klp.msg("symbol_not_found", name)
+        rule = RefusalRule.SYMBOL_NOT_FOUND
     elif count > 1 and sympos == 0:
         klp.msg("symbol_ambiguous", name, objname if objname else "(null)")
+        rule = RefusalRule.SYMBOL_AMBIGUOUS
     elif sympos and sympos != count:
         klp.msg("sympos_not_found", sympos, name, objname or "vmlinux")
+        rule = RefusalRule.SYMPOS_NOT_FOUND
     else:
         return 0, found
+    klp.refusal = (rule, f"{objname or 'vmlinux'}:{name},{sympos}", None, None)
     return -EINVAL, None
 
 
@@ -572,9 +580,11 @@ def klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
+    klp.refusal = None
     ret, reason = _klp_enable_patch(klp, patch)
     if ret:
-        klp.emit(PatchRefused(patch.name, patch.mod.name, ret, reason))
+        rule, func, state_id, other = klp.refusal or (None, None, None, None)
+        klp.emit(PatchRefused(patch.name, patch.mod.name, ret, reason, rule, func, state_id, other))
     else:
         klp.emit(PatchEnabled(patch.name, patch.mod.name))
     return ret

@@ -18,6 +18,7 @@ __all__ = [
     "When",
     "TransitionTarget",
     "RefusalReason",
+    "RefusalRule",
     "TransitionEvent",
     "PatchEnabled",
     "PatchRefused",
@@ -78,6 +79,27 @@ class RefusalReason(Enum):
     """__klp_enable_patch() failed: busy, a pre_patch callback, or ftrace."""
 
 
+class RefusalRule(Enum):
+    """The rule a refused patch broke, finer than :class:`RefusalReason`."""
+
+    SET_FUNCTION = "set-function"
+    """A function (object, old_name, sympos) that a patch of another replace
+    set patches (replace-set series, klp_is_patch_compatible())."""
+    SET_STATE = "set-state"
+    """A state id that a patch of another replace set declares."""
+    STATE_DOWNGRADE = "state-downgrade"
+    """A lower version of a state an installed patch it must keep declares."""
+    STATE_MISSING = "state-missing"
+    """A patch that replaces another (mainline: ``replace``; sets: the same
+    set) without a state that one declares (klp_is_state_compatible())."""
+    SYMBOL_NOT_FOUND = "symbol-not-found"
+    """klp_find_object_symbol(): no symbol ``old_name`` in the object."""
+    SYMBOL_AMBIGUOUS = "symbol-ambiguous"
+    """klp_find_object_symbol(): several symbols ``old_name`` and sympos 0."""
+    SYMPOS_NOT_FOUND = "sympos-not-found"
+    """klp_find_object_symbol(): fewer symbols ``old_name`` than sympos."""
+
+
 @distinct
 class TransitionEvent(NamedTuple):
     """A transition step of *patch* towards *target*."""
@@ -105,6 +127,15 @@ class PatchRefused(NamedTuple):
     module: str
     errno: int
     reason: RefusalReason
+    rule: RefusalRule | None = None
+    """The rule broken, where the model knows it."""
+    function: str | None = None
+    """The function involved: ``object:old_name,sympos`` (object ``vmlinux``
+    or a module name), as the patch names it."""
+    state_id: int | None = None
+    """The state id involved."""
+    other: str | None = None
+    """The installed patch the refused one clashes with."""
 
 
 @distinct

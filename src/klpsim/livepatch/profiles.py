@@ -77,6 +77,10 @@ class ReplacePolicy:
         """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""
         return False
 
+    def conflicting_func(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
+        """The function behind :meth:`conflicts`, as ``object:old_name,sympos``."""
+        return None
+
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
         return bool(transition_patch.replace)

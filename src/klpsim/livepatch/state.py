@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from klpsim.livepatch.events import RefusalRule
 from klpsim.livepatch.structs import KlpPatch, KlpState
 
 if TYPE_CHECKING:
@@ -44,12 +45,30 @@ def klp_get_prev_state(klp: Klp, id: int) -> KlpState | None:
 
 
 def klp_is_patch_compatible(klp: Klp, patch: KlpPatch) -> bool:
-    """May *patch* be enabled next to the installed patches?"""
+    """May *patch* be enabled next to the installed patches?
+
+    The model also keeps the rule broken in ``klp.refusal`` (for the
+    PatchRefused event): the kernel only logs that the patch is incompatible.
+    """
     policy = klp.policy
     for old_patch in klp.patches:
         for old_state in old_patch.states:
             if not policy.state_compatible(patch, old_patch, old_state):
+                klp.refusal = (_state_rule(klp, patch, old_patch, old_state), None,
+                               old_state.id, old_patch.name)  # fmt: skip
                 return False
         if policy.conflicts(klp, patch, old_patch):
+            func = policy.conflicting_func(klp, patch, old_patch)
+            klp.refusal = (RefusalRule.SET_FUNCTION, func, None, old_patch.name)
             return False
     return True
+
+
+def _state_rule(klp: Klp, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> RefusalRule:
+    """Which state rule refused *new* (the policy only says that one did)."""
+    state = klp_get_state(new, old_state.id)
+    if state is None:
+        return RefusalRule.STATE_MISSING
+    if klp.policy.disjoint_sets and new.replace_set != old_patch.replace_set:
+        return RefusalRule.SET_STATE
+    return RefusalRule.STATE_DOWNGRADE

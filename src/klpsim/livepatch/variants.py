@@ -50,8 +50,11 @@ class ReplaceSetPolicy(ReplacePolicy):
         return state is None  # different sets must not share a state id
 
     def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
+        return self.conflicting_func(klp, new, old_patch) is not None
+
+    def conflicting_func(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
         if new.replace_set == old_patch.replace_set:
-            return False
+            return None
         from klpsim.livepatch.core import klp_find_func
 
         assert new.objs is not None  # refused by klp_enable_patch()
@@ -64,8 +67,8 @@ class ReplaceSetPolicy(ReplacePolicy):
                 assert obj.funcs is not None  # refused by klp_enable_patch()
                 for func in obj.funcs:
                     if klp_find_func(klp, old_obj, func):
-                        return True
-        return False
+                        return f"{obj.display_name}:{func.old_name},{func.old_sympos}"
+        return None
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return other.replace_set == transition_patch.replace_set
@@ -186,6 +189,9 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
 
     def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         return False
+
+    def conflicting_func(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
+        return None
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return self.replaces(transition_patch, other)
