@@ -71,6 +71,18 @@ def _config(items: list[str]) -> dict[str, bool]:
     return overrides
 
 
+def _symbols(path: str | None):  # -> SymbolTable | None
+    """``--kallsyms FILE``: the table, or _BadInput naming the file."""
+    if path is None:
+        return None
+    from klpsim.artifacts.kallsyms import KallsymsError, read_symbol_table
+
+    try:
+        return read_symbol_table(path)
+    except KallsymsError as e:
+        raise _BadInput(f"--kallsyms {e}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from klpsim.scenario.parser import ScriptError
     from klpsim.session import CheckFailed, Session, SessionError
@@ -78,6 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = _config(args.config)
         label, script_dir = _script_place(args.script)
+        symbols = _symbols(args.kallsyms)
         session = Session(
             args.kernel,
             config=config,
@@ -89,6 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             color=not args.dmesg and sys.stdout.isatty(),
             show_stdout=not args.dmesg,
             path=label,
+            symbols=symbols,
         )
         status = session.run(_read_script(args.script), check=args.check)
     except (_BadInput, SessionError, ScriptError) as e:
@@ -225,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="directory of module definitions (MOD.toml); may be repeated",
+        help="directory of modules (MOD.toml definitions, MOD.ko files); may be repeated",
+    )
+    run.add_argument(
+        "--kallsyms",
+        metavar="FILE",
+        help="a /proc/kallsyms copy or a System.map (.gz too): the kernel's real symbol names",
     )
     run.add_argument(
         "--dmesg", action="store_true", help="print only the kernel log, as 'dmesg --notime' would"

@@ -54,7 +54,8 @@ class LivepatchCode(ModuleCode):
             tag = self.kernel.exports.get("klp_replace_is_tag", False)
             patch.replace = params["replace"] if tag else bool(params["replace"])
         if "replace_set" in params:
-            patch.replace_set = params["replace_set"]
+            # an int parameter stored into the u32 field: -1 is 4294967295
+            patch.replace_set = int(params["replace_set"]) & 0xFFFFFFFF
         if "replaceable" in params:
             patch.replaceable = bool(params["replaceable"])
         self.patch = patch

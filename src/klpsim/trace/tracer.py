@@ -97,7 +97,7 @@ class FunctionTracer:
         syms: list[Symbol] = []
         for obj in self.kernel.kallsyms.objects.values():
             for name in names:
-                syms.extend(s for s in obj.by_name.get(name, ()) if s.ftrace_loc)
+                syms.extend(s for s in obj.find(name) if s.ftrace_loc)
         return syms
 
     def _set_tracer(self, text: str) -> int:
