@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     from klpsim.tools.inspect import add_inspect_parser
 
     add_inspect_parser(sub)
+    from klpsim.tools.check import add_check_parser
+
+    add_check_parser(sub)
     sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)

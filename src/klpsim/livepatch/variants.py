@@ -65,8 +65,9 @@ class ReplaceSetPolicy(ReplacePolicy):
                 if obj.name is not None and obj.name != old_obj.name:
                     continue
                 assert obj.funcs is not None  # refused by klp_enable_patch()
+                names = {f.old_name for f in old_obj.func_list}  # the model's shortcut
                 for func in obj.funcs:
-                    if klp_find_func(klp, old_obj, func):
+                    if func.old_name in names and klp_find_func(klp, old_obj, func):
                         return f"{obj.display_name}:{func.old_name},{func.old_sympos}"
         return None
 
