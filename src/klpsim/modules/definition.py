@@ -80,8 +80,8 @@ def _own_param(defn: LivepatchDef, name: str, parmtype: str) -> ParamSpec:
     if typ in ("bool", "invbool"):
         default = False
     if name in PATCH_FIELDS:
-        default = getattr(defn, name)
-        default = bool(default) if typ in ("bool", "invbool") else int(default)
+        value: bool | int = getattr(defn, name)
+        default = bool(value) if typ in ("bool", "invbool") else int(value)
     return ParamSpec(name, typ, 0o644, default)
 
 

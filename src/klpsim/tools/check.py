@@ -330,7 +330,7 @@ class _Run:
             else:
                 continue
             c: dict[str, Any] = {"function": key, "change": change, "before": was, "after": now}
-            if change == "reverted":
+            if change == "reverted" and was is not None:
                 c["silent"] = self.team[was] != self.team[patch.name]
             out.append(c)
         return out
