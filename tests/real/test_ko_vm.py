@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_TOMLS
 
 from klpsim.tools.realdiff import comparable, compare, model_log
-
-from conftest import FIXTURE_TOMLS
 
 SCRIPT = """start_test 'real .ko files'
 load_mod klpsim_mod_a

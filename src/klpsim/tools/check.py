@@ -111,6 +111,8 @@ class Load:
     patch whose code runs, None for the original."""
     kept: dict[str, int] = field(default_factory=dict)
     """Functions whose code the load left as it was: {patch: how many}."""
+    running: dict[str, str] = field(default_factory=dict)
+    """After the load: each patched function and the patch whose code it runs."""
     patches_after: list[str] = field(default_factory=list)
     """/sys/kernel/livepatch after the load."""
     log: list[str] = field(default_factory=list)
@@ -310,6 +312,7 @@ class _Run:
             load.kept = Counter(
                 v for k, v in self.state.items() if v is not None and k not in dirty
             )
+        load.running = {k: v for k, v in self.state.items() if v is not None}
         return load
 
     def _changes(
