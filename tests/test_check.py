@@ -232,3 +232,30 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, argv, message):
     (tmp_path / "x.txt").write_text("")
     r = klpsim("check", *argv)
     assert (r.status, r.out, r.err) == (2, "", f"klpsim: {message}\n")
+
+
+def _shown(doc: str) -> list[tuple[list[str], str]]:
+    """Each ``$ klpsim check ...`` of the examples in *doc*, and what it shows."""
+    import re
+    import shlex
+
+    from harness import ROOT
+
+    text = (ROOT / doc).read_text()
+    out = []
+    for m in re.finditer(r"```\n\$ klpsim check ((?:[^\n]*\\\n)*[^\n]*)\n(.*?)```", text, re.S):
+        argv = shlex.split(m.group(1).replace("\\\n", " "))
+        if any(a.startswith("examples/") for a in argv):
+            out.append((argv, m.group(2)))
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/shipping-livepatches.md"])
+def test_the_documented_check_examples_are_real(doc, monkeypatch):
+    from harness import ROOT
+
+    monkeypatch.chdir(ROOT)
+    shown = _shown(doc)
+    assert shown, f"{doc} shows no klpsim check of examples/"
+    for argv, text in shown:
+        assert klpsim("check", *argv).out == text, argv

@@ -744,6 +744,7 @@ class _Reader:
                 self.notes.append(
                     "no kernel version in vermagic: assuming the klp_patch of 5.5 and later"
                 )
+        empty: tuple[int, int, tuple[int, int] | None] | None = None
         for sec, off, objs_ref in candidates:
             assert objs_ref.sec is not None
             starts = {(sec, off)}
@@ -755,9 +756,19 @@ class _Reader:
             )
             if objects is None:
                 continue
+            if not objects:
+                # Only the terminator (a states-only patch; the compiler puts
+                # the all-zero array in .bss): taken if no candidate has objects.
+                empty = empty or (sec, off, states_ref)
+                continue
             states = self._klp_states(states_ref)
             replace, replace_set = self._klp_replace(sec, off, patch_t, version, rs_hint)
             return objects, states, replace, replace_set
+        if empty is not None:
+            sec, off, states_ref = empty
+            states = self._klp_states(states_ref)
+            replace, replace_set = self._klp_replace(sec, off, patch_t, version, rs_hint)
+            return [], states, replace, replace_set
         return None
 
     def _learn_stride(
@@ -874,6 +885,8 @@ class _Reader:
             # klp_for_each_object_static(): until funcs == NULL && name == NULL
             return ref(sec, off + o_funcs) is not None or ref(sec, off + o_name) is not None
 
+        if not obj_present(*objs):
+            return []  # klp_for_each_object_static() stops at once
         if not obj_valid(*objs):
             return None
         first = ref(objs[0], objs[1] + o_funcs)
