@@ -369,7 +369,7 @@ def search_orders(
     patches: Sequence[Patch],
     targets: Sequence[Target],
     symbols: SymbolSource | None,
-    budget: int = 20_000,
+    budget: int = 5_000,
 ) -> dict[str, Any]:
     """``--order any``: the shortest load sequences first (breadth first,
     extending only sequences whose loads all succeed), up to *budget* loads.
@@ -385,6 +385,7 @@ def search_orders(
     failing: Load | None = None
     full_ok: tuple[int, ...] | None = None
     exhaustive = True
+    searched = 0  # every sequence of up to this many patches was run
     for length in range(1, n + 1):
         nxt: list[tuple[int, ...]] = []
         for prefix in frontier:
@@ -405,7 +406,10 @@ def search_orders(
                     smallest, failing = seq, got[-1]
             if not exhaustive:
                 break
-        if smallest is not None or not exhaustive:
+        if not exhaustive:
+            break
+        searched = length
+        if smallest is not None:
             break
         frontier = nxt
     if smallest is not None and full_ok is None and exhaustive:
@@ -417,6 +421,7 @@ def search_orders(
         depends = True if full_ok is not None else (False if exhaustive else None)
     return {
         "exhaustive": exhaustive,
+        "searched_up_to": searched,
         "loads_run": loads_run,
         "depends_on_order": depends,
         "smallest_failing": [patches[i].name for i in smallest] if smallest else None,
@@ -704,7 +709,12 @@ def render(report: Report) -> str:
     if report.orders is not None:
         o = report.orders
         out.append("")
-        scope = "every order" if o["exhaustive"] else f"orders within {o['loads_run']} loads"
+        scope = (
+            "every order"
+            if o["exhaustive"]
+            else f"every order of up to {o['searched_up_to']} patches, then a budget of "
+            f"{o['loads_run']} loads ran out"
+        )
         if o["smallest_failing"]:
             fl = o["failing_load"]
             out.append(
