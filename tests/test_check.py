@@ -259,3 +259,25 @@ def test_the_documented_check_examples_are_real(doc, monkeypatch):
     assert shown, f"{doc} shows no klpsim check of examples/"
     for argv, text in shown:
         assert klpsim("check", *argv).out == text, argv
+
+
+def test_a_plain_module_is_loaded_first_and_one_that_does_not_load_is_bad_input(tmp_path):
+    tgt = tmp_path / "tgt.toml"
+    tgt.write_text('functions = ["tgt_show"]\n')
+    patch = tmp_path / "p.toml"
+    patch.write_text(
+        'livepatch = true\n[[objects]]\nname = "tgt"\nfuncs = [{ old_name = "tgt_show" }]\n'
+    )
+    got = json.loads(klpsim("check", "--json", str(patch), str(tgt)).out)
+    assert got["targets"] == [{"file": str(tgt), "name": "tgt"}]
+    assert got["loads"][0]["functions"] == [
+        {"function": "tgt:tgt_show,0", "change": "new", "before": None, "after": "p"}
+    ]
+    clash = tmp_path / "clash.toml"
+    clash.write_text('functions = ["tgt_show"]\n')
+    r = klpsim("check", str(tgt), str(clash), str(patch))
+    assert (r.status, r.out) == (2, "")
+    assert r.err == (
+        f"klpsim: {clash}: the plain module does not load (ENOEXEC): "
+        "clash: exports duplicate symbol tgt_show (owned by tgt)\n"
+    )

@@ -232,7 +232,12 @@ class _Run:
         self.state: dict[str, str | None] = {}
         """Which patch each patched function runs (see :meth:`running`)."""
         for t in targets:
-            self.kernel.modules.load_module(t.spec, [])
+            ret = self.kernel.modules.load_module(t.spec, [])
+            if ret:
+                log = self.kernel.log.records[-1].text if self.kernel.log.records else ""
+                raise CheckError(
+                    f"{t.file}: the plain module does not load ({errno_name(ret)}): {log}"
+                )
         self.task = self.kernel.sched.current
 
     def _sym(self, key: str) -> Symbol | None:
@@ -837,7 +842,10 @@ def run_check(args: Any) -> int:
         return bad(str(e))
     if not patches:
         return bad(f"{args.files[0]}: no livepatch among the files")
-    report = check(profile, patches, targets, symbols, args.order == "any", args.suggest_sets)
+    try:
+        report = check(profile, patches, targets, symbols, args.order == "any", args.suggest_sets)
+    except CheckError as e:
+        return bad(str(e))
     if args.json:
         sys.stdout.write(json.dumps(to_json(report), indent=2) + "\n")
     else:
