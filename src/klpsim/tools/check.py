@@ -784,33 +784,6 @@ def _u32(v: str) -> int | None:
     return int(v) if v.isdigit() and int(v) < 2**32 else None
 
 
-def add_check_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "check",
-        help="an offline verdict on a set of livepatches (.ko or .toml), by running the model",
-        description="Load the livepatches in order on a simulated kernel and report what "
-        "each load does: refusals with the rule, the function or state and the other patch; "
-        "what each replace re-patches, reverts or keeps. Exit 0: every load accepted and no "
-        "silent revert; 1: otherwise; 2: bad input.",
-    )
-    p.add_argument("files", nargs="+", metavar="FILE", help="livepatch or plain modules")
-    p.add_argument("--kernel", default="replace-set", metavar="PROFILE",
-                   help="kernel profile (default: replace-set; see 'klpsim kernels')")  # fmt: skip
-    p.add_argument(
-        "--kallsyms", metavar="FILE", help="the target kernel's /proc/kallsyms or System.map"
-    )
-    p.add_argument("--order", choices=["as-given", "any"], default="as-given",
-                   help="any: also search other load orders for the smallest that fails")  # fmt: skip
-    p.add_argument("--suggest-sets", action="store_true",
-                   help="propose a replace_set per patch so no two sets share a function or state")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--replace", action="append", default=[], metavar="MOD=0|1",
-                   help="replace for a patch whose file does not hold it")  # fmt: skip
-    p.add_argument("--replace-set", action="append", default=[], metavar="MOD=N",
-                   help="replace_set for a patch whose file does not hold it")  # fmt: skip
-    p.set_defaults(func=run_check)
-
-
 def run_check(args: Any) -> int:
     import json
     import sys
