@@ -27,6 +27,7 @@ output and the JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from collections.abc import Sequence
@@ -35,12 +36,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from klpsim.artifacts.ko import PlainModule
 from klpsim.kernel.errno import errno_name
 from klpsim.kernel.module import ModuleSpec
 from klpsim.kernel.symbols import Symbol, SymbolSource
 from klpsim.livepatch.events import PatchesReplaced, PatchRefused
-from klpsim.livepatch.profiles import Profile
-from klpsim.model.schema import LivepatchDef, TargetDef
+from klpsim.livepatch.profiles import Profile, get_profile
+from klpsim.model.schema import DefinitionError, LivepatchDef, TargetDef, load_definition
+from klpsim.modules.definition import build_module
+from klpsim.modules.kofile import KoModuleError, ko_definition, ko_module, read_ko_module
 from klpsim.session import Session
 
 __all__ = [
@@ -153,10 +157,6 @@ def read_inputs(
     replace_set: dict[str, int] | None = None,
 ) -> tuple[list[Patch], list[Target]]:
     """Read every file (``.ko`` or ``.toml``); CheckError on the first bad one."""
-    from klpsim.model.schema import DefinitionError, load_definition
-    from klpsim.modules.definition import build_module
-    from klpsim.modules.kofile import KoModuleError, ko_definition, read_ko_module
-
     replace, replace_set = replace or {}, replace_set or {}
     patches: list[Patch] = []
     targets: list[Target] = []
@@ -166,9 +166,6 @@ def read_inputs(
         try:
             if path.suffix == ".ko":
                 m = read_ko_module(path)
-                from klpsim.artifacts.ko import PlainModule
-                from klpsim.modules.kofile import ko_module
-
                 if isinstance(m, PlainModule):
                     spec = ko_module(path, profile)
                     defn: LivepatchDef | TargetDef | None = None
@@ -203,8 +200,6 @@ def read_inputs(
 
 
 def _with(d: LivepatchDef, **changes: Any) -> LivepatchDef:
-    import dataclasses
-
     return dataclasses.replace(d, **changes)
 
 
@@ -554,25 +549,17 @@ def check(
         s = suggest_sets(patches, profile)
         sets = {e["patch"]: e["replace_set"] for e in s["sets"]}
         # the proof: the same loads, with the suggested sets, on the replace-set kernel
-        from klpsim.livepatch.profiles import get_profile
-
         rs = get_profile("replace-set")
         again = []
         for p in patches:
             d = _with(p.defn, replace_set=sets[p.name])
-            from klpsim.modules.definition import build_module
-
             again.append(Patch(p.file, d, build_module(d, rs)))
-        retry = run_order(rs, again, _rebuild_targets(targets, rs), symbols)
+        retry = run_order(rs, again, targets, symbols)  # a plain module is the same on any
         s["verified_on"] = rs.name
         s["all_accepted"] = all(load.accepted for load in retry)
         s["refused"] = [_load_json(load) for load in retry if not load.accepted]
         report.suggestion = s
     return report
-
-
-def _rebuild_targets(targets: Sequence[Target], profile: Profile) -> list[Target]:
-    return list(targets)  # a plain module is the same on every profile
 
 
 # -- output ------------------------------------------------------------------------
@@ -659,8 +646,6 @@ def _refusal(load: Load, report: Report) -> str:
 
 
 def _fields(report: Report) -> tuple[str, ...]:
-    from klpsim.livepatch.profiles import get_profile
-
     return get_profile(report.profile).patch_fields
 
 
