@@ -290,9 +290,7 @@ class _Run:
         load = Load(patch.name, accepted=ret == 0, errno=ret)
         for e in events:
             if isinstance(e, PatchRefused) and e.patch == patch.name:
-                load.reason = e.reason.value
-                load.rule = e.rule.value if e.rule is not None else None
-                load.function, load.state_id, load.other = e.function, e.state_id, e.other
+                load.reason, load.rule, load.function, load.state_id, load.other = _why(e)
             elif isinstance(e, PatchesReplaced) and e.patch == patch.name:
                 load.replaces = list(e.replaced)
         load.log = [line for r in records[log_start:] for line in r.text.split("\n")]
@@ -337,6 +335,13 @@ class _Run:
                 c["silent"] = self.team[was] != self.team[patch.name]
             out.append(c)
         return out
+
+
+def _why(e: PatchRefused) -> tuple[str, str | None, str | None, int | None, str | None]:
+    """What the model's refusal event says: (reason, rule, function, state
+    id, other patch). The one place check reads the event's fields."""
+    rule = e.rule.value if e.rule is not None else None
+    return e.reason.value, rule, e.function, e.state_id, e.other
 
 
 def _team(p: Patch, profile: Profile) -> str:
