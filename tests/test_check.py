@@ -189,6 +189,27 @@ def test_suggest_sets_merges_what_shares_a_function_or_a_state(tmp_path):
     assert s["verified_on"] == "replace-set" and s["all_accepted"] is True
 
 
+def test_a_conflict_names_the_function_as_the_patch_does(tmp_path):
+    # events name it tgt:tgt_show (function_label()); check keeps object and sympos
+    tgt = tmp_path / "tgt.toml"
+    tgt.write_text('functions = ["tgt_show"]\n')
+    files = []
+    for name, rs in (("p1", 1), ("p2", 2)):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            f'livepatch = true\nreplace_set = {rs}\n[[objects]]\nname = "tgt"\n'
+            'funcs = [{ old_name = "tgt_show", old_sympos = 1 }]\n'
+        )
+        files.append(str(path))
+    got = json.loads(klpsim("check", "--json", str(tgt), *files).out)
+    refused = got["loads"][1]
+    assert (refused["rule"], refused["function"], refused["other"]) == (
+        "set-function",
+        "tgt:tgt_show,1",
+        "p1",
+    )
+
+
 def test_a_missing_symbol_with_kallsyms(tmp_path):
     table = tmp_path / "System.map"
     table.write_text("ffffffff81000000 T _text\nffffffff81001000 T cmdline_proc_show\n")
