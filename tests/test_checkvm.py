@@ -83,3 +83,28 @@ def test_predictions_come_from_checks_loader(tmp_path):
     assert got[0][2]["vmlinux:cmdline_proc_show"] == "lp_a"
     assert got[2][2]["vmlinux:cmdline_proc_show"] is None  # reverted by lp_c's replace
     assert got[2][2]["vmlinux:uptime_proc_show"] == "lp_c"
+
+
+def test_replace_set_pool_and_predictions(tmp_path):
+    # the replace-set kernel's pool: livepatches of sets 0-2, no replace
+    pool = module_pool(5, "replace-set")
+    lps = [t for t in pool.values() if t.startswith("livepatch")]
+    assert {t.splitlines()[1] for t in lps} == {f"replace_set = {n}" for n in (0, 1, 2)}
+    assert not any("replace =" in t for t in lps)
+    pool = {
+        "lp_a": 'livepatch = true\nreplace_set = 1\n[[objects]]\nname = "vmlinux"\n'
+        'funcs = [{ old_name = "cmdline_proc_show" }]\n',
+        "lp_b": 'livepatch = true\nreplace_set = 2\n[[objects]]\nname = "vmlinux"\n'
+        'funcs = [{ old_name = "cmdline_proc_show" }]\n',
+        "lp_c": 'livepatch = true\nreplace_set = 1\n[[objects]]\nname = "vmlinux"\n'
+        'funcs = [{ old_name = "uptime_proc_show" }]\n',
+    }
+    files = {}
+    for name, text in pool.items():
+        files[name] = tmp_path / f"{name}.toml"
+        files[name].write_text(text)
+    got = predict(CheckSet("x", [], ["lp_a", "lp_b", "lp_c"]), files, "replace-set", pool)
+    assert [g[0] for g in got] == [True, False, True]  # lp_b: a function of set 1
+    assert [g[1] for g in got] == [["lp_a"], ["lp_a"], ["lp_c"]]  # lp_c replaces its set
+    assert got[2][2]["vmlinux:cmdline_proc_show"] is None
+    assert got[2][2]["vmlinux:uptime_proc_show"] == "lp_c"

@@ -1,11 +1,15 @@
 """``klpsim check`` against a real kernel: random sets of real ``.ko`` modules.
 
-    python -m klpsim.tools.checkvm --kernel 6.12 --seed S --sets N [--out DIR]
+    python -m klpsim.tools.checkvm --kernel 6.1|6.12|replace-set --seed S --sets N [--out DIR]
 
 The modules are the fuzz pool's (tools/fuzz.py: livepatches of /proc show
-functions and of target-module functions, random ``replace`` and states,
-three target modules), generated as C (real/vm/modgen.py) and built into
-``.ko`` files for the kernel in one kbuild run. Each random set takes 2 to 5
+functions and of target-module functions, random ``replace`` -- on the
+replace-set kernel a random ``replace_set`` of 0, 1 or 2 -- and states,
+three target modules), generated as C for the kernel (real/vm/modgen.py,
+the REPLACE_SET_KERNEL capability on replace-set) and built into ``.ko``
+files for it in one kbuild run. The predictions use the profile of the
+same name (the replace-set kernel is predicted by the ``replace-set``
+profile). Each random set takes 2 to 5
 of the livepatches, in a random order, after the target modules they patch.
 
 For each set, ``check``'s own loader (tools/check.py ``run_order``) predicts,
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from klpsim.kernel.vmlinux import PROC_SHOW
 from klpsim.livepatch.profiles import get_profile
+from klpsim.real.vm import KERNELS
 from klpsim.tools.check import Patch, Target, read_inputs, run_order
 from klpsim.tools.fuzz import module_pool
 
@@ -180,7 +185,7 @@ def run(
     seen: loads, refused loads, replaces, functions running a patch)."""
     from klpsim.real.vm.api import prepare
 
-    pool = module_pool(seed)
+    pool = module_pool(seed, kernel)
     work.mkdir(parents=True, exist_ok=True)
     tomls = []
     for name, text in pool.items():
@@ -219,7 +224,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m klpsim.tools.checkvm")
-    ap.add_argument("--kernel", required=True, choices=["6.1", "6.12"])
+    ap.add_argument("--kernel", required=True, choices=KERNELS)
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--sets", type=int, default=20)
     ap.add_argument("--out", default="checkvm-work", metavar="DIR")
