@@ -129,6 +129,7 @@ def test_parse_args_reports_every_bad_parameter_and_returns_the_last_error():
     assert status == 1 and err.endswith("Invalid parameters\n")
 
 
+@pytest.mark.kernel_warns
 def test_shadow_error_paths_log_and_return_null():
     sim = Sim()
     shadow = sim.klp.shadow
@@ -153,6 +154,7 @@ def test_cpu_bound_kthread_never_switches_itself_before_6_4():
     assert "livepatch: signaling remaining tasks" in sim.klp_lines()
 
 
+@pytest.mark.kernel_warns
 def test_klp_get_prev_state_outside_a_transition_warns_once():
     sim = Sim()
     get_prev = sim.kernel.exports["klp_get_prev_state"]
@@ -180,3 +182,41 @@ def test_spawn_refuses_an_unknown_frame():
     with pytest.raises(LookupError, match="no vmlinux function no_such_func"):
         kernel.spawn("t", stack=("schedule", "no_such_func"))
     assert [t.comm for t in kernel.sched.tasks.values()].count("t") == 0
+
+
+def test_klp_shadow_free_all_frees_only_its_id():
+    ex = Sim().kernel.exports
+    objs = [object(), object()]
+    for obj in objs:
+        for id in (1, 2):
+            assert ex["klp_shadow_alloc"](obj, id, 8, "GFP_KERNEL", None, None) is not None
+    freed = []
+    ex["klp_shadow_free_all"](1, lambda obj, data: freed.append(obj))
+    assert freed == objs
+    assert [ex["klp_shadow_get"](obj, 1) for obj in objs] == [None, None]
+    assert all(ex["klp_shadow_get"](obj, 2) is not None for obj in objs)
+    ex["klp_shadow_free"](objs[0], 2, None)
+    assert ex["klp_shadow_get"](objs[0], 2) is None
+    assert ex["klp_shadow_get"](objs[1], 2) is not None
+
+
+def test_klp_get_prev_state_is_the_newest_older_patch_s(tmp_path):
+    # Three non-cumulative patches carry state 1 in versions 1, 2 and 3: the
+    # third's callbacks see the second's state, the newest before it.
+    mods = tmp_path / "test_modules"
+    mods.mkdir()
+    for v, func in ((1, "cmdline_proc_show"), (2, "meminfo_proc_show"), (3, "version_proc_show")):
+        (mods / f"lp_v{v}.toml").write_text(
+            "livepatch = true\n"
+            f'[[objects]]\nname = "vmlinux"\nfuncs = [{{ old_name = "{func}" }}]\n'
+            f"[[states]]\nid = 1\nversion = {v}\n"
+        )
+    sim = Sim(module_dirs=[mods])
+    pid = int(sim.sh("spawn_task reader"))
+    sim.sh(f"load_lp lp_v1\nload_lp lp_v2\nsleep_task {pid} version_proc_show")
+    sim.sh("load_lp_nowait lp_v3")
+    prev = sim.kernel.exports["klp_get_prev_state"]
+    assert sim.klp.transition_patch.name == "lp_v3"
+    assert prev(1).version == 2
+    assert prev(1) is sim.klp.patches[1].states[0]
+    assert prev(2) is None
