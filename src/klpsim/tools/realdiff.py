@@ -19,6 +19,7 @@ from pathlib import Path
 
 from klpsim.model.system import System
 from klpsim.scenario.helpers import filter_check_result
+from klpsim.scenario.parser import decode_script
 from klpsim.session import Session
 
 __all__ = ["run_model", "model_log", "comparable", "compare", "diff_scripts"]
@@ -76,7 +77,7 @@ def diff_scripts(kernel: str, scripts: list[Path], module_dirs: list[Path], out,
     mismatches = 0
     with rk.boot() as vm:
         for path in scripts:
-            text = path.read_text()
+            text = decode_script(path.read_bytes())
             _, model = model_log(text, path, kernel, module_dirs)
             res = rk.run_script(vm, path, [str(d) for d in module_dirs])
             d = compare(str(path), comparable(model, False), comparable(res.log_lines, True))

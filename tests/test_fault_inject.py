@@ -1,0 +1,156 @@
+"""fail_function's fault attributes: should_fail() and fail_dump() of
+lib/fault-inject.c, through /sys/kernel/debug/fail_function/."""
+
+import pytest
+
+from harness import Sim
+
+FF = "/sys/kernel/debug/fail_function"
+
+
+def injected(**attrs):
+    """A 7.1 kernel with __x64_sys_getppid in fail_function/inject and the
+    given attributes written; returns (sim, call) where call() is one call
+    of getppid that says whether it failed."""
+    sim = Sim()
+    assert sim.write(f"{FF}/inject", "__x64_sys_getppid\n") == 18
+    for name, value in attrs.items():
+        assert sim.write(f"{FF}/{name}", f"{value}\n") > 0, name
+    sym = sim.kernel.kallsyms.lookup_name("__x64_sys_getppid")
+    task = sim.kernel.sched.current
+
+    def call() -> bool:
+        return sim.kernel.call(task, sym) == -22
+
+    return sim, call
+
+
+def notices(sim):
+    return [r.text for r in sim.kernel.log.records if r.text.startswith("FAULT_INJECTION")]
+
+
+def test_times_counts_down_the_failures_and_minus_one_is_forever():
+    sim, call = injected(probability=100, times=3)
+    assert [call() for _ in range(5)] == [True, True, True, False, False]
+    assert sim.read(f"{FF}/times") == "0"
+    sim, call = injected(probability=100, times=-1)
+    assert all(call() for _ in range(20))
+    assert sim.read(f"{FF}/times") == "-1"
+
+
+def test_probability_0_never_fails_100_always():
+    sim, call = injected(probability=0, times=-1)
+    assert not any(call() for _ in range(50))
+    sim, call = injected(probability=100, times=-1)
+    assert all(call() for _ in range(50))
+
+
+def test_probability_is_percent():
+    # probability <= get_random_u32_below(100) passes: 1 fails one call in 100.
+    sim, call = injected(probability=1, times=-1, verbose=0)
+    fails = sum(call() for _ in range(5000))
+    assert 25 <= fails <= 75, fails
+    sim, call = injected(probability=99, times=-1, verbose=0)
+    passes = 5000 - sum(call() for _ in range(5000))
+    assert 25 <= passes <= 75, passes
+
+
+def test_the_same_kernel_fails_the_same_calls():
+    def pattern():
+        sim, call = injected(probability=50, times=-1, verbose=0)
+        return [call() for _ in range(64)]
+
+    first = pattern()
+    assert first == pattern()
+    assert 16 <= sum(first) <= 48
+
+
+def test_interval_fails_every_nth_call():
+    sim, call = injected(probability=100, times=-1, interval=3)
+    assert [call() for _ in range(7)] == [False, False, True, False, False, True, False]
+    sim, call = injected(probability=100, times=-1, interval=1)
+    assert all(call() for _ in range(3))
+
+
+def test_space_is_used_up_before_any_failure():
+    # Each call is size 1: space > size is taken away and the call passes.
+    sim, call = injected(probability=100, times=-1, space=3)
+    assert [call() for _ in range(4)] == [False, False, True, True]
+    assert sim.read(f"{FF}/space") == "1"
+
+
+def test_fail_dump_says_what_failed_before_times_goes_down():
+    sim, call = injected(probability=100, times=2, interval=1, space=0, verbose=1)
+    call()
+    call()
+    assert notices(sim) == [
+        "FAULT_INJECTION: forcing a failure.\n"
+        "name fail_function, interval 1, probability 100, space 0, times 2",
+        "FAULT_INJECTION: forcing a failure.\n"
+        "name fail_function, interval 1, probability 100, space 0, times 1",
+    ]
+    assert {r.level for r in sim.kernel.log.records if r.text.startswith("FAULT")} == {5}
+
+
+def test_verbose_0_is_silent():
+    sim, call = injected(probability=100, times=-1, verbose=0)
+    assert all(call() for _ in range(3))
+    assert notices(sim) == []
+
+
+def test_fail_dump_is_not_ratelimited_by_default():
+    # FAULT_ATTR_INITIALIZER: RATELIMIT_STATE_INIT_DISABLED, interval 0.
+    sim, call = injected(probability=100, times=-1)
+    assert sim.read(f"{FF}/verbose_ratelimit_interval_ms") == "0"
+    assert sim.read(f"{FF}/verbose_ratelimit_burst") == "10"
+    for _ in range(30):
+        assert call()
+    assert len(notices(sim)) == 30
+
+
+def test_fail_dump_ratelimit_windows_once_set():
+    # ___ratelimit(): burst notices per window of interval jiffies (the
+    # "_ms" file holds jiffies: HZ 250); a new window first reports what the
+    # last one suppressed.
+    sim, call = injected(
+        probability=100, times=-1, verbose_ratelimit_interval_ms=250, verbose_ratelimit_burst=3
+    )
+    clock = sim.kernel.clock
+    clock.advance(10**9 - clock.now % 10**9)  # a whole second: jiffies is not 0
+    for _ in range(5):
+        call()
+        clock.advance(100 * 10**6)
+    assert len(notices(sim)) == 3
+    clock.advance(10**9)  # past begin + 250 jiffies
+    call()
+    assert len(notices(sim)) == 4
+    warn = [r for r in sim.kernel.log.records if "suppressed" in r.text]
+    assert [(r.level, r.text) for r in warn] == [(4, "fail_dump: 2 callbacks suppressed")]
+    assert sim.kernel.log.records[-1].text.startswith("FAULT_INJECTION")
+    assert sim.write(f"{FF}/verbose_ratelimit_burst", "4294967297\n") == 11
+    assert sim.read(f"{FF}/verbose_ratelimit_burst") == "1"
+
+
+@pytest.mark.parametrize(
+    "name, value, err",
+    [
+        ("probability", "101", -22),
+        ("probability", "-1", -22),
+        ("interval", "0", -22),
+        ("times", "x", -22),
+        ("verbose", "1 2", -22),
+    ],
+)
+def test_attribute_writes_that_are_refused(name, value, err):
+    sim, _ = injected()
+    before = sim.read(f"{FF}/{name}")
+    assert sim.write(f"{FF}/{name}", f"{value}\n") == err
+    assert sim.read(f"{FF}/{name}") == before
+
+
+def test_times_and_space_are_ints():
+    sim, _ = injected()
+    assert sim.write(f"{FF}/times", "4294967295\n") == 11
+    assert sim.read(f"{FF}/times") == "-1"
+    assert sim.write(f"{FF}/space", "2147483648\n") == 11
+    assert sim.read(f"{FF}/space") == "-2147483648"
