@@ -1,6 +1,6 @@
 """The model's typed events: what happened, without reading the log."""
 
-from harness import Sim
+from harness import ROOT, Sim
 from klpsim.kernel.errno import EINVAL
 from klpsim.livepatch.events import (
     PatchEnabled,
@@ -73,3 +73,17 @@ def test_bpf_links_and_calls_are_typed():
     assert attached == [LinkAttached("obs", LinkKind.FENTRY, "cmdline_proc_show")]
     (ran,) = [e for e in events(s) if isinstance(e, ProgramRan)]
     assert (ran.link, ran.kind, ran.func) == ("obs", LinkKind.FENTRY, "cmdline_proc_show")
+
+
+def test_a_module_refused_on_coming_names_patch_module_and_errno():
+    from klpsim.livepatch.events import ModuleRefused
+
+    s = Sim("7.1", module_dirs=[ROOT / "tests" / "scenarios" / "7.1" / "test_modules"])
+    s.sh("load_lp test_klp_coming_ok\nload_lp test_klp_coming_bad")
+    mark = len(s.system.events.records)
+    s.sh("load_failing_mod test_klp_coming_tgt")
+    refused = [e for e in events(s, mark) if isinstance(e, ModuleRefused)]
+    assert refused == [ModuleRefused("test_klp_coming_bad", "test_klp_coming_tgt", -EINVAL)]
+    # The loader forgot the module, and livepatch its objects for it.
+    assert s.kernel.modules.find_module("test_klp_coming_tgt") is None
+    assert all(obj.mod is None for p in s.klp.patches for obj in p.obj_list)

@@ -154,3 +154,87 @@ def test_times_and_space_are_ints():
     assert sim.read(f"{FF}/times") == "-1"
     assert sim.write(f"{FF}/space", "2147483648\n") == 11
     assert sim.read(f"{FF}/space") == "-2147483648"
+
+
+U64 = 1 << 64
+
+
+@pytest.fixture
+def ei_sim(tmp_path):
+    """7.1 with a module whose functions are NULL and ERRNO_NULL injectable."""
+    mods = tmp_path / "test_modules"
+    mods.mkdir()
+    (mods / "eimod.toml").write_text(
+        'functions = ["m_null", "m_errno_null"]\n'
+        '[error_injection]\nm_null = "NULL"\nm_errno_null = "ERRNO_NULL"\n'
+    )
+    sim = Sim(module_dirs=[mods])
+    sim.sh("load_mod eimod")
+    return sim
+
+
+@pytest.mark.parametrize(
+    "func, default, good, bad",
+    [
+        # adjust_error_retval(): what each error type may return
+        ("__x64_sys_getppid", U64 - 22, [U64 - 4095, U64 - 1], [0, 1, U64 - 4096]),
+        ("should_fail_alloc_page", 1, [1], [0, 2]),
+        ("m_null", 0, [0], [1, U64 - 22]),
+        ("m_errno_null", 0, [0, U64 - 4095, U64 - 1], [1, U64 - 4096]),
+    ],
+)
+def test_fail_function_retval_follows_the_error_type(ei_sim, func, default, good, bad):
+    sim = ei_sim
+    assert sim.write(f"{FF}/inject", f"{func}\n") == len(func) + 1
+    retval = f"{FF}/{func}/retval"
+    assert sim.read(retval) == f"{default:x}"
+    for value in bad:
+        assert sim.write(retval, f"{value}\n") == -22, value
+        assert sim.read(retval) == f"{default:x}"
+    for value in good:
+        assert sim.write(retval, f"{value}\n") == len(f"{value}\n"), value
+        assert sim.read(retval) == f"{value:x}"
+
+
+@pytest.mark.parametrize(
+    "retval, returned",
+    [(U64 - 4095, -4095), (U64 - 1, -1)],
+)
+def test_the_caller_sees_retval_as_a_signed_long(retval, returned):
+    sim, call = injected(probability=100, times=-1)
+    sim.write(f"{FF}/__x64_sys_getppid/retval", f"{retval}\n")
+    sym = sim.kernel.kallsyms.lookup_name("__x64_sys_getppid")
+    assert sim.kernel.call(sim.kernel.sched.current, sym) == returned
+
+
+def test_to_signed_at_the_sign_bit():
+    from klpsim.trace.error_inject import to_signed
+
+    assert [to_signed(v) for v in (0, 2**63 - 1, 2**63, U64 - 1, U64 + 5)] == [
+        0,
+        2**63 - 1,
+        -(2**63),
+        -1,
+        5,
+    ]
+
+
+def test_inject_file_adds_removes_and_refuses(ei_sim):
+    sim = ei_sim
+    inject = f"{FF}/inject"
+    assert sim.write(inject, "no_such_function\n") == -22
+    assert sim.write(inject, "cmdline_proc_show\n") == -34  # ERANGE: not injectable
+    assert sim.write(inject, "__x64_sys_getppid\n") == 18
+    assert sim.write(inject, "__x64_sys_getppid\n") == -16  # EBUSY: there already
+    assert sim.write(inject, "m_null\n") == 7
+    assert sim.read(inject) == "__x64_sys_getppid\nm_null"
+    assert sim.read("/sys/kernel/debug/kprobes/list").count("[FTRACE]") == 2
+    assert sim.write(inject, "!nosuch\n") == -2
+    assert sim.write(inject, "!m_null\n") == 8
+    assert sim.read(inject) == "__x64_sys_getppid"
+    assert sim.kernel.fs.lookup(f"{FF}/m_null") is None
+    assert sim.write(inject, "m_null\n") == 7
+    assert sim.write(inject, "\n") == 1  # an empty line clears the list
+    assert sim.read(inject) == ""
+    assert sim.read("/sys/kernel/debug/kprobes/list") == ""
+    assert sim.kernel.fs.lookup(f"{FF}/__x64_sys_getppid") is None
