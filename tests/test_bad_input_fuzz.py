@@ -43,6 +43,7 @@ import tomllib
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -276,7 +277,7 @@ class Mutator:
 
     def toml_tree(self, tree: dict) -> dict:
         rng = self.rng
-        nodes: list[tuple[object, object]] = []  # (container, key)
+        nodes: list[tuple[Any, Any]] = []  # (container, key)
 
         def walk(node: object) -> None:
             if isinstance(node, dict):
@@ -291,7 +292,7 @@ class Mutator:
         walk(tree)
         op = rng.randrange(5)
         if not nodes or op == 0:  # an extra key somewhere
-            dicts = [tree] + [c[k] for c, k in nodes if isinstance(c[k], dict)]  # type: ignore[index]
+            dicts = [tree] + [c[k] for c, k in nodes if isinstance(c[k], dict)]
             target = rng.choice(dicts)
             target[rng.choice(["extra", "", "a b", "é", "name", "funcs", "livepatch", "id"])] = (
                 self.toml_value()
@@ -299,12 +300,12 @@ class Mutator:
             return tree
         container, key = rng.choice(nodes)
         if op == 1:
-            del container[key]  # type: ignore[attr-defined]
-        elif op == 2 and isinstance(container[key], list):  # type: ignore[index]
-            value = container[key]  # type: ignore[index]
+            del container[key]
+        elif op == 2 and isinstance(container[key], list):
+            value = container[key]
             value.extend(value[:1] * rng.randrange(1, 3))
         else:
-            container[key] = self.toml_value()  # type: ignore[index]
+            container[key] = self.toml_value()
         return tree
 
     def toml(self, data: bytes) -> bytes:
