@@ -77,6 +77,10 @@ def test_kprobes_enabled_disarms_and_rearms_every_probe():
     assert fired(sim.sh("call cmdline_proc_show")) == ["k"]
     assert sim.write(path, "1\n") == 2
     assert fired(sim.sh("call cmdline_proc_show")) == ["k"]
+    # write_enabled_file_bool() takes kstrtobool_from_user()'s words too.
+    assert sim.write(path, "off\n") == 4 and sim.read(path) == "0"
+    assert fired(sim.sh("call cmdline_proc_show")) == []
+    assert sim.write(path, "Y\n") == 2 and sim.read(path) == "1"
 
 
 def test_ftrace_enabled_off_skips_every_handler_unless_one_is_permanent():

@@ -180,10 +180,10 @@ class Kprobes:
                 kp.post_handler(kp, regs, task)
 
     def _set_enabled(self, text: str) -> int:
-        value = text.strip()
-        if value not in ("0", "1"):
+        """write_enabled_file_bool(): kstrtobool_from_user() (y, n, on, off, ...)."""
+        enable = self.kernel.kstrtobool(text)
+        if not isinstance(enable, bool):
             return -EINVAL
-        enable = value == "1"
         if enable != self.enabled:
             self.enabled = enable
             for kp in self.probes:
