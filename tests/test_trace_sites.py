@@ -2,7 +2,7 @@
 (lpc26-truth.md), fprobe ops shared by kprobe_multi links, and the global
 switches (ftrace_enabled, kprobes/enabled)."""
 
-from harness import Sim
+from harness import ROOT, Sim
 
 
 def sites(sim, *names):
@@ -95,3 +95,23 @@ def test_ftrace_enabled_off_skips_every_handler_unless_one_is_permanent():
     sim.sh("load_lp test_klp_livepatch")  # its ops are FTRACE_OPS_FL_PERMANENT
     assert sim.write(path, "0\n") == -16
     assert sim.read(path) == "1"
+
+
+def test_a_kprobe_on_a_module_function_names_its_module():
+    sim = Sim(module_dirs=[ROOT / "tests" / "scenarios" / "replace-set" / "test_modules"])
+    sim.sh("load_mod tgt\nbpf_attach kprobe tgt:tgt_show --name k")
+    assert fired(sim.sh("call tgt:tgt_show")) == ["k"]
+    (line,) = sim.read("/sys/kernel/debug/kprobes/list").splitlines()
+    assert line.endswith("  k  tgt_show+0x0 [tgt]    [FTRACE]")
+
+
+def test_a_refused_attach_is_an_event_with_its_errno():
+    from klpsim.trace.events import AttachRefused, LinkKind
+
+    sim = Sim()
+    sim.sh("bpf_attach kretprobe cmdline_proc_show+4 --name r")  # return probes: entry only
+    assert sim.err.getvalue().endswith(
+        "bpf_attach: kretprobe cmdline_proc_show+4: Invalid argument (EINVAL)\n"
+    )
+    refused = [r.event for r in sim.system.events.records if isinstance(r.event, AttachRefused)]
+    assert refused == [AttachRefused(LinkKind.KRETPROBE, ("cmdline_proc_show",), -22, ())]
