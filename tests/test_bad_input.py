@@ -455,3 +455,13 @@ def test_a_toml_integer_python_cannot_read(tmp_path):
     )
     msg = one_line_error(klpsim("run", str(script(tmp_path, "load_lp lp\n"))))
     assert msg.endswith(f"{toml}: invalid TOML: an integer of more than 4300 digits")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["kernels", "a\rb"], ["run", "--bogus\r", "x"], ["snapshot", "--show", "x", "\r"]],
+)
+def test_an_option_error_escapes_what_the_argument_holds(argv):
+    # argparse quotes the bad argument in its message: a CR in it split the line.
+    msg = one_line_error(klpsim(*argv))
+    assert "\\r" in msg and "\r" not in msg

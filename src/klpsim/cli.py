@@ -199,8 +199,11 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        """One line and exit status 2, not argparse's usage block."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """One line and exit status 2, not argparse's usage block; a control
+        character of an argument (a CR) is escaped, as in every error."""
+        from klpsim.kernel.printk import escape
+
+        self.exit(2, f"{self.prog}: error: {escape(message)}\n")
 
 
 def _version() -> str:

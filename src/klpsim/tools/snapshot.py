@@ -39,7 +39,9 @@ def python_collector_text() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        from klpsim.kernel.printk import escape
+
+        self.exit(2, f"{self.prog}: error: {escape(message)}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
