@@ -68,6 +68,8 @@ def test_the_same_kernel_fails_the_same_calls():
 def test_interval_fails_every_nth_call():
     sim, call = injected(probability=100, times=-1, interval=3)
     assert [call() for _ in range(7)] == [False, False, True, False, False, True, False]
+    sim, call = injected(probability=100, times=-1, interval=2)
+    assert [call() for _ in range(4)] == [False, True, False, True]
     sim, call = injected(probability=100, times=-1, interval=1)
     assert all(call() for _ in range(3))
 
@@ -127,6 +129,13 @@ def test_fail_dump_ratelimit_windows_once_set():
     warn = [r for r in sim.kernel.log.records if "suppressed" in r.text]
     assert [(r.level, r.text) for r in warn] == [(4, "fail_dump: 2 callbacks suppressed")]
     assert sim.kernel.log.records[-1].text.startswith("FAULT_INJECTION")
+    # The next window suppresses again, and says so again.
+    for _ in range(5):
+        call()
+    clock.advance(2 * 10**9)
+    call()
+    warn = [r.text for r in sim.kernel.log.records if "suppressed" in r.text]
+    assert warn == ["fail_dump: 2 callbacks suppressed", "fail_dump: 3 callbacks suppressed"]
     assert sim.write(f"{FF}/verbose_ratelimit_burst", "4294967297\n") == 11
     assert sim.read(f"{FF}/verbose_ratelimit_burst") == "1"
 
@@ -238,3 +247,24 @@ def test_inject_file_adds_removes_and_refuses(ei_sim):
     assert sim.read(inject) == ""
     assert sim.read("/sys/kernel/debug/kprobes/list") == ""
     assert sim.kernel.fs.lookup(f"{FF}/__x64_sys_getppid") is None
+
+
+def test_error_injection_list_without_the_config_stays_empty():
+    # Debian's kernels lack CONFIG_FUNCTION_ERROR_INJECTION.
+    sim = Sim("6.12")
+    ei = sim.system.bpf.ei
+    ei.add_vmlinux_entry("cmdline_proc_show")
+    sym = sim.kernel.kallsyms.lookup_name("cmdline_proc_show")
+    assert ei.entries == [] and not ei.within_error_injection_list(sym)
+    assert sim.kernel.fs.lookup("/sys/kernel/debug/error_injection/list") is None
+
+
+def test_the_error_type_of_a_function():
+    sim = Sim()
+    ei = sim.system.bpf.ei
+    lookup = sim.kernel.kallsyms.lookup_name
+    assert ei.get_injectable_error_type(lookup("cmdline_proc_show")) is None
+    assert ei.get_injectable_error_type(lookup("__x64_sys_getppid")) == 1  # EI_ETYPE_ERRNO
+    assert ei.get_injectable_error_type(lookup("should_fail_alloc_page")) == 3  # TRUE
+    ei.add_vmlinux_entry("cmdline_proc_show", 0)
+    assert ei.get_injectable_error_type(lookup("cmdline_proc_show")) == 0  # NULL
