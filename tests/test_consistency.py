@@ -426,3 +426,39 @@ def test_force_on_a_patch_that_is_not_in_transition_is_einval_and_changes_nothin
     sim.tick(3)
     assert transition_of(sim, "test_klp_callbacks_demo") == "1"
     assert not any(p.forced for p in sim.klp.patches)
+
+
+def test_enabled_reads_0_through_the_unpatching_transition():
+    sim = Sim()
+    pid = int(sim.sh("spawn_task reader"))
+    sim.sh(f"load_lp test_klp_livepatch\nsleep_task {pid} cmdline_proc_show")
+    sim.write("/sys/kernel/livepatch/test_klp_livepatch/enabled", "0\n")
+    assert transition_of(sim, "test_klp_livepatch") == "1"
+    assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/enabled") == "0"
+
+
+def test_a_replace_patch_drops_its_nop_objects_when_it_completes(tmp_path):
+    # klp_add_object_nops(): an object only the replaced patch had is a
+    # dynamic object of the new patch, with nops, until klp_discard_nops().
+    mods = tmp_path / "test_modules"
+    mods.mkdir()
+    (mods / "tgt.toml").write_text('functions = ["tgt_show"]\n')
+    (mods / "lp_mod.toml").write_text(
+        'livepatch = true\n[[objects]]\nname = "tgt"\nfuncs = [{ old_name = "tgt_show" }]\n'
+    )
+    (mods / "lp_rep.toml").write_text(
+        "livepatch = true\nreplace = true\n"
+        '[[objects]]\nname = "vmlinux"\nfuncs = [{ old_name = "cmdline_proc_show" }]\n'
+    )
+    sim = Sim(module_dirs=[mods])
+    pid = int(sim.sh("load_mod tgt\nload_lp lp_mod\nspawn_task reader"))
+    sim.sh(f"sleep_task {pid} cmdline_proc_show\nload_lp_nowait lp_rep")
+    base = "/sys/kernel/livepatch/lp_rep"
+    assert {"tgt", "vmlinux"} <= set(sim.kernel.fs.listdir(base))
+    (tgt,) = [o for o in sim.klp.transition_patch.obj_list if o.name == "tgt"]
+    assert tgt.dynamic and all(f.nop for f in tgt.func_list)
+    sim.sh(f"wake_task {pid}")
+    sim.tick(1)
+    assert transition_of(sim, "lp_rep") == "0"
+    assert "tgt" not in sim.kernel.fs.listdir(base)
+    assert [o.name for o in sim.klp.patches[-1].obj_list] == [None]
