@@ -50,6 +50,9 @@ cat >>"$work/pyproject.toml" <<TOML
 source_paths = ["src/"]
 only_mutate = [$(toml_list $only)]
 also_copy = ["README.md", "docs", "examples", "benchmarks", ".ci"]
+# A mutant that turns off the clock's fast-forward makes a long sleep take
+# minutes: 4x the tests' own time is a hang (mutmut's default waits 15x).
+timeout_multiplier = 4.0
 pytest_add_cli_args_test_selection = [
     "tests", "--ignore=tests/real", "-p", "no:cacheprovider",
     "--deselect", "tests/test_parser_bash.py::test_plain_scripts_split_as_bash_splits_them",
