@@ -462,3 +462,21 @@ def test_a_replace_patch_drops_its_nop_objects_when_it_completes(tmp_path):
     assert transition_of(sim, "lp_rep") == "0"
     assert "tgt" not in sim.kernel.fs.listdir(base)
     assert [o.name for o in sim.klp.patches[-1].obj_list] == [None]
+
+
+def test_reversing_a_replace_patch_leaves_the_patches_it_would_have_replaced():
+    # klp_complete_transition() unpatches the replaced patches only when a
+    # replace patch completes *patching*: reversed, it takes nothing along.
+    sim = Sim()
+    pid = int(sim.sh("spawn_task reader"))
+    sim.sh(
+        f"load_lp test_klp_livepatch\nsleep_task {pid} cmdline_proc_show\n"
+        "load_lp_nowait test_klp_atomic_replace replace=1"
+    )
+    sim.write("/sys/kernel/livepatch/test_klp_atomic_replace/enabled", "0\n")
+    sim.sh(f"wake_task {pid}")
+    sim.tick(2)
+    assert sim.kernel.fs.lookup("/sys/kernel/livepatch/test_klp_atomic_replace") is None
+    assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/enabled") == "1"
+    assert sim.read("/proc/cmdline") == "test_klp_livepatch: this has been live patched"
+    assert [p.name for p in sim.klp.patches] == ["test_klp_livepatch"]

@@ -19,6 +19,11 @@ def test_dynamic_debug_control_enables_the_per_task_messages():
         "cmdline_proc_show" in lines
     )
     assert "livepatch: klp_try_switch_task: swapper/1:0 is running" in lines
+    sim.kernel.sched.tasks[pid].reliable = False  # stack_trace_save_tsk_reliable() fails
+    sim.tick(1)
+    assert (
+        f"livepatch: klp_try_switch_task: reader:{pid} has an unreliable stack" in sim.klp_lines()
+    )
     sim.write("/sys/kernel/debug/dynamic_debug/control", "file kernel/livepatch/* -p\n")
     mark = len(sim.klp_lines())
     sim.tick(2)
