@@ -238,3 +238,16 @@ def test_fentry_with_ftrace_disabled_is_silent(profile):
     assert s.write("/proc/sys/kernel/ftrace_enabled", "0\n") == 2
     assert not s.system.bpf.is_armed(link)
     assert health(s) == {link.name: "silent"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_only_an_ipmodify_user_asks_a_trampoline_to_share(profile):
+    # prepare_direct_functions_for_ipmodify(): a plain kprobe's ops is no
+    # IPMODIFY user; a livepatch's is.
+    s = sim(profile)
+    link = attach(s, "fentry")
+    attach(s, "kprobe")
+    tr = s.system.bpf.trampolines[link.target]
+    assert tr.commands == []
+    s.sh("load_lp lp_getppid")
+    assert tr.commands == ["ENABLE_SHARE_IPMODIFY_PEER"]

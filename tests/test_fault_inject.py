@@ -136,6 +136,9 @@ def test_fail_dump_ratelimit_windows_once_set():
     call()
     warn = [r.text for r in sim.kernel.log.records if "suppressed" in r.text]
     assert warn == ["fail_dump: 2 callbacks suppressed", "fail_dump: 3 callbacks suppressed"]
+    assert sim.write(f"{FF}/verbose_ratelimit_interval_ms", "0\n") == 2
+    assert sim.read(f"{FF}/verbose_ratelimit_interval_ms") == "0"
+    assert sim.write(f"{FF}/verbose_ratelimit_burst", "-1\n") == -22
     assert sim.write(f"{FF}/verbose_ratelimit_burst", "4294967297\n") == 11
     assert sim.read(f"{FF}/verbose_ratelimit_burst") == "1"
 

@@ -115,3 +115,26 @@ def test_a_refused_attach_is_an_event_with_its_errno():
     )
     refused = [r.event for r in sim.system.events.records if isinstance(r.event, AttachRefused)]
     assert refused == [AttachRefused(LinkKind.KRETPROBE, ("cmdline_proc_show",), -22, ())]
+
+
+def test_unloading_a_module_drops_its_call_sites_from_every_filter():
+    sim = Sim(module_dirs=[ROOT / "tests" / "scenarios" / "replace-set" / "test_modules"])
+    T = "/sys/kernel/tracing"
+    sim.sh(
+        "load_mod tgt\n"
+        f"echo tgt_show cmdline_proc_show > {T}/set_ftrace_filter\n"
+        f"echo function > {T}/current_tracer\n"
+        "unload_mod tgt"
+    )
+    ops = sim.system.tracer.ops
+    assert [s.name for s in ops.filter] == ["cmdline_proc_show"]
+    sim.sh("cat /proc/cmdline")
+    assert sim.read(f"{T}/trace").splitlines()[-1].endswith("cmdline_proc_show <-do_syscall_64")
+
+
+def test_a_kprobe_past_the_end_of_its_function_is_einval():
+    sim = Sim()
+    sim.sh("bpf_attach kprobe cmdline_proc_show+0x100000 --name k")
+    assert sim.err.getvalue() == (
+        "bpf_attach: kprobe cmdline_proc_show+0x100000: Invalid argument (EINVAL)\n"
+    )
