@@ -251,3 +251,27 @@ def test_only_an_ipmodify_user_asks_a_trampoline_to_share(profile):
     assert tr.commands == []
     s.sh("load_lp lp_getppid")
     assert tr.commands == ["ENABLE_SHARE_IPMODIFY_PEER"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("getpid_first", [False, True])
+def test_fail_function_on_a_livepatched_function_stays_off_its_site(profile, getpid_first):
+    # kprobe_ipmodify_ops is shared by every IPMODIFY kprobe. On a livepatched
+    # function arming fails with -EBUSY whether the ops is new (register) or
+    # in use (filter); since 587e8e6d640b the kprobe stays registered, unarmed.
+    # Either way the ops must not keep that function in its filter.
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    inject = "/sys/kernel/debug/fail_function/inject"
+    if getpid_first:
+        assert s.write(inject, "__x64_sys_getpid\n") == 17
+    assert s.write(inject, f"{F}\n") == len(F) + 1
+    if not getpid_first:
+        assert s.write(inject, "__x64_sys_getpid\n") == 17
+    site = s.system.ftrace.site_state
+    lookup = s.kernel.kallsyms.lookup_name
+    assert (site(lookup(F)), site(lookup("__x64_sys_getpid"))) == ("1:IM", "1:RIM")
+    s.write("/sys/kernel/debug/fail_function/probability", "100\n")
+    s.write("/sys/kernel/debug/fail_function/times", "-1\n")
+    assert call(s)[:2] == ("lp_getppid_getppid", 0)
+    assert call(s, "__x64_sys_getpid")[:2] == ("just_return_func", -22)

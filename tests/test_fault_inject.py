@@ -38,6 +38,19 @@ def test_times_counts_down_the_failures_and_minus_one_is_forever():
     assert sim.read(f"{FF}/times") == "-1"
 
 
+def test_the_defaults_fail_nothing():
+    # FAULT_ATTR_INITIALIZER: probability 0, interval 1, times 1, space 0, verbose 2.
+    sim, call = injected()
+    assert [sim.read(f"{FF}/{a}") for a in ("probability", "interval", "times", "space")] == [
+        "0",
+        "1",
+        "1",
+        "0",
+    ]
+    assert sim.read(f"{FF}/verbose") == "2"
+    assert not any(call() for _ in range(5))
+
+
 def test_probability_0_never_fails_100_always():
     sim, call = injected(probability=0, times=-1)
     assert not any(call() for _ in range(50))

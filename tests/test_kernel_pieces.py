@@ -235,3 +235,23 @@ def test_klp_get_prev_state_is_the_newest_older_patch_s(tmp_path):
     assert prev(1).version == 2
     assert prev(1) is sim.klp.patches[1].states[0]
     assert prev(2) is None
+
+
+def test_klp_enable_patch_refuses_what_a_module_cannot_patch_with():
+    from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpPatch
+
+    sim = Sim()
+    sim.sh("load_lp test_klp_livepatch\nload_mod test_klp_callbacks_mod")
+    enable = sim.kernel.exports["klp_enable_patch"]
+    lp = sim.kernel.modules.find_module("test_klp_livepatch")
+    plain = sim.kernel.modules.find_module("test_klp_callbacks_mod")
+    new = sim.kernel.kallsyms.lookup_name("version_proc_show")
+    assert enable(KlpPatch(lp, None)) == -22  # no objs
+    assert enable(KlpPatch(lp, [KlpObject(None, None)])) == -22  # an object without funcs
+    assert enable(KlpPatch(plain, [KlpObject(None, [KlpFunc("cmdline_proc_show", new)])])) == -22
+    assert sim.klp_lines()[-1] == (
+        "livepatch: module test_klp_callbacks_mod is not marked as a livepatch module"
+    )
+    # A sysfs file without a store: root's write is refused, nothing changes.
+    assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/transition", "1\n") == -13
+    assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition") == "0"
