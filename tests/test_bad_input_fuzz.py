@@ -21,6 +21,11 @@ is), no traceback is printed, no exception is turned into a message, the case
 ends within LIMIT seconds, the lines on stderr are as above, and the files
 the case was given are unchanged.
 
+The commands fuzzed are every one that reads user input in-process: run
+(files and stdin), semantics --scenarios, inspect, snapshot --show (never a
+collection of this host), fuzz --dry-run, truth-table, kernels and the
+top-level options; diff and vm boot a real kernel in QEMU and are left out.
+
 Two runs: a fixed seed, and a seed that changes each run (set
 KLPSIM_FUZZ_SEED to replay one; a failure names the seed and the case).
 KLPSIM_FUZZ_CASES sets the number of cases per seed.
