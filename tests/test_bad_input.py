@@ -372,3 +372,96 @@ def test_internal_error_is_one_line_with_its_own_status(monkeypatch, capsys, tmp
             assert err == (
                 "klpsim: internal error: KeyError: 'boom' (run with --debug for the traceback)\n"
             )
+
+
+# -- found by tests/test_bad_input_fuzz.py ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["semantics", "--scenarios", "x" * 300],
+        ["run", "--modules", "x" * 300, "s.sh"],
+        ["snapshot", "--show", "x" * 300],
+        ["fuzz", "--dry-run", "--kernel", "6.1", "--seed", "1", "--out", "x" * 300],
+    ],
+    ids=["semantics", "run", "snapshot", "fuzz"],
+)
+def test_a_path_longer_than_the_file_system_allows(tmp_path, monkeypatch, argv):
+    # pathlib's is_dir() and exists() raise ENAMETOOLONG in Python 3.11.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.sh").write_text("log a\n")
+    r = klpsim(*argv)
+    msg = one_line_error(r)
+    assert "x" * 300 in msg and "internal error" not in msg
+
+
+def test_semantics_scenario_with_bytes_that_are_not_utf8(tmp_path):
+    (tmp_path / "1-bad.sh").write_bytes(b"log a\nlog \xff\n")
+    msg = one_line_error(klpsim("semantics", "--scenarios", str(tmp_path)))
+    assert msg == (
+        f"klpsim: {tmp_path}/1-bad.sh:2:5: invalid UTF-8 (byte 0xff): this is not a text file"
+    )
+    (tmp_path / "1-bad.sh").write_text("log a\n")
+    (tmp_path / "test_modules").mkdir()
+    (tmp_path / "test_modules" / "m.toml").write_bytes(b"functions = ['\xff']\n")
+    msg = one_line_error(klpsim("semantics", "--scenarios", str(tmp_path)))
+    assert msg == f"klpsim: {tmp_path}/test_modules/m.toml: not a UTF-8 text file"
+
+
+def test_inspect_escapes_control_characters_of_a_file_name(tmp_path):
+    msg = one_line_error(klpsim("inspect", "a\rb"))
+    assert msg == "klpsim: a\\rb: No such file or directory"
+
+
+def test_snapshot_show_of_a_directory_that_is_no_snapshot_reads_only_its_top(tmp_path):
+    # Not the whole tree: 'klpsim snapshot --show /' read all of / before.
+    import time
+
+    start = time.perf_counter()
+    msg = one_line_error(klpsim("snapshot", "--show", "/"))
+    assert time.perf_counter() - start < 2
+    assert msg == (
+        "klpsim snapshot: /: not a klpsim snapshot, sosreport or supportconfig "
+        "(no MANIFEST, sos_commands/ or basic-environment.txt)"
+    )
+    msg = one_line_error(klpsim("snapshot", "--show", str(tmp_path)))
+    assert msg.startswith(f"klpsim snapshot: {tmp_path}: not a klpsim snapshot")
+    msg = one_line_error(klpsim("snapshot", "--show", "a\x1bb"))
+    assert msg == "klpsim snapshot: a\\x1bb: No such file or directory"
+
+
+def test_an_empty_name_is_no_name(tmp_path, monkeypatch):
+    # 'snapshot --show ""' collected this host into the current directory;
+    # 'fuzz --out ""' wrote its scenarios there.
+    monkeypatch.chdir(tmp_path)
+    assert one_line_error(klpsim("snapshot", "--show", "")) == (
+        "klpsim snapshot: '': No such file or directory"
+    )
+    assert one_line_error(klpsim("snapshot", "--show", "", "-o", "x")) == (
+        "klpsim snapshot: --show takes no other option"
+    )
+    msg = one_line_error(klpsim("fuzz", "--dry-run", "--kernel", "6.1", "--seed", "1", "--out", ""))
+    assert msg == "klpsim: --out '': No such file or directory"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_toml_integer_python_cannot_read(tmp_path):
+    (tmp_path / "test_modules").mkdir()
+    toml = tmp_path / "test_modules" / "lp.toml"
+    toml.write_text(
+        'livepatch = true\n[[objects]]\nname = "vmlinux"\n'
+        f'funcs = [{{ old_name = "cmdline_proc_show", old_sympos = {"9" * 5000} }}]\n'
+    )
+    msg = one_line_error(klpsim("run", str(script(tmp_path, "load_lp lp\n"))))
+    assert msg.endswith(f"{toml}: invalid TOML: an integer of more than 4300 digits")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["kernels", "a\rb"], ["run", "--bogus\r", "x"], ["snapshot", "--show", "x", "\r"]],
+)
+def test_an_option_error_escapes_what_the_argument_holds(argv):
+    # argparse quotes the bad argument in its message: a CR in it split the line.
+    msg = one_line_error(klpsim(*argv))
+    assert "\\r" in msg and "\r" not in msg

@@ -228,3 +228,86 @@ def test_hook_patch_survives_updates_only_in_its_own_set():
             ran, ret, _ = call(s, "bond_xmit_3ad_xor_slave_get")
             assert ret == (2 if profile == "replace-set" else 0)
         assert got == want
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_trampoline_that_does_not_call_the_function_shares_as_it_is(profile):
+    # bpf_tramp_ftrace_ops_func(): ENABLE_SHARE_IPMODIFY_SELF regenerates
+    # (-EAGAIN) only a trampoline that calls the original without ORIG_STACK;
+    # fentry alone does not call it.
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    link = attach(s, "fentry")
+    tr = s.system.bpf.trampolines[link.target]
+    assert tr.commands == ["ENABLE_SHARE_IPMODIFY_SELF"]
+    assert SHARE_IPMODIFY not in tr.flags and ORIG_STACK not in tr.flags
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_kprobe_multi_override_and_links_that_skip_the_function(profile):
+    s = sim(profile)
+    attach(s, "kprobe_multi", "__x64_sys_getpid")  # on another function: skipped
+    attach(s, "kprobe_multi", F, override=-EPERM)
+    assert call(s) == (
+        "just_return_func",
+        -EPERM,
+        [f"kprobe_multi bpf2 on {F}: bpf_override_return(-1)"],
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_kprobe_multi_pins_the_module_of_its_functions(profile):
+    s = Sim(profile, module_dirs=[ROOT / "tests" / "scenarios" / "replace-set" / "test_modules"])
+    s.sh("load_mod tgt\nbpf_attach kprobe_multi tgt:tgt_show --name m")
+    assert s.read("/sys/module/tgt/refcnt") == "1"
+    status, _, err = s.rt.shell(["rmmod", "tgt"])
+    assert (status, err) == (1, "rmmod: ERROR: Module tgt is in use\n")
+    s.sh("bpf_detach m")
+    assert s.read("/sys/module/tgt/refcnt") == "0"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fentry_with_ftrace_disabled_is_silent(profile):
+    s = sim(profile)
+    link = attach(s, "fentry")
+    assert s.system.bpf.is_armed(link)
+    assert s.write("/proc/sys/kernel/ftrace_enabled", "0\n") == 2
+    assert not s.system.bpf.is_armed(link)
+    assert health(s) == {link.name: "silent"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_only_an_ipmodify_user_asks_a_trampoline_to_share(profile):
+    # prepare_direct_functions_for_ipmodify(): a plain kprobe's ops is no
+    # IPMODIFY user; a livepatch's is.
+    s = sim(profile)
+    link = attach(s, "fentry")
+    attach(s, "kprobe")
+    tr = s.system.bpf.trampolines[link.target]
+    assert tr.commands == []
+    s.sh("load_lp lp_getppid")
+    assert tr.commands == ["ENABLE_SHARE_IPMODIFY_PEER"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("getpid_first", [False, True])
+def test_fail_function_on_a_livepatched_function_stays_off_its_site(profile, getpid_first):
+    # kprobe_ipmodify_ops is shared by every IPMODIFY kprobe. On a livepatched
+    # function arming fails with -EBUSY whether the ops is new (register) or
+    # in use (filter); since 587e8e6d640b the kprobe stays registered, unarmed.
+    # Either way the ops must not keep that function in its filter.
+    s = sim(profile)
+    s.sh("load_lp lp_getppid")
+    inject = "/sys/kernel/debug/fail_function/inject"
+    if getpid_first:
+        assert s.write(inject, "__x64_sys_getpid\n") == 17
+    assert s.write(inject, f"{F}\n") == len(F) + 1
+    if not getpid_first:
+        assert s.write(inject, "__x64_sys_getpid\n") == 17
+    site = s.system.ftrace.site_state
+    lookup = s.kernel.kallsyms.lookup_name
+    assert (site(lookup(F)), site(lookup("__x64_sys_getpid"))) == ("1:IM", "1:RIM")
+    s.write("/sys/kernel/debug/fail_function/probability", "100\n")
+    s.write("/sys/kernel/debug/fail_function/times", "-1\n")
+    assert call(s)[:2] == ("lp_getppid_getppid", 0)
+    assert call(s, "__x64_sys_getpid")[:2] == ("just_return_func", -22)

@@ -1,6 +1,6 @@
 """The model's typed events: what happened, without reading the log."""
 
-from harness import Sim
+from harness import ROOT, Sim
 from klpsim.kernel.errno import EINVAL
 from klpsim.livepatch.events import (
     Conflict,
@@ -186,3 +186,17 @@ def test_func_stack_changes_follow_klp_ops():
     assert {e.patch_state for e in switched} == {1}
     pids = [t.pid for t in s.kernel.sched.all_tasks()]
     assert sorted(e.pid for e in switched) == sorted(pids * 2)
+
+
+def test_a_module_refused_on_coming_names_patch_module_and_errno():
+    from klpsim.livepatch.events import ModuleRefused
+
+    s = Sim("7.1", module_dirs=[ROOT / "tests" / "scenarios" / "7.1" / "test_modules"])
+    s.sh("load_lp test_klp_coming_ok\nload_lp test_klp_coming_bad")
+    mark = len(s.system.events.records)
+    s.sh("load_failing_mod test_klp_coming_tgt")
+    refused = [e for e in events(s, mark) if isinstance(e, ModuleRefused)]
+    assert refused == [ModuleRefused("test_klp_coming_bad", "test_klp_coming_tgt", -EINVAL)]
+    # The loader forgot the module, and livepatch its objects for it.
+    assert s.kernel.modules.find_module("test_klp_coming_tgt") is None
+    assert all(obj.mod is None for p in s.klp.patches for obj in p.obj_list)

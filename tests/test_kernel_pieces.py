@@ -19,6 +19,11 @@ def test_dynamic_debug_control_enables_the_per_task_messages():
         "cmdline_proc_show" in lines
     )
     assert "livepatch: klp_try_switch_task: swapper/1:0 is running" in lines
+    sim.kernel.sched.tasks[pid].reliable = False  # stack_trace_save_tsk_reliable() fails
+    sim.tick(1)
+    assert (
+        f"livepatch: klp_try_switch_task: reader:{pid} has an unreliable stack" in sim.klp_lines()
+    )
     sim.write("/sys/kernel/debug/dynamic_debug/control", "file kernel/livepatch/* -p\n")
     mark = len(sim.klp_lines())
     sim.tick(2)
@@ -129,6 +134,7 @@ def test_parse_args_reports_every_bad_parameter_and_returns_the_last_error():
     assert status == 1 and err.endswith("Invalid parameters\n")
 
 
+@pytest.mark.kernel_warns
 def test_shadow_error_paths_log_and_return_null():
     sim = Sim()
     shadow = sim.klp.shadow
@@ -138,10 +144,18 @@ def test_shadow_error_paths_log_and_return_null():
     log = sim.kernel.log.dmesg()
     assert log[-5] == "------------[ cut here ]------------"
     assert log[-4] == f"Duplicate shadow variable <{sim.klp.kernel_ptr(obj)}, 7>"
+    assert log[-3] == (
+        "WARNING: CPU: 0 PID: 1000 at kernel/livepatch/shadow.c:156 "
+        "__klp_shadow_get_or_alloc+0x1a8/0x1e0"
+    )
     assert log[-2] == "Modules linked in:"  # print_modules(), none loaded
-    assert shadow.get_or_alloc(object(), 9, 8, ctor=lambda o, d, c: -12) is None
-    assert sim.kernel.log.dmesg()[-1].startswith("livepatch: Failed to construct shadow variable <")
-    assert sim.kernel.log.dmesg()[-1].endswith(", 9> (-12)")
+    other, seen = object(), []
+    assert shadow.get_or_alloc(other, 9, 8, ctor=lambda o, d, c: seen.append(o) or -12) is None
+    assert seen == [other]  # the ctor gets the object the variable shadows
+    assert sim.kernel.log.dmesg()[-1] == (
+        f"livepatch: Failed to construct shadow variable <{sim.klp.kernel_ptr(other)}, 9> (-12)"
+    )
+    assert shadow.get(other, 9) is None
 
 
 def test_cpu_bound_kthread_never_switches_itself_before_6_4():
@@ -154,16 +168,20 @@ def test_cpu_bound_kthread_never_switches_itself_before_6_4():
     assert "livepatch: signaling remaining tasks" in sim.klp_lines()
 
 
+@pytest.mark.kernel_warns
 def test_klp_get_prev_state_outside_a_transition_warns_once():
     sim = Sim()
     get_prev = sim.kernel.exports["klp_get_prev_state"]
     assert get_prev(1) is None and get_prev(1) is None
     log = sim.kernel.log.dmesg()
     assert log.count("------------[ cut here ]------------") == 1
-    assert (
-        "WARNING: CPU: 0 PID: 1000 at kernel/livepatch/state.c:64 "
-        "klp_get_prev_state+0x61/0x70" in log
-    )
+    start = log.index("------------[ cut here ]------------")
+    assert log[start:] == [  # WARN_ON_ONCE(): no message of its own
+        "------------[ cut here ]------------",
+        "WARNING: CPU: 0 PID: 1000 at kernel/livepatch/state.c:64 klp_get_prev_state+0x61/0x70",
+        "Modules linked in:",
+        "---[ end trace 0000000000000000 ]---",
+    ]
 
 
 def test_vfs_refuses_to_treat_a_file_as_a_directory():
@@ -181,3 +199,61 @@ def test_spawn_refuses_an_unknown_frame():
     with pytest.raises(LookupError, match="no vmlinux function no_such_func"):
         kernel.spawn("t", stack=("schedule", "no_such_func"))
     assert [t.comm for t in kernel.sched.tasks.values()].count("t") == 0
+
+
+def test_klp_shadow_free_all_frees_only_its_id():
+    ex = Sim().kernel.exports
+    objs = [object(), object()]
+    for obj in objs:
+        for id in (1, 2):
+            assert ex["klp_shadow_alloc"](obj, id, 8, "GFP_KERNEL", None, None) is not None
+    freed = []
+    ex["klp_shadow_free_all"](1, lambda obj, data: freed.append(obj))
+    assert freed == objs
+    assert [ex["klp_shadow_get"](obj, 1) for obj in objs] == [None, None]
+    assert all(ex["klp_shadow_get"](obj, 2) is not None for obj in objs)
+    ex["klp_shadow_free"](objs[0], 2, None)
+    assert ex["klp_shadow_get"](objs[0], 2) is None
+    assert ex["klp_shadow_get"](objs[1], 2) is not None
+
+
+def test_klp_get_prev_state_is_the_newest_older_patch_s(tmp_path):
+    # Three non-cumulative patches carry state 1 in versions 1, 2 and 3: the
+    # third's callbacks see the second's state, the newest before it.
+    mods = tmp_path / "test_modules"
+    mods.mkdir()
+    for v, func in ((1, "cmdline_proc_show"), (2, "meminfo_proc_show"), (3, "version_proc_show")):
+        (mods / f"lp_v{v}.toml").write_text(
+            "livepatch = true\n"
+            f'[[objects]]\nname = "vmlinux"\nfuncs = [{{ old_name = "{func}" }}]\n'
+            f"[[states]]\nid = 1\nversion = {v}\n"
+        )
+    sim = Sim(module_dirs=[mods])
+    pid = int(sim.sh("spawn_task reader"))
+    sim.sh(f"load_lp lp_v1\nload_lp lp_v2\nsleep_task {pid} version_proc_show")
+    sim.sh("load_lp_nowait lp_v3")
+    prev = sim.kernel.exports["klp_get_prev_state"]
+    assert sim.klp.transition_patch.name == "lp_v3"
+    assert prev(1).version == 2
+    assert prev(1) is sim.klp.patches[1].states[0]
+    assert prev(2) is None
+
+
+def test_klp_enable_patch_refuses_what_a_module_cannot_patch_with():
+    from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpPatch
+
+    sim = Sim()
+    sim.sh("load_lp test_klp_livepatch\nload_mod test_klp_callbacks_mod")
+    enable = sim.kernel.exports["klp_enable_patch"]
+    lp = sim.kernel.modules.find_module("test_klp_livepatch")
+    plain = sim.kernel.modules.find_module("test_klp_callbacks_mod")
+    new = sim.kernel.kallsyms.lookup_name("version_proc_show")
+    assert enable(KlpPatch(lp, None)) == -22  # no objs
+    assert enable(KlpPatch(lp, [KlpObject(None, None)])) == -22  # an object without funcs
+    assert enable(KlpPatch(plain, [KlpObject(None, [KlpFunc("cmdline_proc_show", new)])])) == -22
+    assert sim.klp_lines()[-1] == (
+        "livepatch: module test_klp_callbacks_mod is not marked as a livepatch module"
+    )
+    # A sysfs file without a store: root's write is refused, nothing changes.
+    assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/transition", "1\n") == -13
+    assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition") == "0"

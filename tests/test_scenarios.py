@@ -17,8 +17,14 @@ SCENARIOS = ROOT / "tests" / "scenarios"
 PROFILES = set(all_profiles())
 # tests/scenarios/<profile>/*.sh; other folders there have their own tests.
 CASES = sorted(p for p in SCENARIOS.glob("*/*.sh") if p.parent.name in PROFILES)
-# Scripts that show a profile breaking the consistency model.
-BREAKS_INVARIANTS = {"replaceable/petr-counterexample.sh", "replaceable/found-by-hypothesis.sh"}
+# Scripts that show a profile breaking the consistency model: a nop of the
+# new patch hides another patch's function while the transition runs.
+BREAKS_INVARIANTS = {
+    "replaceable/petr-counterexample.sh",
+    "replaceable/found-by-hypothesis.sh",
+    "replace-tag/tags-replace-their-own-and-tag-0.sh",
+    "replace-set-012/sets-0-1-2plus.sh",
+}
 
 
 def case_id(path: Path) -> str:

@@ -50,15 +50,15 @@ def _script_place(name: str) -> tuple[str, Path]:
 
 
 def _read_script(name: str) -> str:
-    # Undecodable bytes become lone surrogates and a CR stays a CR: the
-    # parser names either with its line and column.
+    from klpsim.scenario.parser import decode_script
+
     if name == "-":
-        return sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        return decode_script(sys.stdin.buffer.read())
     try:
         data = Path(name).read_bytes()
     except OSError as e:
         raise _BadInput(f"{name}: {e.strerror}") from None
-    return data.decode("utf-8", errors="surrogateescape")
+    return decode_script(data)
 
 
 class _BadInput(Exception):
@@ -207,6 +207,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_semantics(args: argparse.Namespace) -> int:
+    from klpsim.model.schema import DefinitionError
     from klpsim.scenario.parser import ScriptError
     from klpsim.tools.semantics import SHIPPED, generate
 
@@ -214,11 +215,11 @@ def _cmd_semantics(args: argparse.Namespace) -> int:
         folder, label = SHIPPED, "semantics"
     else:
         folder, label = Path(args.scenarios), args.scenarios.rstrip("/")
-        if not folder.is_dir():
+        if not os.path.isdir(folder):  # False, not OSError, for a name too long
             return _err(f"{args.scenarios}: not a directory")
     try:
         table = generate(folder, label)
-    except ScriptError as e:
+    except (ScriptError, DefinitionError) as e:
         return _err(str(e))
     except OSError as e:
         return _err(f"{e.filename}: {e.strerror}")
@@ -254,7 +255,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     scripts = [Path(s) for s in args.scripts]
     for p in scripts:
-        if not p.is_file():
+        if not os.path.isfile(p):
             return _err(f"{p}: No such file or directory")
     try:
         from klpsim.progress import progress
@@ -278,8 +279,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_fuzz(args: argparse.Namespace) -> int:
     from klpsim.tools.fuzz import fuzz, generate, write_scenario
 
+    if not args.out:  # Path("") is ".": not what an empty name asked for
+        return _err("--out '': No such file or directory")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    if os.path.exists(out) and not os.path.isdir(out):
         return _err(f"--out {args.out}: not a directory")
     if args.count < 0:
         return _err(f"--count {args.count}: must not be negative")
@@ -335,8 +338,11 @@ def _add_check_parser(sub) -> None:  # the command imports tools.check when it r
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        """One line and exit status 2, not argparse's usage block."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """One line and exit status 2, not argparse's usage block; a control
+        character of an argument (a CR) is escaped, as in every error."""
+        from klpsim.kernel.printk import escape
+
+        self.exit(2, f"{self.prog}: error: {escape(message)}\n")
 
 
 def _version() -> str:

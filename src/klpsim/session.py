@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -99,7 +100,7 @@ class Session:
         if isinstance(profile, str) and profile not in all_profiles():
             raise SessionError(f"unknown kernel profile '{profile}' (see 'klpsim kernels')")
         for d in module_dirs:
-            if not Path(d).is_dir():
+            if not os.path.isdir(d):  # False, not OSError, for a name too long
                 raise SessionError(f"--modules {d}: not a directory")
         try:
             self.system: System = boot(

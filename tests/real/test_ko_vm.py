@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_TOMLS
 
+from conftest import FIXTURE_TOMLS
 from klpsim.tools.realdiff import comparable, compare, model_log
 
 SCRIPT = """start_test 'real .ko files'

@@ -372,7 +372,7 @@ def _tar_wanted(top: str) -> Callable[[str], bool]:
 
 def load_tree(path: Path) -> Tree:
     """Read a directory or a (compressed) tar archive into a :class:`Tree`."""
-    if path.is_dir():
+    if os.path.isdir(path):  # False, not OSError, for a name too long
         return _load_dir(path)
     members = _fast_members(path)
     if members is None:
@@ -518,7 +518,10 @@ def _load_dir(path: Path) -> Tree:
     root = path
     if not (path / "MANIFEST").exists() and (path / _TOP / "MANIFEST").exists():
         root = path / _TOP
-    kind_probe = {p.name for p in root.iterdir()}
+    try:
+        kind_probe = {p.name for p in root.iterdir()}
+    except OSError as e:
+        raise SnapshotError(f"{path}: {e.strerror}") from None
     wanted: Callable[..., bool] | None = None
     if "sos_commands" in kind_probe or "sos_reports" in kind_probe:
         from .foreign import sos_wanted
@@ -528,6 +531,10 @@ def _load_dir(path: Path) -> Tree:
         from .foreign import scc_wanted
 
         wanted = scc_wanted
+    elif "MANIFEST" not in kind_probe:
+        # Known by its top level alone: never read a whole tree (such as /)
+        # to find that it is none of the three.
+        raise SnapshotError(f"{path}: {_NOT_A_SNAPSHOT}")
     files: dict[str, bytes | None] = {}
     dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -562,8 +569,10 @@ def read_snapshot(path: str | Path) -> Snapshot:
     Raises :class:`SnapshotError` (one line) for what is not one of those, is
     truncated, or holds no livepatch data at all.
     """
+    if not str(path):  # Path("") is "."
+        raise SnapshotError("'': No such file or directory")
     path = Path(path)
-    if not path.exists():
+    if not os.path.exists(path):  # False, not OSError, for a name too long
         raise SnapshotError(f"{path}: No such file or directory")
     tree = load_tree(path)
     if "MANIFEST" in tree.files:
@@ -572,11 +581,14 @@ def read_snapshot(path: str | Path) -> Snapshot:
 
     snap = read_foreign(tree)
     if snap is None:
-        raise SnapshotError(
-            f"{path}: not a klpsim snapshot, sosreport or supportconfig "
-            "(no MANIFEST, sos_commands/ or basic-environment.txt)"
-        )
+        raise SnapshotError(f"{path}: {_NOT_A_SNAPSHOT}")
     return snap
+
+
+_NOT_A_SNAPSHOT = (
+    "not a klpsim snapshot, sosreport or supportconfig "
+    "(no MANIFEST, sos_commands/ or basic-environment.txt)"
+)
 
 
 # ------------------------------------------------------------ klpsim format

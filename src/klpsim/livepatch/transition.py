@@ -68,6 +68,26 @@ SIGNALS_TIMEOUT = 15
 RetryState = tuple[object, ...]
 """What _retry_state() compares between two signal periods (equality only)."""
 
+_WARN_SITES = {
+    "complete_task": "kernel/livepatch/transition.c:132 klp_complete_transition+0x1d4/0x2f0",
+    "complete_idle": "kernel/livepatch/transition.c:139 klp_complete_transition+0x248/0x2f0",
+    "cancel": "kernel/livepatch/transition.c:167 klp_cancel_transition+0x53/0x60",
+    "try_complete": "kernel/livepatch/transition.c:458 klp_try_complete_transition+0x2ba/0x2e0",
+    "start": "kernel/livepatch/transition.c:535 klp_start_transition+0x12d/0x140",
+    "init_target": "kernel/livepatch/transition.c:581 klp_init_transition+0x1a2/0x1b0",
+    "init_task": "kernel/livepatch/transition.c:600 klp_init_transition+0x15f/0x1b0",
+    "init_idle": "kernel/livepatch/transition.c:610 klp_init_transition+0x166/0x1b0",
+}
+"""transition.c's WARN_ON_ONCE() sites, where Debian's 6.12.117 build has
+them (its __bug_table entry against kallsyms)."""
+
+
+def _warn_on_once(klp: Klp, condition: bool, site: str) -> bool:
+    """WARN_ON_ONCE(condition) at *site*: a splat the first time it holds."""
+    if condition:
+        klp.kernel.warn("", _WARN_SITES[site], once_key=_WARN_SITES[site])
+    return condition
+
 
 def _state_name(state: int) -> str:
     return "patching" if state == KLP_TRANSITION_PATCHED else "unpatching"
@@ -242,7 +262,7 @@ def klp_send_signals(klp: Klp) -> None:
 
 def klp_try_complete_transition(klp: Klp) -> bool:
     """Try to switch every task; complete the transition if all switched."""
-    assert klp.target_state != KLP_TRANSITION_IDLE
+    _warn_on_once(klp, klp.target_state == KLP_TRANSITION_IDLE, "try_complete")
     sched = klp.kernel.sched
     forbidden = _forbidden_functions(klp)
     complete = True
@@ -363,7 +383,12 @@ def klp_complete_transition(klp: Klp) -> None:
     for obj in patch.obj_list:
         for func in obj.func_list:
             func.transition = False
-    for task in klp.kernel.sched.all_tasks():
+    sched = klp.kernel.sched
+    for task in sched.tasks.values():
+        _warn_on_once(klp, task.patch_pending, "complete_task")
+        task.patch_state = KLP_TRANSITION_IDLE
+    for task in sched.idle:
+        _warn_on_once(klp, task.patch_pending, "complete_idle")
         task.patch_state = KLP_TRANSITION_IDLE
     for obj in list(patch.obj_list):
         if not core.klp_is_object_loaded(obj):
@@ -410,7 +435,7 @@ def _replaced_event(klp: Klp, patch: KlpPatch, replaced: list[KlpPatch]) -> Patc
 
 def klp_cancel_transition(klp: Klp) -> None:
     """Undo a patching transition that never started (an enable error)."""
-    if klp.target_state != KLP_TRANSITION_PATCHED:
+    if _warn_on_once(klp, klp.target_state != KLP_TRANSITION_PATCHED, "cancel"):
         return
     assert klp.transition_patch is not None  # called only during a transition
     klp.msg("canceling", klp.transition_patch.name)
@@ -421,13 +446,19 @@ def klp_cancel_transition(klp: Klp) -> None:
 def klp_init_transition(klp: Klp, patch: KlpPatch, state: int) -> None:
     """Set every task to the initial state and mark the patch's funcs."""
     _event(klp, TransitionPhase.INIT, When.BEFORE, patch, state)
+    _warn_on_once(klp, klp.target_state != KLP_TRANSITION_IDLE, "init_target")
     klp.transition_patch = patch
     klp.target_state = state
     klp.msg("initializing", patch.name, _state_name(state))
     initial = (
         KLP_TRANSITION_UNPATCHED if state == KLP_TRANSITION_PATCHED else KLP_TRANSITION_PATCHED
     )
-    for task in klp.kernel.sched.all_tasks():
+    sched = klp.kernel.sched
+    for task in sched.tasks.values():
+        _warn_on_once(klp, task.patch_state != KLP_TRANSITION_IDLE, "init_task")
+        task.patch_state = initial
+    for task in sched.idle:
+        _warn_on_once(klp, task.patch_state != KLP_TRANSITION_IDLE, "init_idle")
         task.patch_state = initial
     for obj in patch.obj_list:
         for func in obj.func_list:
@@ -436,6 +467,7 @@ def klp_init_transition(klp: Klp, patch: KlpPatch, state: int) -> None:
 
 def klp_start_transition(klp: Klp) -> None:
     """Flag every task that still has to switch."""
+    _warn_on_once(klp, klp.target_state == KLP_TRANSITION_IDLE, "start")
     patch = klp.transition_patch
     assert patch is not None  # called only during a transition
     klp.msg("starting", patch.name, _state_name(klp.target_state))

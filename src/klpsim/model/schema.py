@@ -16,6 +16,7 @@ Errors are one line, ``FILE: key 'K': what is wrong``, with control
 characters in anything taken from the file escaped.
 """
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,11 @@ def parse_definition(text: str, path: Path) -> ModuleDef:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DefinitionError(f"{escape(str(path))}: invalid TOML: {escape(str(e))}") from None
+    except ValueError:  # int(): Python reads at most 4300 digits (sys.int_info)
+        raise DefinitionError(
+            f"{escape(str(path))}: invalid TOML: an integer of more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
     livepatch = r.boolean("livepatch", data.get("livepatch", False))
     if livepatch:
         return _livepatch(r, name, data)

@@ -19,7 +19,15 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NoReturn
 
-__all__ = ["Command", "ScriptError", "parse_script", "printable", "FIRST_PID", "PID_HINT"]
+__all__ = [
+    "Command",
+    "ScriptError",
+    "parse_script",
+    "decode_script",
+    "printable",
+    "FIRST_PID",
+    "PID_HINT",
+]
 
 FIRST_PID = 1001
 """The pid of a script's first spawn_task (its shell is 1000: kernel/machine.py)."""
@@ -148,6 +156,13 @@ _RESERVED = {
 
 # Word parts: (kind, source offset, raw text as written, value). Kinds:
 _PLAIN, _QUOTED = 0, 1
+
+
+def decode_script(data: bytes) -> str:
+    """A script file's text as parse_script() takes it: undecodable bytes
+    become lone surrogates and a CR stays a CR, so the parser names either
+    with its line and column instead of failing to read the file."""
+    return data.decode("utf-8", errors="surrogateescape")
 
 
 def parse_script(text: str, path: str = "<script>") -> list[Command]:

@@ -159,6 +159,7 @@ def grep(rt, args: list[str]) -> Result:
     except re.error as e:
         return _err(2, f"grep: {e}")
     out, err, matched, status = [], [], 0, None
+    named = len(files) > 1 and "h" not in opts  # -h: no file name prefix
     for path in files:
         data = rt.fs.read(path)
         if isinstance(data, int):
@@ -170,9 +171,9 @@ def grep(rt, args: list[str]) -> Result:
             if bool(rx.search(line)) != ("v" in opts):
                 count += 1
                 if "c" not in opts and "q" not in opts:
-                    out.append((f"{path}:" if len(files) > 1 else "") + line + "\n")
+                    out.append((f"{path}:" if named else "") + line + "\n")
         if "c" in opts and "q" not in opts:
-            out.append((f"{path}:" if len(files) > 1 else "") + f"{count}\n")
+            out.append((f"{path}:" if named else "") + f"{count}\n")
         matched += count
     if "q" in opts and matched:
         return 0, "", ""

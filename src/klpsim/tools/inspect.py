@@ -62,6 +62,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import json  # here, not at every klpsim start-up (build_parser imports this module)
 
     from klpsim.artifacts.ko import ElfReaderMissing, KoError, read_ko
+    from klpsim.kernel.printk import escape
 
     replace = None if args.replace is None else bool(args.replace)
     results = []
@@ -70,13 +71,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             results.append(read_ko(f, replace=replace, replace_set=args.replace_set))
         except ElfReaderMissing as e:
-            print(f"klpsim: inspect: {e}", file=sys.stderr)
+            print(f"klpsim: inspect: {escape(str(e))}", file=sys.stderr)
             return 2
         except KoError as e:
-            print(f"klpsim: {e}", file=sys.stderr)
+            print(f"klpsim: {escape(str(e))}", file=sys.stderr)
             status = 2
         except Exception as e:  # never a traceback for a file given by the user
-            print(f"klpsim: {f}: cannot read ({type(e).__name__}: {e})", file=sys.stderr)
+            print(
+                f"klpsim: {escape(f)}: cannot read ({type(e).__name__}: {escape(str(e))})",
+                file=sys.stderr,
+            )
             status = 2
     if args.json:
         json.dump([as_json(r) for r in results], sys.stdout, indent=2)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from klpsim.model.system import System
 from klpsim.scenario.helpers import filter_check_result
+from klpsim.scenario.parser import decode_script
 from klpsim.session import Session
 
 __all__ = [
@@ -180,7 +181,7 @@ class DiffResult:
 def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: bool) -> DiffResult:
     """Run one script on both sides and compare the filtered logs, and with
     *output* the normalized output."""
-    text = path.read_text()
+    text = decode_script(path.read_bytes())
     _, model, model_out = model_output(text, path, kernel, module_dirs)
     res = rk.run_script(vm, path, [str(d) for d in module_dirs])
     d = compare(str(path), comparable(model, False), comparable(res.log_lines, True))

@@ -15,7 +15,10 @@ import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from klpsim.kernel.printk import escape
 from klpsim.livepatch.profiles import all_profiles
+from klpsim.model.schema import DefinitionError
+from klpsim.scenario.parser import decode_script
 from klpsim.session import Session
 
 __all__ = ["generate", "scenarios", "SHIPPED"]
@@ -35,7 +38,10 @@ def scenarios(folder: Traversable) -> tuple[list[Traversable], dict[str, str]]:
     if mods.is_dir():
         for f in mods.iterdir():
             if f.name.endswith(".toml"):
-                definitions[f.name.removesuffix(".toml")] = f.read_text()
+                try:
+                    definitions[f.name.removesuffix(".toml")] = f.read_bytes().decode()
+                except UnicodeDecodeError:
+                    raise DefinitionError(f"{escape(str(f))}: not a UTF-8 text file") from None
     return scripts, definitions
 
 
@@ -44,7 +50,7 @@ def run_cell(script: Traversable, label: str, definitions: dict[str, str], profi
     session = Session(profile, definitions=definitions, path=label, err=err)
     kernel = session.kernel
     original = {name: kernel.fs.read(path) for name, path in FILES.items()}
-    session.run(script.read_text(), check=True, stop_at_violation=False)
+    session.run(decode_script(script.read_bytes()), check=True, stop_at_violation=False)
     parts = []
     active = kernel.fs.listdir("/sys/kernel/livepatch")
     assert isinstance(active, list)  # made at boot: never an errno
@@ -89,7 +95,7 @@ def generate(folder: Traversable = SHIPPED, label: str = "semantics") -> str:
         "|---|" + "---|" * len(profiles),
     ]
     for script in scripts:
-        lines = script.read_text().splitlines()
+        lines = decode_script(script.read_bytes()).splitlines()
         title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else ""
         name = script.name.removesuffix(".sh").split("-", 1)[-1].replace("-", " ")
         where = f"{label}/{script.name}"

@@ -39,7 +39,9 @@ def python_collector_text() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        from klpsim.kernel.printk import escape
+
+        self.exit(2, f"{self.prog}: error: {escape(message)}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,23 +72,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    collecting = args.out or args.ko or args.force or args.root
-    if args.print_script and (args.show or collecting):
+    # "is not None": an empty --show '' is still --show, never a collection.
+    collecting = args.out is not None or args.ko is not None or args.force or args.root
+    showing = args.show is not None
+    if args.print_script and (showing or collecting):
         print(f"{_PROG}: --print-script takes no other option", file=sys.stderr)
         return 2
-    if args.show and collecting:
+    if showing and collecting:
         print(f"{_PROG}: --show takes no other option", file=sys.stderr)
         return 2
     if args.print_script:
         sys.stdout.write(script_text())
         return 0
-    if args.show:
+    if showing:
         from klpsim.artifacts.snapshot import SnapshotError, read_snapshot
+        from klpsim.kernel.printk import escape
 
         try:
             snap = read_snapshot(args.show)
         except SnapshotError as e:
-            print(f"{_PROG}: {e}", file=sys.stderr)
+            print(f"{_PROG}: {escape(str(e))}", file=sys.stderr)
             return 2
         sys.stdout.write(show_text(snap))
         return 0

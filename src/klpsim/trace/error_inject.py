@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from klpsim.kernel.errno import EBUSY, EINVAL, ENOENT, ERANGE
 from klpsim.kernel.module import MODULE_STATE_COMING, MODULE_STATE_GOING
 from klpsim.kernel.params import kstrtoint, kstrtoull
-from klpsim.kernel.printk import KERN_NOTICE
+from klpsim.kernel.printk import KERN_NOTICE, KERN_WARNING
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tracepoint import Tracepoint
 from klpsim.trace.events import FailFunctionInjected
@@ -106,7 +106,14 @@ class FaultAttr:
         self.verbose = 2
         self.count = 0
         self._rng: Random | None = None
-        self._burst: list[int] = []  # DEFAULT_RATELIMIT_INTERVAL 5 s, burst 10
+        # ratelimit_state: RATELIMIT_STATE_INIT_DISABLED (interval 0: no
+        # limit), until verbose_ratelimit_interval_ms is set.
+        self.ratelimit_interval = 0
+        """In jiffies, whatever the file's name says (debugfs_create_u32())."""
+        self.ratelimit_burst = 10  # DEFAULT_RATELIMIT_BURST
+        self._rs_begin = 0
+        self._rs_printed = 0
+        self._rs_missed = 0
 
     def should_fail(self, size: int = 1) -> bool:
         if self.probability == 0 or self.times == 0:
@@ -129,16 +136,35 @@ class FaultAttr:
             self.times -= 1
         return True
 
+    def _ratelimit(self) -> bool:
+        """___ratelimit() of lib/ratelimit.c: at most burst messages in each
+        window of interval jiffies; a new window first says how many were
+        suppressed in the last one."""
+        interval, burst = self.ratelimit_interval, self.ratelimit_burst
+        if not interval:
+            return True
+        jiffies = self.kernel.clock.jiffies
+        if not self._rs_begin:
+            self._rs_begin = jiffies
+        if jiffies > self._rs_begin + interval:  # time_is_before_jiffies()
+            if self._rs_missed:
+                self.kernel.log.printk(
+                    KERN_WARNING, f"fail_dump: {self._rs_missed} callbacks suppressed"
+                )
+                self._rs_missed = 0
+            self._rs_begin = jiffies
+            self._rs_printed = 0
+        if burst and burst > self._rs_printed:
+            self._rs_printed += 1
+            return True
+        self._rs_missed += 1
+        return False
+
     def _fail_dump(self) -> None:
-        """fail_dump(): the notice (ratelimited). dump_stack() for verbose > 1
-        is not modelled: task stacks here are not the kernel's backtraces."""
-        if self.verbose <= 0:
+        """fail_dump(): the notice. dump_stack() for verbose > 1 is not
+        modelled: task stacks here are not the kernel's backtraces."""
+        if self.verbose <= 0 or not self._ratelimit():
             return
-        now = self.kernel.clock.now
-        self._burst = [t for t in self._burst if now - t < 5 * 10**9]
-        if len(self._burst) >= 10:
-            return
-        self._burst.append(now)
         self.kernel.log.printk(
             KERN_NOTICE,
             "FAULT_INJECTION: forcing a failure.\n"
@@ -149,6 +175,23 @@ class FaultAttr:
     def files(self, fs: VFS, base: str) -> None:
         for attr in ("probability", "interval", "times", "space", "verbose"):
             fs.create_file(f"{base}/{attr}", 0o600, self._show(attr), self._store(attr))
+        for name, attr in (
+            ("verbose_ratelimit_interval_ms", "ratelimit_interval"),
+            ("verbose_ratelimit_burst", "ratelimit_burst"),
+        ):
+            fs.create_file(f"{base}/{name}", 0o600, self._show(attr), self._store_u32(attr))
+
+    def _store_u32(self, attr: str) -> Store:
+        """debugfs_create_u32(): kstrtoull, then the low 32 bits."""
+
+        def store(text: str) -> int:
+            value = kstrtoull(text)
+            if value < 0:
+                return value
+            setattr(self, attr, value % 2**32)
+            return len(text)
+
+        return store
 
     def _show(self, attr: str) -> Show:
         return lambda: f"{getattr(self, attr)}\n"

@@ -37,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-    print(f"klpsim vm: {message}", file=sys.stderr)
+    from klpsim.kernel.printk import escape
+
+    print(f"klpsim vm: {escape(message)}", file=sys.stderr)
     return 2
 
 
