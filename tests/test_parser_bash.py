@@ -105,7 +105,9 @@ class Bash:
         files = {p.name: p.read_bytes() for p in (d / "run").iterdir()}
         log = (d / "log").read_bytes() if (d / "log").exists() else b""
         outcome = Outcome(log, (d / "out").read_bytes(), (d / "err").read_bytes(), files)
-        shutil.rmtree(d)
+        # A job the script put in the background (a refused '&') may still be
+        # writing here; the directory is this example's alone.
+        shutil.rmtree(d, ignore_errors=True)
         return outcome
 
     def close(self) -> None:
