@@ -60,7 +60,7 @@ def test_replaceable_replace_takes_only_replaceable_patches():
     assert p.replaces(patch("plain"), yes) is False
     assert (p.nops_for(rep, yes), p.nops_for(rep, no)) == (True, False)
     assert (p.adds_nops(rep), p.adds_nops(yes)) == (True, False)
-    assert not p.conflicts(None, rep, no)
+    assert p.conflict(None, rep, no) is None
 
 
 def test_replace_tag_replaces_its_tag_and_tag_0_but_nops_cover_all():
@@ -86,7 +86,7 @@ def test_replace_set_012_zero_none_one_all_two_up_own():
     assert not p.state_compatible(patch("n", replace_set=2), s2, st)
     assert p.state_compatible(patch("n", replace_set=3), s2, st)
     assert not p.state_compatible(patch("n", replace_set=3, states=[(5, 1)]), s2, st)
-    assert not p.conflicts(None, s2, s3) and not p.disjoint_sets
+    assert p.conflict(None, s2, s3) is None and not p.disjoint_sets
 
 
 @pytest.mark.parametrize("value, expect", [("0\n", 2), ("1\n", 2), ("maybe\n", -22)])

@@ -348,16 +348,6 @@ class Tree:
         return sorted(self.children.get(rel, ()))
 
 
-def _strip_top(names: list[str]) -> str:
-    """The one top directory all members share, or ''."""
-    tops = {n.split("/", 1)[0] for n in names if n}
-    if len(tops) == 1:
-        top = tops.pop()
-        if all(n == top or n.startswith(top + "/") for n in names):
-            return top
-    return ""
-
-
 def _tar_wanted(top: str) -> Callable[[str], bool]:
     if top.startswith(("sosreport", "sos-collector")):
         from .foreign import sos_wanted

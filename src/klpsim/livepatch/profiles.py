@@ -89,12 +89,9 @@ class ReplacePolicy:
     function_rule = "two patches may not patch the same function"
     """conflict()'s rule (RefusalRule.SET_FUNCTION), in words."""
 
-    def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
-        """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""
-        return self.conflict(klp, new, old_patch) is not None
-
     def conflict(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
-        """The function (function_label()) that makes conflicts() true, or None."""
+        """An extra reason to refuse *new* next to *old_patch* (none in mainline):
+        the function (function_label()) they share, or None."""
         return None
 
     def set_of(self, patch: KlpPatch) -> int | None:
