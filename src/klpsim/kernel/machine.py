@@ -231,13 +231,18 @@ class Kernel:
             lambda: "".join(f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)),
         )
 
-    def _proc_show(self, func: str) -> Callable[[], str]:
+    def _proc_show(self, func: str) -> Callable[[], str | int]:
         sym = self._vmlinux_func(func)
 
-        def show() -> str:
+        def show() -> str | int:
             seq: list[str] = []
-            self.call(self.sched.current, sym, seq)
-            return "".join(seq)
+            err = self.call(self.sched.current, sym, seq)
+            # seq_read_iter(): a show() below 0 fails the read with that
+            # error; above 0 (SEQ_SKIP) drops the record, and a
+            # single_open() file then reads empty.
+            if err < 0:
+                return err
+            return "" if err else "".join(seq)
 
         return show
 
