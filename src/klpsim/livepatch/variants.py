@@ -8,11 +8,14 @@ livepatch: Introduce replace set support"), and RFC 3/4 + 4/4 of
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from klpsim.livepatch.profiles import (
     MAINLINE_ATTRS,
     MAINLINE_CONFIG,
+    PROFILES,
+    PatchAttr,
     Profile,
     ReplacePolicy,
     register,
@@ -82,16 +85,40 @@ class ReplaceSetPolicy(ReplacePolicy):
         return other.replace_set == transition_patch.replace_set
 
 
+# v2 2/4 renames replace -> replace_set (RO, "%u\n"); v2 3/4 removes stack_order.
+REPLACE_SET_ATTRS = ("enabled", "transition", "force", "replace_set")
+REPLACE_SET_EXTRA: dict[str, PatchAttr] = {
+    "replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)
+}
+
 register(
     Profile(
         name="replace-set",
         summary="7.1 + replace_set v2 (2026-05-29): scoped atomic replace, cross-set checks",
         release="7.1.0-replace-set",
         policy=ReplaceSetPolicy(),
-        # v2 2/4 renames replace -> replace_set; v2 3/4 removes stack_order.
-        patch_attrs=("enabled", "transition", "force", "replace_set"),
+        patch_attrs=REPLACE_SET_ATTRS,
         config=MAINLINE_CONFIG,
-        extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
+        extra_patch_attrs=REPLACE_SET_EXTRA,
+    )
+)
+
+# The kernel `klpsim vm --kernel replace-set` builds (real/vm/rskernel.py):
+# Debian's 6.12 source with the v2 rules, so the 6.12 profile's base
+# behaviour (kstrtobool without e/d, the kprobe arming error, task switching
+# in cond_resched(), no stack_order) under the same policy and sysfs as
+# "replace-set". Its config is data/replace-set.config: error injection on,
+# no IBT (x86_64 tinyconfig leaves X86_KERNEL_IBT off).
+register(
+    dataclasses.replace(
+        PROFILES["6.12"],
+        name="replace-set-6.12",
+        summary="Debian's 6.12 + replace_set v2: the kernel `klpsim vm --kernel replace-set` builds",
+        release="6.12.117-klpsim-rs",
+        policy=ReplaceSetPolicy(),
+        patch_attrs=REPLACE_SET_ATTRS,
+        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT"},
+        extra_patch_attrs=REPLACE_SET_EXTRA,
     )
 )
 

@@ -4,7 +4,8 @@
 
 Each script runs on the model's profile of that kernel and in one booted
 QEMU guest of the real kernel (Debian's, or 6.12 built with the replace_set
-rules for the ``replace-set`` profile). The two kernel logs are filtered as
+rules, whose profile is ``replace-set-6.12``: real/vm's model_profile()).
+The two kernel logs are filtered as
 functions.sh's check_result filters them (lines with ``livepatch:`` or
 ``test_klp``, no taint notices) and compared; a mismatch prints a unified
 diff. Exit 1 if any script differs.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klpsim.model.system import System
+from klpsim.real.vm import model_profile
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.session import Session
 
@@ -52,9 +54,14 @@ SETUP_CONFIG_LINES = ("livepatch: kernel.ftrace_enabled = 1",)
 def run_model(
     text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
 ) -> tuple[int, System]:
-    """Run a script on a freshly booted model: (exit status, the System after it)."""
+    """Run a script on a freshly booted model of real *kernel* (its profile,
+    model_profile()): (exit status, the System after it)."""
     session = Session(
-        kernel, module_dirs=module_dirs, script_dir=path.parent, definitions=texts, path=str(path)
+        model_profile(kernel),
+        module_dirs=module_dirs,
+        script_dir=path.parent,
+        definitions=texts,
+        path=str(path),
     )
     return session.run(text), session.system
 
@@ -74,7 +81,7 @@ def model_output(
     script's stdout and stderr as one stream, as the guest's agent captures it)."""
     out = io.StringIO()
     session = Session(
-        kernel,
+        model_profile(kernel),
         module_dirs=module_dirs,
         script_dir=path.parent,
         definitions=texts,
