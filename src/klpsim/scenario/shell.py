@@ -208,13 +208,15 @@ def _kmod_new(rt) -> str:
     cmdline_proc_show(), and whatever probes it fires (seen on Debian's
     kernels: a kprobe on it logs at each kmod command). A read that fails
     (a patched show() returning an error) is logged by libkmod's default
-    log function, without its debug prefix as Debian builds it, and the
-    command goes on (kmod_config_new() ignores the error): what it writes
-    to stderr."""
+    log function, log_filep(), with the priority, file and line that
+    Debian's kmod 30 (built with ENABLE_DEBUG) prints, as measured in the
+    guest; the command goes on (kmod_config_new() ignores the error).
+    Returns what it writes to stderr."""
     data = rt.fs.read("/proc/cmdline")
     if isinstance(data, int):
         return (
-            "libkmod: kmod_config_parse_kcmdline: could not read from "
+            "libkmod: ERROR ../libkmod/libkmod-config.c:521 kmod_config_parse_kcmdline: "
+            "could not read from "
             f"'/proc/cmdline': {strerror(data)}\n"
         )
     return ""
