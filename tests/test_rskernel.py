@@ -6,6 +6,8 @@ anchor matches whatever the white space, once, never inside a word, and a
 missing or repeated anchor is one line naming the file and the anchor.
 """
 
+import os
+
 import pytest
 
 from klpsim.real.vm.errors import VMError
@@ -200,7 +202,12 @@ def test_a_new_build_prunes_the_older_ones(tmp_path, monkeypatch):
         for sub in ("build", "run"):
             (tmp_path / "klpsim" / sub / kver).mkdir(parents=True)
     cache.dir("pristine").mkdir()
+    in_use = cache.kernels / "replace-set-6.12.117-1~deb12u1-cccccccccccc"
+    (in_use / "obj/include/config").mkdir(parents=True)
+    (in_use / "obj/include/config/kernel.release").write_text("6.12.117-klpsim-rs-cccccccc\n")
+    (tmp_path / "klpsim/run/6.12.117-klpsim-rs-cccccccc" / str(os.getpid())).mkdir(parents=True)
     assert sorted(p.name for p in cache.prune(keep=new)) == [other_version.name, old.name]
+    assert in_use.exists()  # a live process runs it
     assert new.exists() and cache.dir("pristine").exists() and not old.exists()
     assert sorted(p.name for p in (tmp_path / "klpsim/build").iterdir()) == [
         "6.12.117-klpsim-rs-ba987654"

@@ -150,6 +150,9 @@ def grep(rt, args: list[str]) -> Result:
     if not rest:
         return _err(2, "Usage: grep [OPTION]... PATTERNS [FILE]...")
     pattern, files = rest[0], rest[1:]
+    # -H names the file on every line, -h on none; by default only when
+    # there are several files.
+    names = "H" in opts or (len(files) > 1 and "h" not in opts)
     regex = re.escape(pattern) if "F" in opts else bre_to_python(pattern, "E" in opts)
     if "w" in opts:
         regex = rf"(?<![\w]){regex}(?![\w])"
@@ -171,9 +174,9 @@ def grep(rt, args: list[str]) -> Result:
             if bool(rx.search(line)) != ("v" in opts):
                 count += 1
                 if "c" not in opts and "q" not in opts:
-                    out.append((f"{path}:" if len(files) > 1 else "") + line + "\n")
+                    out.append((f"{path}:" if names else "") + line + "\n")
         if "c" in opts and "q" not in opts:
-            out.append((f"{path}:" if len(files) > 1 else "") + f"{count}\n")
+            out.append((f"{path}:" if names else "") + f"{count}\n")
         matched += count
     if "q" in opts and matched:
         return 0, "", ""

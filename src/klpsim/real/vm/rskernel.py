@@ -887,13 +887,23 @@ class _Cache:
 
     def prune(self, keep: Path) -> list[Path]:
         """Remove every other replace-set build (about 2.2 GB each), and the
-        module builds and run directories of their kernels."""
+        module builds and run directories of their kernels; a build that a
+        live process still uses (api.RealKernel's run/<kver>/<pid>) stays."""
         gone = []
         for d in self.builds():
             if d == keep:
                 continue
             release = d / "obj/include/config/kernel.release"
             kver = release.read_text().strip() if release.exists() else None
+            runs = cache_root() / "run" / kver if kver else None
+            if (
+                runs is not None
+                and runs.is_dir()
+                and any(
+                    p.name.isdigit() and Path(f"/proc/{p.name}").exists() for p in runs.iterdir()
+                )
+            ):
+                continue
             shutil.rmtree(d, ignore_errors=True)
             if kver:
                 for sub in ("build", "run"):
