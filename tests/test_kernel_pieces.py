@@ -187,3 +187,12 @@ def test_spawn_refuses_an_unknown_frame():
     with pytest.raises(LookupError, match="no vmlinux function no_such_func"):
         kernel.spawn("t", stack=("schedule", "no_such_func"))
     assert [t.comm for t in kernel.sched.tasks.values()].count("t") == 0
+
+
+def test_dev_null_is_there():
+    """Found by klpsim fuzz on 6.12 (seed 101): 'cat FILE > /dev/null' is
+    'No such file or directory' on a model without the null device."""
+    sim = Sim("6.12")
+    fs = sim.system.kernel.fs
+    assert fs.read("/dev/null") == "" and fs.write("/dev/null", "x\n") == 2
+    assert sim.run("cat /proc/version > /dev/null") == 0 and sim.err.getvalue() == ""

@@ -172,6 +172,8 @@ class Kernel:
             fs.create_file(path, 0o444, self._proc_show(func))
         fs.create_file("/proc/kallsyms", 0o444, self._kallsyms_show)
         fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)
+        # drivers/char/mem.c's null device: reads are empty, writes vanish.
+        fs.create_file("/dev/null", 0o666, lambda: "", len)
         fs.create_file(
             "/sys/kernel/debug/dynamic_debug/control", 0o644, lambda: "", self._dyndbg_write
         )

@@ -345,7 +345,7 @@ class _Builder:
                 f"echo 1 > {ev}/enable",
                 f"cat {path} > /dev/null",
                 f"echo 0 > {ev}/enable",
-                f"grep -c test_klp_fz {TRACING}/trace",
+                f"grep -c {func} {TRACING}/trace",
                 f"echo > {TRACING}/kprobe_events",
                 f"echo > {TRACING}/trace",
             ]
