@@ -198,7 +198,16 @@ class _Builder:
         free_lps = [m for m in mods if mods[m].klp and not mods[m].refcnt]
         op = rng.choice(
             ["load"] * 4
-            + ["disable", "unload", "target", "grep", "dup_load", "enabled_write", "sysfs_read"]
+            + [
+                "disable",
+                "unload",
+                "unload",
+                "target",
+                "grep",
+                "dup_load",
+                "enabled_write",
+                "sysfs_read",
+            ]
             + ["stall", "kselftest", "sympos"]
         )
         if rng.random() < 0.06:
@@ -233,8 +242,12 @@ class _Builder:
         elif op == "enabled_write" and patches:
             p = rng.choice(patches)
             value = rng.choice(("0", "1", "garbage", "1 2", "on"))
-            # then the transition and the async free are done on both sides
-            lines = [f"echo {value} > {LP}/{p}/enabled", "sleep 2"]
+            # Wait for the unpatching transition to end and the patch to go,
+            # as disable_lp does: a fixed sleep races the transition work on
+            # a loaded host (seed 202).
+            lines = [f"echo {value} > {LP}/{p}/enabled"]
+            if value == "0":
+                lines.append(f"loop_until test ! -e {LP}/{p}")
             self.try_step("enabled_write", lines)
         elif op == "sysfs_read":
             self._sysfs_read(system)
@@ -280,8 +293,9 @@ class _Builder:
         stalls. It may be reversed and re-enabled (``echo 0`` then ``echo 1
         > enabled``: the patch is disabled, then enabled again while the
         transition lasts), then it ends in a force or a reversal. Sysfs is
-        read only where the state is settled (stalled, or after the one
-        second transition work has run)."""
+        read only where the state is settled: stalled, or once loop_until
+        saw the transition end (a fixed sleep raced the transition work on
+        a loaded host: seed 202)."""
         rng = self.rng
         demo = f"{LP}/{DEMO}"
         read = f"grep -H . {demo}/enabled {demo}/transition /proc/1/patch_state"
@@ -292,16 +306,22 @@ class _Builder:
             kinds |= {"enabled_write", "reenable"}
         forced = rng.random() < 0.45
         if forced:
-            lines += [f"echo 1 > {demo}/force", "sleep 2", read]
+            lines += [
+                f"echo 1 > {demo}/force",
+                f"loop_until grep -q '^0$' {demo}/transition",
+                read,
+            ]
             kinds.add("force")
         else:
-            lines += [f"echo 0 > {demo}/enabled", "sleep 2"]
-            kinds.add("enabled_write")
+            # The reversal: disable_lp waits for the patch to go, however
+            # long the unpatching takes on the real kernel (its RCU-tasks
+            # waits took more than two seconds under TCG, seed 202).
+            lines.append(f"disable_lp {DEMO}")
         if self.try_step("stall", lines):
             self.sc.kinds |= kinds
-            self.try_step("stall", [f"unload_mod {BUSY}"])
             if forced:
                 self.try_step("stall", [f"disable_lp {DEMO}"])
+            self.try_step("stall", [f"unload_mod {BUSY}"])
             self.try_step("stall", [f"unload_lp {DEMO}"])
 
     def _kselftest(self, mods, patches) -> None:
