@@ -56,7 +56,7 @@ def test_unknown_module(tmp_path):
     path = script(tmp_path, "log a\nload_lp no_such_module\n")
     msg = one_line_error(klpsim("run", str(path)))
     assert msg == (
-        f"klpsim: {path}:2: unknown module 'no_such_module' (looked for no_such_module.toml "
+        f"klpsim: {path}:2: unknown module 'no_such_module' (looked for no_such_module.toml or no_such_module.ko "
         f"in {tmp_path}/test_modules/, then in klpsim's built-in modules)"
     )
 

@@ -9,10 +9,12 @@ from klpsim.livepatch.events import (
     PatchFreed,
     PatchRefused,
     RefusalReason,
+    RefusalRule,
     TransitionEvent,
     TransitionForced,
     TransitionPhase,
     TransitionTarget,
+    Unresolved,
     When,
 )
 from klpsim.trace.events import LinkAttached, LinkKind, ProgramRan
@@ -62,8 +64,81 @@ def test_refused_load_names_errno_and_reason():
         "test_klp_state",
         -EINVAL,
         RefusalReason.INCOMPATIBLE,
-        Conflict("a patch may not lower the version of a state", "test_klp_state2", None, 1),
+        Conflict(
+            "a patch may not lower the version of a state",
+            "test_klp_state2",
+            None,
+            1,
+            kind=RefusalRule.STATE_DOWNGRADE,
+        ),
     )
+
+
+_SET_A = """livepatch = true
+replace_set = 1
+[[objects]]
+name = "vmlinux"
+funcs = [{ old_name = "meminfo_proc_show" }, { old_name = "init_once", old_sympos = 2 }]
+[[states]]
+id = 7
+version = 1
+"""
+
+
+def _refused(profile: str, second: str) -> PatchRefused:
+    s = Sim(profile, definitions={"team_a": _SET_A, "team_b": second})
+    s.sh("load_lp team_a\nload_failing_mod team_b")
+    (refused,) = [e for e in events(s) if isinstance(e, PatchRefused)]
+    return refused
+
+
+def test_refusal_names_the_function_of_another_set():
+    b = 'livepatch = true\nreplace_set = 2\n[[objects]]\nname = "vmlinux"\n'
+    b += 'funcs = [{ old_name = "init_once", old_sympos = 2 }]\n'
+    refused = _refused("replace-set", b)
+    assert refused.conflict == Conflict(
+        "two replace sets may not patch the same function",
+        "team_a",
+        1,
+        function="init_once,2",
+        kind=RefusalRule.SET_FUNCTION,
+    )
+    assert refused.replace_set == 2 and refused.unresolved is None
+
+
+def test_refusal_names_the_state_of_another_set():
+    b = "livepatch = true\nreplace_set = 2\n[[states]]\nid = 7\nversion = 3\n"
+    refused = _refused("replace-set", b)
+    assert refused.conflict == Conflict(
+        "two replace sets may not share a state id", "team_a", 1, 7, kind=RefusalRule.SET_STATE
+    )
+
+
+def test_refusal_names_a_missing_state_of_the_same_set():
+    refused = _refused("replace-set", "livepatch = true\nreplace_set = 1\n")
+    assert refused.conflict == Conflict(
+        "a patch must keep every state of the older patches of its set",
+        "team_a",
+        1,
+        7,
+        kind=RefusalRule.STATE_MISSING,
+    )
+
+
+def test_refusal_names_the_missing_or_ambiguous_symbol():
+    missing = 'livepatch = true\n[[objects]]\nname = "vmlinux"\nfuncs = [{ old_name = "nope" }]\n'
+    refused = _refused("7.1", missing)
+    assert (refused.reason, refused.conflict, refused.unresolved) == (
+        RefusalReason.INIT,
+        None,
+        Unresolved(RefusalRule.SYMBOL_NOT_FOUND, None, "nope", 0, 0),
+    )
+    ambiguous = missing.replace('"nope"', '"show_device"')
+    refused = _refused("7.1", ambiguous)
+    assert refused.unresolved == Unresolved(RefusalRule.SYMBOL_AMBIGUOUS, None, "show_device", 0, 2)
+    beyond = ambiguous.replace('"show_device" }', '"show_device", old_sympos = 3 }')
+    refused = _refused("7.1", beyond)
+    assert refused.unresolved == Unresolved(RefusalRule.SYMPOS_NOT_FOUND, None, "show_device", 3, 2)
 
 
 def test_forced_transition_names_pinned_patches():

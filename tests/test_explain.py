@@ -131,6 +131,41 @@ def test_refused_while_another_patch_is_in_transition(tmp_path):
     ) in notes(r.out)
 
 
+def test_a_symbol_lookup_refusal_names_the_patch_the_object_and_the_count(tmp_path):
+    mods = tmp_path / "test_modules"
+    mods.mkdir()
+    funcs = {
+        "lp_nope": '"nope"',
+        "lp_amb": '"show_device"',
+        "lp_pos": '"show_device", old_sympos = 3',
+    }
+    for name, func in funcs.items():
+        (mods / f"{name}.toml").write_text(
+            f'livepatch = true\n[[objects]]\nname = "vmlinux"\nfuncs = [{{ old_name = {func} }}]\n'
+        )
+    path = tmp_path / "s.sh"
+    path.write_text("".join(f"load_failing_mod {name}\n" for name in funcs))
+    session = Session("6.12", transcript=True, script_dir=tmp_path)
+    count = len(session.kernel.kallsyms.find(None, "show_device"))
+    assert count == 2  # two static show_device in the model's vmlinux, as on Debian's
+    r = klpsim("run", "--kernel", "6.12", str(path))
+    assert notes(r.out) == [
+        "'lp_nope' refused (-EINVAL): vmlinux has no symbol nope; "
+        "a patched function must exist in its object",
+        f"'lp_amb' refused (-EINVAL): vmlinux has {count} symbols show_device; old_sympos 0 "
+        f"takes only a unique name: old_sympos 1 to {count} picks one, in kallsyms order",
+        f"'lp_pos' refused (-EINVAL): vmlinux has {count} symbols show_device; "
+        "old_sympos 3 is beyond them",
+    ]
+    # the log names the symbol; the note follows it, before insmod's error
+    out = output_of(r.out, "load_failing_mod lp_pos")
+    assert out[-3:-1] == [
+        "[    0.002000] livepatch: symbol position 3 for symbol 'show_device' in object "
+        "'vmlinux' not found",
+        NOTE + notes(r.out)[2],
+    ]
+
+
 def test_forced_transition_names_the_pinned_modules():
     r = klpsim(
         "run", str(ROOT / "tests" / "scenarios" / "replace-set" / "force-marks-same-set-only.sh")

@@ -123,6 +123,25 @@ def test_klp_patch_layout(tmp_path):
     assert list(got) == ["file", *KLP_PATCH_JSON]
 
 
+def test_a_patch_of_no_object_keeps_its_states(tmp_path):
+    """objs is only the terminator (in .bss): the patch holds states and nothing else."""
+    data = bytearray(256)
+    struct.pack_into("<QI", data, 200, 5, 2)  # states[0] = {5, 2}
+    relocs = [(0, "__this_module", 0), (8, "sec:.bss", 0), (16, "sec:.data", 200)]
+    bss = Sec(".bss", flags=A | W, type=SHT_NOBITS, size=64)
+    secs, syms = _common(
+        "livepatch=Y\0" + MODINFO, [Sec(".data", bytes(data), A | W, relocs=relocs), bss]
+    )
+    ko = write(tmp_path, "lp_mini.ko", elf(secs, syms))
+    r, (got,) = inspect_json(ko)
+    assert r.status == 0, r.err
+    assert (got["layout"], got["objects"], got["states"]) == (
+        "klp_patch",
+        [],
+        [{"id": 5, "version": 2}],
+    )
+
+
 def test_replace_set_from_modinfo_and_width(tmp_path):
     """patch+24 is a bool on mainline, a u32 replace_set in the replace-set series."""
     hinted = write(

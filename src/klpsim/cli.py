@@ -75,6 +75,18 @@ def _config(items: list[str]) -> dict[str, bool]:
     return overrides
 
 
+def _symbols(path: str | None):  # -> SymbolTable | None
+    """``--kallsyms FILE``: the table, or _BadInput naming the file."""
+    if path is None:
+        return None
+    from klpsim.artifacts.kallsyms import KallsymsError, read_symbol_table
+
+    try:
+        return read_symbol_table(path)
+    except KallsymsError as e:
+        raise _BadInput(f"--kallsyms {e}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from klpsim.scenario.parser import ScriptError
     from klpsim.session import CheckFailed, Session, SessionError
@@ -82,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = _config(args.config)
         label, script_dir = _script_place(args.script)
+        symbols = _symbols(args.kallsyms)
         session = Session(
             args.kernel,
             config=config,
@@ -94,6 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             show_stdout=not args.dmesg,
             path=label,
             notes=not args.quiet_notes,
+            symbols=symbols,
         )
         notes = session.record_notes() if args.html is not None else []
         status = session.run(_read_script(args.script), check=args.check)
@@ -294,6 +308,39 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         )
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from klpsim.tools.check import run_check
+
+    return run_check(args)
+
+
+def _add_check_parser(sub) -> None:  # the command imports tools.check when it runs
+    p = sub.add_parser(
+        "check",
+        help="an offline verdict on a set of livepatches (.ko or .toml), by running the model",
+        description="Load the livepatches in order on a simulated kernel and report what "
+        "each load does: refusals with the rule, the function or state and the other patch; "
+        "what each replace re-patches, reverts or keeps. Exit 0: every load accepted and no "
+        "silent revert; 1: otherwise; 2: bad input.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="livepatch or plain modules")
+    p.add_argument("--kernel", default="replace-set", metavar="PROFILE",
+                   help="kernel profile (default: replace-set; see 'klpsim kernels')")  # fmt: skip
+    p.add_argument(
+        "--kallsyms", metavar="FILE", help="the target kernel's /proc/kallsyms or System.map"
+    )
+    p.add_argument("--order", choices=["as-given", "any"], default="as-given",
+                   help="any: also search other load orders for the smallest that fails")  # fmt: skip
+    p.add_argument("--suggest-sets", action="store_true",
+                   help="propose a replace_set per patch so no two sets share a function or state")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--replace", action="append", default=[], metavar="MOD=0|1",
+                   help="replace for a patch whose file does not hold it")  # fmt: skip
+    p.add_argument("--replace-set", action="append", default=[], metavar="MOD=N",
+                   help="replace_set for a patch whose file does not hold it")  # fmt: skip
+    p.set_defaults(func=_cmd_check)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line and exit status 2, not argparse's usage block."""
@@ -325,7 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="directory of module definitions (MOD.toml); may be repeated",
+        help="directory of modules (MOD.toml definitions, MOD.ko files); may be repeated",
+    )
+    run.add_argument(
+        "--kallsyms",
+        metavar="FILE",
+        help="a /proc/kallsyms copy or a System.map (.gz too): the kernel's real symbol names",
     )
     run.add_argument(
         "--dmesg", action="store_true", help="print only the kernel log, as 'dmesg --notime' would"
@@ -416,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     from klpsim.tools.inspect import add_inspect_parser
 
     add_inspect_parser(sub)
+    _add_check_parser(sub)
     sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)

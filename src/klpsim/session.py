@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from klpsim.kernel.machine import Kernel
+from klpsim.kernel.symbols import SymbolSource
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import DEFAULT_PROFILE, Profile, all_profiles
 from klpsim.model.system import System, UnknownConfig, boot
@@ -68,10 +69,12 @@ class Session:
     *definitions* are in-memory module definitions ({name: TOML text});
     *module_dirs* are ``--modules`` directories; *script_dir* is where the
     script lives (its ``test_modules/`` folder is searched after them).
-    Output goes to *out* and *err* (captured in memory if not given): a
-    transcript, or with ``transcript=False`` only what commands print
-    (*show_stdout*) and their errors. A transcript has the model's notes
-    (model/notes.py) unless *notes* is false.
+    *symbols* is a real symbol table (``--kallsyms``) the kernel takes its
+    names from (model/system.py's boot()). Output goes to *out* and *err*
+    (captured in memory if not given): a transcript, or with
+    ``transcript=False`` only what commands print (*show_stdout*) and their
+    errors. A transcript has the model's notes (model/notes.py) unless
+    *notes* is false.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Session:
         nr_cpus: int = 2,
         extra_funcs: int = 0,
         notes: bool = True,
+        symbols: SymbolSource | None = None,
     ):
         if isinstance(profile, str) and profile not in all_profiles():
             raise SessionError(f"unknown kernel profile '{profile}' (see 'klpsim kernels')")
@@ -99,7 +103,11 @@ class Session:
                 raise SessionError(f"--modules {d}: not a directory")
         try:
             self.system: System = boot(
-                profile, nr_cpus=nr_cpus, extra_funcs=extra_funcs, config_overrides=config
+                profile,
+                nr_cpus=nr_cpus,
+                extra_funcs=extra_funcs,
+                config_overrides=config,
+                symbols=symbols,
             )
         except UnknownConfig as e:
             raise SessionError(f"--config: {e}") from None

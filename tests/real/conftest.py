@@ -64,6 +64,7 @@ FIXTURE_TOMLS = [
     DEFS / "klpsim_lp_b.toml",
     DEFS / "klpsim_mod_a.toml",
     INSPECT_DEFS / "klpsim_ins_multi.toml",
+    INSPECT_DEFS / "klpsim_ins_states_only.toml",
 ]
 
 

@@ -201,6 +201,11 @@ class SymbolTable:
             return tuple(out)
         return tuple(s for s in out if s.module == module)
 
+    def find(self, name: str, module: str | None) -> list[tuple[int, bool]]:
+        """kernel/symbols.py's SymbolSource: each symbol ``name`` of ``module``
+        (None: vmlinux) in order, as (address, is text)."""
+        return [(s.address, s.is_function) for s in self.lookup(name, module)]
+
     def count(self, name: str, module: str | None = None) -> int:
         """How many symbols of that name ``module`` (None: vmlinux) has."""
         return len(self.lookup(name, module))

@@ -56,8 +56,10 @@ __all__ = [
     "KoParam",
     "KoState",
     "LivepatchModule",
+    "PlainModule",
     "Setting",
     "read_ko",
+    "read_module",
 ]
 
 LAYOUT_KLP_PATCH = "klp_patch"
@@ -195,6 +197,23 @@ class LivepatchModule:
     """How the data was read and what could not be (human readers only)."""
 
 
+@dataclass(frozen=True)
+class PlainModule:
+    """A module that is not a livepatch: what kallsyms will list of it."""
+
+    path: str
+    name: str | None
+    """Module name, as for :class:`LivepatchModule`."""
+    vermagic: str | None
+    functions: tuple[str, ...]
+    """``STT_FUNC`` symbols of its text, in symbol table order (the order of
+    its kallsyms); the ``.init``/``.exit`` text is left out: it is gone (or
+    never listed) once the module is live."""
+    exports: tuple[str, ...]
+    """EXPORT_SYMBOL()ed names (``__ksymtab_<name>`` symbols)."""
+    params: tuple[KoParam, ...]
+
+
 class _Sec(NamedTuple):
     idx: int
     name: str
@@ -231,6 +250,23 @@ class _Struct(NamedTuple):
     members: dict[str, int]
 
 
+def read_module(path: str | Path) -> LivepatchModule | PlainModule:
+    """Read any x86-64 module: a livepatch as :func:`read_ko` does, another
+    module as a :class:`PlainModule`.  Raises :class:`KoError` for a file that
+    is not a readable module."""
+    spath = str(path)
+    return _Reader(spath, _file_bytes(path), plain=True).read()
+
+
+def _file_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise KoError(str(path), "is a directory") from None
+    except OSError as e:
+        raise KoError(str(path), e.strerror or str(e)) from None
+
+
 def read_ko(
     path: str | Path, *, replace: bool | None = None, replace_set: int | None = None
 ) -> LivepatchModule:
@@ -242,13 +278,8 @@ def read_ko(
     pyelftools.
     """
     spath = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise KoError(spath, "is a directory") from None
-    except OSError as e:
-        raise KoError(spath, e.strerror or str(e)) from None
-    result = _Reader(spath, data).read()
+    result = _Reader(spath, _file_bytes(path)).read()
+    assert isinstance(result, LivepatchModule)  # only read_module() reads others
     if replace is not None:
         result = dataclasses.replace(result, replace=Setting(bool(replace), "given"))
     if replace_set is not None:
@@ -262,9 +293,10 @@ def _kernel_version(vermagic: str | None) -> tuple[int, int] | None:
 
 
 class _Reader:
-    def __init__(self, path: str, data: bytes):
+    def __init__(self, path: str, data: bytes, plain: bool = False):
         self.path = path
         self.data = data
+        self.plain = plain
         self.notes: list[str] = []
         self.unnamed = 0
         self.secs: list[_Sec] = []
@@ -533,7 +565,27 @@ class _Reader:
 
     # ---------------------------------------------------------------- read
 
-    def read(self) -> LivepatchModule:
+    def _plain_module(
+        self, name: str | None, vermagic: str | None, params: tuple[KoParam, ...]
+    ) -> PlainModule:
+        texts = {
+            s.idx
+            for s in self.secs
+            if s.flags & _SHF_EXECINSTR and not s.name.startswith((".init.", ".exit."))
+        }
+        funcs = tuple(
+            sym.name
+            for sym in self.syms
+            if sym.type == _STT_FUNC and sym.shndx in texts and sym.name
+        )
+        exports = tuple(
+            sym.name.removeprefix("__ksymtab_")
+            for sym in self.syms
+            if sym.name.startswith("__ksymtab_") and sym.type == _STT_OBJECT
+        )
+        return PlainModule(self.path, name, vermagic, funcs, exports, params)
+
+    def read(self) -> LivepatchModule | PlainModule:
         elf = self._open()
         self._sections(elf)
         info = self._modinfo()
@@ -566,6 +618,8 @@ class _Reader:
                 )
             if not info:
                 raise self.fail("not a kernel module: no .modinfo section")
+            if self.plain:
+                raise self.fail("no symbol table (stripped with --strip-all?)")
             raise self.fail("not a livepatch module: no livepatch=Y in .modinfo")
 
         states: tuple[KoState, ...] | None = None
@@ -584,6 +638,8 @@ class _Reader:
                 if not livepatch:
                     if not info:
                         raise self.fail("not a kernel module: no .modinfo section")
+                    if self.plain:
+                        return self._plain_module(name, vermagic, params)
                     raise self.fail(
                         "not a livepatch module: no livepatch=Y in .modinfo, and no klp_patch, "
                         ".kpatch.funcs or .init.klp_objects"
@@ -688,6 +744,7 @@ class _Reader:
                 self.notes.append(
                     "no kernel version in vermagic: assuming the klp_patch of 5.5 and later"
                 )
+        empty: tuple[int, int, tuple[int, int] | None] | None = None
         for sec, off, objs_ref in candidates:
             assert objs_ref.sec is not None
             starts = {(sec, off)}
@@ -699,9 +756,19 @@ class _Reader:
             )
             if objects is None:
                 continue
+            if not objects:
+                # Only the terminator (a states-only patch; the compiler puts
+                # the all-zero array in .bss): taken if no candidate has objects.
+                empty = empty or (sec, off, states_ref)
+                continue
             states = self._klp_states(states_ref)
             replace, replace_set = self._klp_replace(sec, off, patch_t, version, rs_hint)
             return objects, states, replace, replace_set
+        if empty is not None:
+            sec, off, states_ref = empty
+            states = self._klp_states(states_ref)
+            replace, replace_set = self._klp_replace(sec, off, patch_t, version, rs_hint)
+            return [], states, replace, replace_set
         return None
 
     def _learn_stride(
@@ -818,6 +885,8 @@ class _Reader:
             # klp_for_each_object_static(): until funcs == NULL && name == NULL
             return ref(sec, off + o_funcs) is not None or ref(sec, off + o_name) is not None
 
+        if not obj_present(*objs):
+            return []  # klp_for_each_object_static() stops at once
         if not obj_valid(*objs):
             return None
         first = ref(objs[0], objs[1] + o_funcs)

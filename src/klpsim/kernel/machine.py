@@ -202,7 +202,7 @@ class Kernel:
         sched.current = shell
 
     def _vmlinux_func(self, name: str) -> Symbol:
-        sym = self.vmlinux.lookup(name)
+        sym = self.vmlinux.builtin(name)
         if sym is None:
             raise LookupError(f"no vmlinux function {name}")
         return sym

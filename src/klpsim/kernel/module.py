@@ -246,7 +246,7 @@ class ModuleLoader:
                 elif name.replace("-", "_") != "async_probe":
                     log.printk(KERN_WARNING, f"{mod.name}: unknown parameter '{name}' ignored")
                 continue
-            if not eq and spec.type == "bool":
+            if not eq and spec.type in ("bool", "invbool"):  # KERNEL_PARAM_OPS_FL_NOARG
                 val = "1"
             ret, value = spec.parse(val, ed)
             if ret == -ENOSPC:

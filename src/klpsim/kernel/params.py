@@ -1,14 +1,48 @@
 """Module parameters and the kernel's string parsers (lib/kstrtox.c, kernel/params.c)."""
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from klpsim.kernel.errno import EINVAL, ENOSPC, ERANGE
 
-__all__ = ["kstrtobool", "kstrtoull", "kstrtoint", "ParamSpec", "ParamType", "PARAM_TYPES"]
+__all__ = [
+    "kstrtobool",
+    "kstrtoull",
+    "kstrtoint",
+    "ParamSpec",
+    "ParamType",
+    "PARAM_TYPES",
+    "INT_RANGES",
+    "param_type",
+]
 
-ParamType = Literal["int", "uint", "bool", "charp", "int_array"]
-"""The ``module_param()`` types the model knows (param_ops_<type>)."""
+ParamType = str
+"""A ``module_param()`` type (param_ops_<type>): one of :data:`PARAM_TYPES`."""
+
+# param_set_<type>() of each integer type: the kstrto*() range it parses into
+# (x86-64: long is 64 bits). hexint parses as uint and prints as %#08x.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "byte": (0, 2**8 - 1),
+    "short": (-(2**15), 2**15 - 1),
+    "ushort": (0, 2**16 - 1),
+    "int": (-(2**31), 2**31 - 1),
+    "uint": (0, 2**32 - 1),
+    "hexint": (0, 2**32 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "ulong": (0, 2**64 - 1),
+    "ullong": (0, 2**64 - 1),
+}
+SCALAR_TYPES = (*INT_RANGES, "bool", "invbool", "charp", "string")
+"""The scalar types; ``string`` is module_param_string(), read as charp."""
+
+
+def param_type(parmtype: str) -> ParamType | None:
+    """The ParamType of a ``.modinfo`` ``parmtype=NAME:TYPE`` type (``int``,
+    ``array of int``, ...), or None for a type the model does not know."""
+    if parmtype.startswith("array of "):
+        elem = parmtype.removeprefix("array of ")
+        return f"{elem}_array" if elem in SCALAR_TYPES and elem != "string" else None
+    return parmtype if parmtype in SCALAR_TYPES else None
 
 
 def kstrtobool(s: str, enable_disable: bool = True) -> bool | int:
@@ -118,38 +152,45 @@ class ParamSpec:
 
     def parse(self, text: str, enable_disable: bool = True) -> tuple[int, Any]:
         """Parse a value as param_set_<type>() does: (0, value) or (-errno, None)."""
-        if self.type == "bool":
-            value = kstrtobool(text, enable_disable)
-            return (
-                (value, None)
-                if isinstance(value, int) and not isinstance(value, bool)
-                else (0, value)
-            )
-        if self.type == "int":
-            return _parse_int(text, -(2**31), 2**31 - 1)
-        if self.type == "uint":
-            return _parse_int(text, 0, 2**32 - 1)
-        if self.type == "charp":
-            if len(text) >= 1024:
-                return -ENOSPC, None
-            return 0, text  # param_set_charp() keeps a written newline
-        if self.type == "int_array":
-            values: list[int] = []
+        if self.type.endswith("_array"):
+            # param_array_set(): comma-separated elements, each by its own type
+            elem = ParamSpec(self.name, self.type.removesuffix("_array"), 0, None)
+            values: list[Any] = []
             for part in text.rstrip("\n").split(","):
-                err, v = kstrtoint(part)
+                err, v = elem.parse(part, enable_disable)
                 if err:
                     return err, None
                 values.append(v)
             return 0, values
-        raise ValueError(self.type)
+        return _parse_scalar(self.type, text, enable_disable)
 
     def format(self, value: Any) -> str:
         """param_get_<type>() text, without the newline."""
+        if self.type.endswith("_array"):
+            elem = ParamSpec(self.name, self.type.removesuffix("_array"), 0, None)
+            return ",".join(elem.format(v) for v in value)
         if self.type == "bool":
             return "Y" if value else "N"
-        if self.type == "int_array":
-            return ",".join(str(v) for v in value)
+        if self.type == "invbool":  # the variable holds the inverse
+            return "N" if value else "Y"
+        if self.type == "hexint":
+            return f"{value:#08x}"
         return str(value)
 
 
-PARAM_TYPES = ("int", "uint", "bool", "charp", "int_array")
+def _parse_scalar(typ: str, text: str, enable_disable: bool) -> tuple[int, Any]:
+    if typ in ("bool", "invbool"):
+        value = kstrtobool(text, enable_disable)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        return 0, (not value) if typ == "invbool" else value
+    if typ in INT_RANGES:
+        return _parse_int(text, *INT_RANGES[typ])
+    if typ in ("charp", "string"):
+        if len(text) >= 1024:
+            return -ENOSPC, None
+        return 0, text  # param_set_charp() keeps a written newline
+    raise ValueError(typ)
+
+
+PARAM_TYPES = (*SCALAR_TYPES, *(f"{t}_array" for t in SCALAR_TYPES if t != "string"))

@@ -4,12 +4,20 @@ An :class:`ObjectFile` is vmlinux or one module's text: its functions in
 kallsyms order, with addresses and sizes. Static functions may share a name
 inside one object; ``old_sympos`` then picks the N-th one, counting in
 kallsyms order, as klp_find_object_symbol() does.
+
+An object may take its names from a real symbol table (a
+:class:`SymbolSource`, ``klpsim run --kallsyms``): a name then has exactly
+the symbols the table lists, in its order. The model's own functions of
+that name (the ones with a Python body) stand for the first of them; the
+rest are made when a name is first looked up, so a 300k-symbol table costs
+nothing until it is used. The model's own functions the table lacks stay
+on task stacks and behind /proc files, but no lookup by name finds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from klpsim.kernel.tasks import Task
@@ -21,6 +29,7 @@ __all__ = [
     "Regs",
     "FuncBody",
     "Fentry",
+    "SymbolSource",
     "VMLINUX_BASE",
     "MODULES_BASE",
 ]
@@ -35,6 +44,24 @@ arguments are the function's own (as a C prototype varies, so do they); the
 result is what the caller gets in rax."""
 Fentry = Callable[["Task", "Regs"], None]
 """What an enabled ``call __fentry__`` runs: ftrace's dispatch for the site."""
+
+
+class SymbolSource(Protocol):
+    """A real symbol table the simulated objects take their names from
+    (artifacts/kallsyms.py's SymbolTable is one)."""
+
+    def modules(self) -> tuple[str, ...]:
+        """The modules it lists, in its order."""
+        ...
+
+    def find(self, name: str, module: str | None) -> Sequence[tuple[int, bool]]:
+        """Each symbol *name* of *module* (None: vmlinux), in table order:
+        (address or 0, whether it is text)."""
+        ...
+
+
+def _returns_0(ctx: object, *args: object) -> int:
+    return 0
 
 
 class Symbol:
@@ -78,12 +105,16 @@ class Symbol:
 class ObjectFile:
     """vmlinux or a module: its functions in kallsyms order."""
 
-    def __init__(self, name: str, base: int):
+    def __init__(self, name: str, base: int, source: SymbolSource | None = None):
         self.name = name
         self.base = base
         self.end = base
         self.symbols: list[Symbol] = []
         self.by_name: dict[str, list[Symbol]] = {}
+        """The model's own functions, by name."""
+        self.source = source
+        """A real symbol table this object's names come from (None: its own)."""
+        self._real: dict[str, list[Symbol]] = {}
 
     def add(
         self, name: str, impl: FuncBody | None = None, size: int = FUNC_ALIGN, notrace: bool = False
@@ -94,8 +125,34 @@ class ObjectFile:
         self.by_name.setdefault(name, []).append(sym)
         return sym
 
+    def find(self, name: str) -> list[Symbol]:
+        """Every symbol *name*, in kallsyms order."""
+        if self.source is None:
+            return self.by_name.get(name, [])
+        syms = self._real.get(name)
+        if syms is None:
+            own = self.by_name.get(name, [])
+            module = None if self.name == "vmlinux" else self.name
+            syms = []
+            for i, (addr, text) in enumerate(self.source.find(name, module)):
+                if i < len(own):
+                    syms.append(own[i])
+                    continue
+                if not addr:  # read without root: lay it out after the model's own
+                    addr = self.end
+                    self.end += FUNC_ALIGN
+                # a data symbol has no __fentry__ call site
+                syms.append(Symbol(name, self, addr, FUNC_ALIGN, _returns_0, notrace=not text))
+            self._real[name] = syms
+        return syms
+
     def lookup(self, name: str) -> Symbol | None:
         """The unique (or first) function of that name."""
+        syms = self.find(name)
+        return syms[0] if syms else None
+
+    def builtin(self, name: str) -> Symbol | None:
+        """The model's own function *name*, whatever the symbol table says."""
         syms = self.by_name.get(name)
         return syms[0] if syms else None
 
@@ -121,7 +178,7 @@ class Kallsyms:
     def find(self, objname: str | None, name: str) -> list[Symbol]:
         """Every function called *name* in *objname* (None: vmlinux)."""
         obj = self.objects.get(objname or "vmlinux")
-        return list(obj.by_name.get(name, ())) if obj else []
+        return list(obj.find(name)) if obj else []
 
     def lookup_name(self, name: str) -> Symbol | None:
         """kallsyms_lookup_name(): the first match in any object."""

@@ -23,7 +23,9 @@ from klpsim.livepatch.events import (
     PatchFreed,
     PatchRefused,
     RefusalReason,
+    RefusalRule,
     TransitionEvent,
+    Unresolved,
     When,
 )
 from klpsim.livepatch.messages import KLP_PREFIX
@@ -85,6 +87,9 @@ class Klp:
         self.all_patches: list[KlpPatch] = []  # every patch klp_enable_patch() took on
         self.transition_seq = 0  # counts transition steps, for observers
         self.tp: Tracepoint[KlpEvent] = Tracepoint()  # see emit()
+        # The func klp_find_object_symbol() last failed to resolve, for
+        # PatchRefused: the kernel only logs the name.
+        self.unresolved: Unresolved | None = None
         self._fmt_cache: dict[str, tuple[int, str, tuple[str, str] | None]] = {}
         self.root_kobj = kernel.fs.mkdir("/sys/kernel/livepatch")
         self._hook_into(kernel)
@@ -208,19 +213,24 @@ def klp_find_object_symbol(
     """(0, function) or (-EINVAL, None) with the kernel's error message."""
     count = 0
     found = None
-    for sym in klp.kernel.kallsyms.find(objname, name):
+    syms = klp.kernel.kallsyms.find(objname, name)
+    for sym in syms:
         found = sym
         count += 1
         if (sympos and count == sympos) or (not sympos and count > 1):
             break
     if found is None:
         klp.msg("symbol_not_found", name)
+        kind = RefusalRule.SYMBOL_NOT_FOUND
     elif count > 1 and sympos == 0:
         klp.msg("symbol_ambiguous", name, objname if objname else "(null)")
+        kind = RefusalRule.SYMBOL_AMBIGUOUS
     elif sympos and sympos != count:
         klp.msg("sympos_not_found", sympos, name, objname or "vmlinux")
+        kind = RefusalRule.SYMPOS_NOT_FOUND
     else:
         return 0, found
+    klp.unresolved = Unresolved(kind, objname, name, sympos, len(syms))
     return -EINVAL, None
 
 
@@ -573,12 +583,16 @@ def klp_enable_patch(klp: Klp, patch: KlpPatch) -> int:
     """Register and enable a livepatch; called from the patch module's init."""
     if patch is None or patch.mod is None or patch.objs is None:
         return -EINVAL
+    klp.unresolved = None
     ret, reason, conflict = _klp_enable_patch(klp, patch)
     policy = klp.policy
     replace = patch.replace if "replace" in policy.patch_fields else None
     if ret:
+        unresolved = klp.unresolved if reason is RefusalReason.INIT else None
         klp.emit(
-            PatchRefused(patch.name, patch.mod.name, ret, reason, conflict, policy.set_of(patch))
+            PatchRefused(
+                patch.name, patch.mod.name, ret, reason, conflict, policy.set_of(patch), unresolved
+            )
         )
     else:
         klp.emit(PatchEnabled(patch.name, patch.mod.name, policy.set_of(patch), replace))

@@ -18,7 +18,9 @@ __all__ = [
     "When",
     "TransitionTarget",
     "RefusalReason",
+    "RefusalRule",
     "Conflict",
+    "Unresolved",
     "Blocker",
     "StackEntry",
     "function_label",
@@ -85,6 +87,29 @@ class RefusalReason(Enum):
     """__klp_enable_patch() failed: busy, a pre_patch callback, or ftrace."""
 
 
+class RefusalRule(Enum):
+    """The rule a refused patch broke, finer than :class:`RefusalReason`,
+    as a program reads it: :attr:`Conflict.kind` for the first four,
+    :attr:`Unresolved.kind` for the symbol lookups."""
+
+    SET_FUNCTION = "set-function"
+    """A function (object, old_name, sympos) that a patch of another replace
+    set patches (replace-set series, klp_is_patch_compatible())."""
+    SET_STATE = "set-state"
+    """A state id that a patch of another replace set declares."""
+    STATE_DOWNGRADE = "state-downgrade"
+    """A lower version of a state an installed patch it must keep declares."""
+    STATE_MISSING = "state-missing"
+    """A patch that replaces another (mainline: ``replace``; sets: the same
+    set) without a state that one declares (klp_is_state_compatible())."""
+    SYMBOL_NOT_FOUND = "symbol-not-found"
+    """klp_find_object_symbol(): no symbol ``old_name`` in the object."""
+    SYMBOL_AMBIGUOUS = "symbol-ambiguous"
+    """klp_find_object_symbol(): several symbols ``old_name`` and sympos 0."""
+    SYMPOS_NOT_FOUND = "sympos-not-found"
+    """klp_find_object_symbol(): fewer symbols ``old_name`` than sympos."""
+
+
 def function_label(objname: str | None, name: str, sympos: int = 0) -> str:
     """A function as notes and views name it: ``func`` (vmlinux) or
     ``module:func``, with ``,sympos`` when it is not the first of its name."""
@@ -106,6 +131,32 @@ class Conflict(NamedTuple):
     """The klp_state id, for a state conflict."""
     function: str | None = None
     """The function both patch (function_label()), for a function conflict."""
+    kind: RefusalRule | None = None
+    """:attr:`rule` as a program reads it (the same decision of the policy);
+    None for the busy check, which is no rule of klp_is_patch_compatible()."""
+
+
+class Unresolved(NamedTuple):
+    """A func whose old_name klp_find_object_symbol() could not resolve to
+    one symbol, so klp_init_patch() failed; the kernel logs the name (and
+    the object for two of the three), never the patch."""
+
+    kind: RefusalRule
+    """SYMBOL_NOT_FOUND, SYMBOL_AMBIGUOUS or SYMPOS_NOT_FOUND."""
+    objname: str | None
+    """The klp_object's name: a module, or None for vmlinux."""
+    name: str
+    """The func's old_name."""
+    sympos: int
+    """The func's old_sympos, as the patch gives it."""
+    nr_symbols: int
+    """How many symbols of that name the object has (the kernel stops
+    counting at two when old_sympos is 0; the model counts them all)."""
+
+    @property
+    def function(self) -> str:
+        """function_label() of the func."""
+        return function_label(self.objname, self.name, self.sympos)
 
 
 class Blocker(NamedTuple):
@@ -168,6 +219,8 @@ class PatchRefused(NamedTuple):
     """For INCOMPATIBLE (and a busy ENABLE): which rule, and against whom."""
     replace_set: int | None = None
     """The refused patch's replace set, on a kernel with sets."""
+    unresolved: Unresolved | None = None
+    """For INIT: the func whose symbol klp_find_object_symbol() did not find."""
 
 
 @distinct

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from klpsim.livepatch.events import RefusalRule
 from klpsim.livepatch.messages import CATALOGUE, Message
 from klpsim.livepatch.state import klp_get_state
 
@@ -73,15 +74,20 @@ class ReplacePolicy:
             return not new.replace
         return state.version >= old_state.version
 
-    def state_rule(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> str:
-        """The rule state_compatible() applied, in words (asked only when it
-        refused): for the notes that say why a load was refused."""
+    def state_rule(
+        self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState
+    ) -> tuple[RefusalRule, str]:
+        """The rule state_compatible() applied (asked only when it refused),
+        for a program and in words, for the notes and ``klpsim check``."""
         if klp_get_state(new, old_state.id) is None:
-            return "a cumulative patch must keep every state of the patches it replaces"
-        return "a patch may not lower the version of a state"
+            return (
+                RefusalRule.STATE_MISSING,
+                "a cumulative patch must keep every state of the patches it replaces",
+            )
+        return RefusalRule.STATE_DOWNGRADE, "a patch may not lower the version of a state"
 
     function_rule = "two patches may not patch the same function"
-    """conflict()'s rule, in words."""
+    """conflict()'s rule (RefusalRule.SET_FUNCTION), in words."""
 
     def conflicts(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> bool:
         """Extra reasons to refuse *new* next to *old_patch* (none in mainline)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from klpsim.livepatch.events import Conflict
+from klpsim.livepatch.events import Conflict, RefusalRule
 from klpsim.livepatch.structs import KlpPatch, KlpState
 
 if TYPE_CHECKING:
@@ -62,10 +62,17 @@ def klp_patch_conflict(klp: Klp, patch: KlpPatch) -> Conflict | None:
     for old_patch in klp.patches:
         for old_state in old_patch.states:
             if not policy.state_compatible(patch, old_patch, old_state):
-                rule = policy.state_rule(patch, old_patch, old_state)
-                return Conflict(rule, old_patch.name, policy.set_of(old_patch), old_state.id)
+                kind, rule = policy.state_rule(patch, old_patch, old_state)
+                return Conflict(
+                    rule, old_patch.name, policy.set_of(old_patch), old_state.id, kind=kind
+                )
         func = policy.conflict(klp, patch, old_patch)
         if func is not None:
-            rule = policy.function_rule
-            return Conflict(rule, old_patch.name, policy.set_of(old_patch), function=func)
+            return Conflict(
+                policy.function_rule,
+                old_patch.name,
+                policy.set_of(old_patch),
+                function=func,
+                kind=RefusalRule.SET_FUNCTION,
+            )
     return None

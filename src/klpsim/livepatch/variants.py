@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from klpsim.livepatch.events import RefusalRule, function_label
 from klpsim.livepatch.profiles import (
     MAINLINE_ATTRS,
     MAINLINE_CONFIG,
@@ -54,18 +55,22 @@ class ReplaceSetPolicy(ReplacePolicy):
 
     function_rule = "two replace sets may not patch the same function"
 
-    def state_rule(self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState) -> str:
+    def state_rule(
+        self, new: KlpPatch, old_patch: KlpPatch, old_state: KlpState
+    ) -> tuple[RefusalRule, str]:
         if new.replace_set != old_patch.replace_set:
-            return "two replace sets may not share a state id"
+            return RefusalRule.SET_STATE, "two replace sets may not share a state id"
         if klp_get_state(new, old_state.id) is None:
-            return "a patch must keep every state of the older patches of its set"
-        return "a patch may not lower the version of a state"
+            return (
+                RefusalRule.STATE_MISSING,
+                "a patch must keep every state of the older patches of its set",
+            )
+        return RefusalRule.STATE_DOWNGRADE, "a patch may not lower the version of a state"
 
     def conflict(self, klp: Klp, new: KlpPatch, old_patch: KlpPatch) -> str | None:
         if new.replace_set == old_patch.replace_set:
             return None
         from klpsim.livepatch.core import klp_find_func
-        from klpsim.livepatch.events import function_label
 
         assert new.objs is not None  # refused by klp_enable_patch()
         for obj in new.objs:  # static objects: the patch is not initialised yet
@@ -75,8 +80,10 @@ class ReplaceSetPolicy(ReplacePolicy):
                 if obj.name is not None and obj.name != old_obj.name:
                     continue
                 assert obj.funcs is not None  # refused by klp_enable_patch()
+                # by name first: the same answer as klp_find_func() alone, fast for long patches
+                names = {f.old_name for f in old_obj.func_list}
                 for func in obj.funcs:
-                    if klp_find_func(klp, old_obj, func):
+                    if func.old_name in names and klp_find_func(klp, old_obj, func):
                         assert func.old_name is not None  # klp_find_func() matched it
                         return function_label(obj.name, func.old_name, func.old_sympos)
         return None

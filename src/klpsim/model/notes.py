@@ -8,7 +8,9 @@ whose cause a user cannot see into one-line notes, which a transcript shows
 as ``klpsim: note: ...`` (never ``--dmesg``, which stays the kernel's log):
 
 * a refused patch: the rule, the function or state id, the other patch and
-  its set (PatchRefused.conflict);
+  its set (PatchRefused.conflict); or the symbol klp_find_object_symbol()
+  could not resolve, its object and how many symbols of that name it has
+  (PatchRefused.unresolved);
 * a transition still waiting after a retry: each task that blocks it, with
   the patched or nop'ed function on its stack (TransitionBlocked). Cadence:
   the first retry that fails, then again only when the set of blockers
@@ -35,10 +37,12 @@ from klpsim.livepatch.events import (
     PatchEnabled,
     PatchesReplaced,
     PatchRefused,
+    RefusalRule,
     TransitionBlocked,
     TransitionEvent,
     TransitionForced,
     TransitionPhase,
+    Unresolved,
     When,
 )
 from klpsim.model.events import Stamped
@@ -63,8 +67,26 @@ def _patch(name: str, replace_set: int | None) -> str:
     return f"'{name}'" if replace_set is None else f"'{name}' (set {replace_set})"
 
 
+def _unresolved(u: Unresolved) -> str:
+    """What klp_find_object_symbol() found for *u*, and the rule it applies."""
+    where = u.objname or "vmlinux"
+    if u.kind is RefusalRule.SYMBOL_NOT_FOUND:
+        return f"{where} has no symbol {u.name}; a patched function must exist in its object"
+    if u.kind is RefusalRule.SYMBOL_AMBIGUOUS:
+        return (
+            f"{where} has {u.nr_symbols} symbols {u.name}; old_sympos 0 takes only a unique "
+            f"name: old_sympos 1 to {u.nr_symbols} picks one, in kallsyms order"
+        )
+    symbols = "symbol" if u.nr_symbols == 1 else "symbols"
+    return f"{where} has {u.nr_symbols} {symbols} {u.name}; old_sympos {u.sympos} is beyond them"
+
+
 def refusal_note(event: PatchRefused) -> str | None:
     """Why *event*'s patch was refused, or None when the log already says."""
+    who = _patch(event.patch, event.replace_set)
+    err = f"-{errno_name(event.errno)}"
+    if event.unresolved is not None:  # the log names the symbol, not the patch
+        return f"{who} refused ({err}): {_unresolved(event.unresolved)}"
     c: Conflict | None = event.conflict
     if c is None:
         return None
@@ -75,8 +97,7 @@ def refusal_note(event: PatchRefused) -> str | None:
         what = f"{other} patches {c.function}"
     else:
         what = f"{other} is in transition"
-    who = _patch(event.patch, event.replace_set)
-    return f"{who} refused (-{errno_name(event.errno)}): {what}; {c.rule}"
+    return f"{who} refused ({err}): {what}; {c.rule}"
 
 
 def replace_note(event: PatchesReplaced, replace_set: int | None = None) -> str | None:

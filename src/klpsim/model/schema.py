@@ -117,6 +117,10 @@ class LivepatchDef:
     replaceable: bool
     error_injection: tuple[tuple[str, str], ...]
     """ALLOW_ERROR_INJECTION(new_name, TYPE) entries."""
+    params: tuple[tuple[str, str], ...] | None = None
+    """The module's own parameters, (name, ``.modinfo`` parmtype), for a
+    definition read from a ``.ko``; None for a TOML definition, whose
+    ``struct klp_patch`` fields become its parameters."""
 
     @property
     def default_output(self) -> str:

@@ -4,6 +4,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from klpsim.kernel.machine import Kernel, KernelConfig
+from klpsim.kernel.module import ModuleSpec, module_name_error
+from klpsim.kernel.symbols import SymbolSource
 from klpsim.livepatch.core import Klp
 from klpsim.livepatch.profiles import Profile, get_profile
 from klpsim.model.events import EventLog
@@ -67,8 +69,14 @@ def boot(
     config: frozenset[str] | None = None,
     config_overrides: dict[str, bool] | None = None,
     dyndbg: Iterable[str] = SELFTEST_DYNDBG,
+    symbols: SymbolSource | None = None,
 ) -> System:
-    """Boot a kernel that behaves as *profile*."""
+    """Boot a kernel that behaves as *profile*.
+
+    *symbols*: a real symbol table. vmlinux takes its names from it, and
+    each module it lists is loaded at boot (in-tree and signed: no taint)
+    with its names, as on the machine the table was read from.
+    """
     if isinstance(profile, str):
         profile = get_profile(profile)
     options = set(profile.config if config is None else config)
@@ -119,6 +127,21 @@ def boot(
     events.attach(klp.tp)
     events.attach(error_injection.tp)
     events.attach(bpf.tp)
+    if symbols is not None:
+        _real_symbols(kernel, symbols)
     return System(
         profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events, trace_kprobes
     )
+
+
+# kallsyms' pseudo-modules: trampolines and kprobe insn pages, not modules
+_PSEUDO_MODULES = ("bpf", "__builtin__ftrace", "__builtin__kprobes")
+
+
+def _real_symbols(kernel: Kernel, symbols: SymbolSource) -> None:
+    kernel.vmlinux.source = symbols
+    for name in symbols.modules():
+        if name in _PSEUDO_MODULES or module_name_error(name) is not None:
+            continue
+        if kernel.modules.load_module(ModuleSpec(name, in_tree=True, signed=True), []) == 0:
+            kernel.modules.modules[name].text.source = symbols

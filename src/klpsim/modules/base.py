@@ -57,7 +57,7 @@ class LivepatchCode(ModuleCode):
         if "replace_set" in params:
             # An int parameter stored into the u32 field, as C converts it
             # (v2 4/4's modules: replace_set=-1 is set 4294967295).
-            patch.replace_set = params["replace_set"] & 0xFFFF_FFFF
+            patch.replace_set = int(params["replace_set"]) & 0xFFFF_FFFF
         if "replaceable" in params:
             patch.replaceable = bool(params["replaceable"])
         self.patch = patch

@@ -25,12 +25,19 @@ from typing import Any, NamedTuple
 from klpsim.kernel.errno import EINVAL, ENOSYS
 from klpsim.kernel.machine import CallContext
 from klpsim.kernel.module import FunctionSpec, ModuleCode, ModuleSpec
-from klpsim.kernel.params import ParamSpec, ParamType
+from klpsim.kernel.params import ParamSpec, ParamType, param_type
 from klpsim.kernel.symbols import Regs, Symbol
 from klpsim.kernel.tasks import Task
 from klpsim.livepatch.profiles import Profile
 from klpsim.livepatch.structs import KlpFunc, KlpObject, KlpState
-from klpsim.model.schema import FtraceOpsDef, KprobeDef, LivepatchDef, ModuleDef, TargetDef
+from klpsim.model.schema import (
+    PATCH_FIELDS,
+    FtraceOpsDef,
+    KprobeDef,
+    LivepatchDef,
+    ModuleDef,
+    TargetDef,
+)
 from klpsim.modules.base import LivepatchCode, seq_puts
 from klpsim.trace.ftrace import FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, Ftrace, FtraceOps
 from klpsim.trace.kprobes import Kprobe, Kprobes
@@ -187,6 +194,23 @@ class TargetModule(ModuleCode):
         self.kps, self.ops = [], []
 
 
+def _own_param(defn: LivepatchDef, name: str, parmtype: str) -> ParamSpec:
+    """A parameter a ``.ko`` declares. Its default and mode are in the
+    module's data, which the model does not read: zero (or empty), and 0644;
+    a ``replace`` or ``replace_set`` parameter defaults to the patch's own
+    field, so that init code copying it changes nothing unless it is given."""
+    typ = param_type(parmtype) or "charp"  # an unknown type takes any text
+    default: object = [] if typ.endswith("_array") else "" if typ in ("charp", "string") else 0
+    if typ in ("bool", "invbool"):
+        default = False
+    if name in PATCH_FIELDS:
+        value: bool | int = getattr(defn, name)
+        default = bool(value) if typ in ("bool", "invbool") else int(value)
+        if typ == "int":
+            default = _c_int(int(value))  # the u32 field as the int variable holds it
+    return ParamSpec(name, typ, 0o644, default)
+
+
 def build_module(defn: ModuleDef, profile: Profile) -> ModuleSpec:
     """The module *defn* defines, as *profile*'s kernel loads it."""
     if isinstance(defn, TargetDef):
@@ -226,11 +250,15 @@ def _livepatch(defn: LivepatchDef, profile: Profile) -> ModuleSpec:
         for obj in defn.objects
         for f in obj.funcs
     )
-    params = tuple(
-        ParamSpec(field, typ, 0o644, value(defn))
-        for field, (typ, value) in _PATCH_PARAMS.items()
-        if field in profile.patch_fields
-    )
+    if defn.params is None:
+        params = tuple(
+            ParamSpec(field, typ, 0o644, value(defn))
+            for field, (typ, value) in _PATCH_PARAMS.items()
+            if field in profile.patch_fields
+        )
+    else:
+        params = tuple(_own_param(defn, name, parmtype) for name, parmtype in defn.params)
+    fields = {f: getattr(defn, f) for f in PATCH_FIELDS if f in profile.patch_fields}
 
     class DefinedLivepatch(LivepatchCode):
         def objects(self) -> list[KlpObject]:
@@ -245,6 +273,8 @@ def _livepatch(defn: LivepatchDef, profile: Profile) -> ModuleSpec:
         def states(self) -> list[KlpState]:
             return [KlpState(st.id, st.version) for st in defn.states]
 
+    for f, value in fields.items():  # the static klp_patch's initialiser
+        setattr(DefinedLivepatch, f, value)
     DefinedLivepatch.__name__ = f"Livepatch_{defn.name}"
     return ModuleSpec(
         defn.name,

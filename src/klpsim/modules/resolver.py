@@ -1,11 +1,13 @@
 """Module resolution: what ``insmod NAME`` loads.
 
-A module name resolves, in order, to an in-memory definition (a tool's or
-a test's), to ``NAME.toml`` in each ``--modules`` directory and then in
-``test_modules/`` beside the script, and last to klpsim's models of the
-kernel's selftest modules. Each directory is searched by file suffix
-(:attr:`ModuleResolver.readers`): the ``.ko`` reader (artifacts/) plugs in
-there, beside ``.toml``.
+A module name resolves, in order, to a module a tool added
+(:meth:`ModuleResolver.add`), to an in-memory definition (a tool's or a
+test's), to ``NAME.toml`` or ``NAME.ko`` in each ``--modules`` directory and
+then in ``test_modules/`` beside the script, and last to klpsim's models of
+the kernel's selftest modules. Each directory is searched by file suffix
+(:attr:`ModuleResolver.readers`). A ``.ko`` file is found by the module
+name its file name gives (``livepatch-sample.ko`` is ``livepatch_sample``,
+as kmod reads it) and read by modules/kofile.py.
 """
 
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from klpsim.kernel.printk import escape
 from klpsim.livepatch.profiles import Profile
 from klpsim.modules.selftests import builtin_modules
 
-__all__ = ["ModuleResolver", "ModuleError", "module_name"]
+__all__ = ["ModuleResolver", "ModuleError", "module_name", "module_file"]
 
 
 class ModuleError(Exception):
@@ -37,6 +39,32 @@ def _build(text: str | None, path: Path, profile: Profile) -> ModuleSpec:
     except DefinitionError as e:
         raise ModuleError(str(e)) from None
     return build_module(defn, profile)
+
+
+def _read_ko(path: Path, profile: Profile) -> ModuleSpec:
+    from klpsim.modules.kofile import KoModuleError, ko_module
+
+    try:
+        return ko_module(path, profile)
+    except KoModuleError as e:
+        raise ModuleError(str(e)) from None
+
+
+def module_file(d: Path, name: str, suffix: str) -> Path | None:
+    """The file in directory *d* that holds module *name* with *suffix*:
+    ``NAME{suffix}`` or, for ``-`` in file names, any file whose
+    :func:`module_name` is *name*."""
+    candidate = d / f"{name}{suffix}"
+    try:
+        if candidate.is_file():
+            return candidate
+        if suffix == ".ko" and d.is_dir():
+            for p in sorted(d.glob("*-*.ko")):
+                if module_name(p.name) == name and p.is_file():
+                    return p
+    except OSError as e:  # e.g. a name too long for the file system
+        raise ModuleError(f"{escape(str(candidate))}: {e.strerror}") from None
+    return None
 
 
 def module_name(path: str) -> str:
@@ -66,11 +94,16 @@ class ModuleResolver:
         """In-memory definitions: {name: TOML text}."""
         self.readers: dict[str, Callable[[Path], ModuleSpec]] = {
             ".toml": lambda path: _build(None, path, profile),
+            ".ko": lambda path: _read_ko(path, profile),
         }
         """How a file in a module directory becomes a module, by suffix; a
         reader raises ModuleError for a file that holds no usable module."""
         self._builtin: dict[str, ModuleSpec] | None = None
         self._cache: dict[str, ModuleSpec] = {}
+
+    def add(self, spec: ModuleSpec) -> None:
+        """Make *spec* the module its name resolves to (a tool's own module)."""
+        self._cache[spec.name] = spec
 
     def resolve(self, path: str) -> ModuleSpec:
         """The module for an insmod argument; ModuleError if there is none."""
@@ -88,13 +121,9 @@ class ModuleResolver:
             return _build(self.texts[name], Path(f"{name}.toml"), self.profile)
         for d in self.dirs:
             for suffix, read in self.readers.items():
-                candidate = d / f"{name}{suffix}"
-                try:
-                    found = candidate.is_file()
-                except OSError as e:  # e.g. a name too long for the file system
-                    raise ModuleError(f"{escape(str(candidate))}: {e.strerror}") from None
-                if found:
-                    return read(candidate)
+                found = module_file(d, name, suffix)
+                if found is not None:
+                    return read(found)
         if self._builtin is None:
             self._builtin = builtin_modules(self.profile)
         spec = self._builtin.get(name)

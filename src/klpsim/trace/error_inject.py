@@ -201,7 +201,7 @@ class ErrorInjection:
         self.kprobes = kprobes
         self.enabled = kernel.has_config("FUNCTION_ERROR_INJECTION")
         self.entries: list[EiEntry] = []
-        just_return_func = kernel.vmlinux.lookup("just_return_func")
+        just_return_func = kernel.vmlinux.builtin("just_return_func")
         assert just_return_func is not None  # vmlinux.ARCH_FUNCS
         self.just_return_func = just_return_func
         just_return_func.impl = self._just_return

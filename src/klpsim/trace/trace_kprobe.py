@@ -520,8 +520,8 @@ class TraceKprobes:
         objs = self.kernel.kallsyms.objects
         if modname is not None:
             obj = objs.get(modname)
-            return len(obj.by_name.get(func, ())) if obj else 0
-        return sum(len(o.by_name.get(func, ())) for o in objs.values())
+            return len(obj.find(func)) if obj else 0
+        return sum(len(o.find(func)) for o in objs.values())
 
     def _validate_probe_symbol(self, symbol: str) -> int:
         """validate_probe_symbol(): 0 (a module not loaded yet is deferred)."""
@@ -811,7 +811,7 @@ class TraceKprobes:
         """The return address a return probe reports: the caller's frame."""
         if task.stack:
             return task.stack[-1]
-        fallback = self.kernel.vmlinux.lookup("do_syscall_64")
+        fallback = self.kernel.vmlinux.builtin("do_syscall_64")
         assert fallback is not None
         return fallback
 

@@ -229,12 +229,29 @@ class FunctionTracer:
     # -- registration -------------------------------------------------------------------------
 
     def _resolve(self, names: list[str]) -> list[Symbol]:
-        """The traceable functions *names* match (a name may be a glob)."""
+        """The traceable functions *names* match (a name may be a glob). An
+        object with a real symbol table (``--kallsyms``) looks a name up in
+        it; there a glob matches only the model's own functions the table
+        lists, since the table's other symbols are made when looked up."""
         syms: list[Symbol] = []
         for obj in self.kernel.kallsyms.objects.values():
-            for sym in obj.symbols:
-                if sym.ftrace_loc and any(fnmatchcase(sym.name, n) for n in names):
-                    syms.append(sym)
+            if obj.source is None:
+                syms.extend(
+                    s
+                    for s in obj.symbols
+                    if s.ftrace_loc and any(fnmatchcase(s.name, n) for n in names)
+                )
+                continue
+            for name in names:
+                if any(c in name for c in "*?["):
+                    found = [
+                        s
+                        for s in obj.symbols
+                        if fnmatchcase(s.name, name) and s in obj.find(s.name)
+                    ]
+                else:
+                    found = obj.find(name)
+                syms.extend(s for s in found if s.ftrace_loc and s not in syms)
         return syms
 
     def _reregister(self) -> int:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from klpsim.model.schema import DefinitionError
+from klpsim.modules.resolver import ModuleError, module_file
 
 from . import REPLACE_SET
 from .build import build_getpid_helper, build_modules, build_test_modules
@@ -163,14 +164,19 @@ class RealKernel:
     # -------------------------------------------------------------- modules
 
     def find_module(self, name: str, search: list[Path]) -> Path | None:
-        """``name``'s definition (``.toml``) or prebuilt ``.ko`` in ``search``.
+        """``name``'s definition (``.toml``) or prebuilt ``.ko`` in ``search``
+        (``livepatch-sample.ko`` holds ``livepatch_sample``).
 
         None when ``name`` is one of the kernel's own test modules (already in
         the guest); a name found nowhere is refused.
         """
         for d in search:
-            for path in (d / f"{name}.toml", d / f"{name}.ko"):
-                if path.exists():
+            for suffix in (".toml", ".ko"):  # as the model's resolver looks
+                try:
+                    path = module_file(d, name, suffix)
+                except ModuleError as e:
+                    raise VMError(str(e)) from None
+                if path is not None:
                     return path
         if name in self.test_modules:
             return None
