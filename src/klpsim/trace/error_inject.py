@@ -23,7 +23,10 @@ kernel/fail_function.c (CONFIG_FUNCTION_ERROR_INJECTION, CONFIG_FAIL_FUNCTION):
   whichever comes second; see trace/kprobes.py for 587e8e6d640b).
 
 Without CONFIG_FUNCTION_ERROR_INJECTION (Debian's 6.1 and 6.12 kernels) the
-list is empty and neither debugfs directory exists.
+list is empty and neither debugfs directory exists. fail_function is
+CONFIG_FAIL_FUNCTION's (it needs CONFIG_FAULT_INJECTION_DEBUG_FS too): the
+replace-set kernel (real/vm/rskernel.py) has the list and
+bpf_override_return() but no fail_function directory.
 """
 
 from __future__ import annotations
@@ -215,7 +218,7 @@ class ErrorInjection:
         kernel.modules.notifier.append(self._module_callback)
         fs = kernel.fs
         fs.create_file(f"{DEBUGFS}/error_injection/list", 0o444, self._show_list)
-        if kprobes is not None:  # CONFIG_FAIL_FUNCTION needs kprobes
+        if kprobes is not None and kernel.has_config("FAIL_FUNCTION"):  # it needs kprobes
             base = f"{DEBUGFS}/fail_function"
             self.fei_attr.files(fs, base)
             fs.create_file(f"{base}/inject", 0o600, self._fei_show, self._fei_write)
