@@ -231,3 +231,24 @@ def test_hook_patch_survives_updates_only_in_its_own_set():
             ran, ret, _ = call(s, "bond_xmit_3ad_xor_slave_get")
             assert ret == (2 if profile == "replace-set" else 0)
         assert got == want
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_trampoline_calls_just_return_func_and_loses_the_override(profile):
+    """Measured on the replace-set kernel: an override whose kprobe ops is
+    older than the livepatch's leaves regs->ip at just_return_func, and a
+    CALL_ORIG trampoline (ORIG_STACK, next to the livepatch) calls it: the
+    caller gets whatever rax held, not the override's value. Alone, the
+    trampoline calls the original body and the override is lost."""
+    from klpsim.trace.error_inject import RaxLeftover
+
+    s = sim(profile)
+    attach(s, "kprobe", FS, override=-EPERM, name="ovr")
+    attach(s, "fexit", FS, name="exit")
+    assert call(s, FS)[:2] == (FS, -EBADF)
+    s.sh("load_lp lp_syncfs")
+    ran, ret, events = call(s, FS)
+    assert ran == "just_return_func" and isinstance(ret, RaxLeftover)
+    assert events[-1] == "fexit exit on __x64_sys_syncfs: saw return <undefined>"
+    s.system.bpf.detach(s.system.bpf.links["exit"])
+    assert call(s, FS)[:2] == ("just_return_func", -EPERM)  # returned to: regs->ax

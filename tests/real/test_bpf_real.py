@@ -68,6 +68,11 @@ CELLS = {
     ("fmod-ret", "6.1"): ["__x64_sys_syncfs() is not modifiable"],
     ("attach-rules", REPLACE_SET): ["ovr: kprobe mod_ei:mod_ei_alloc attached"],
     ("health", "6.12"): ["  kprobe newfunc on lp_version_show"],
+    ("trampoline-override", REPLACE_SET): [
+        "  fexit exit on __x64_sys_syncfs: saw return -9",  # the override lost
+        "  returned <undefined>",  # just_return_func called, not returned to
+    ],
+    ("unrelated-kprobe", REPLACE_SET): ["  ran just_return_func: overridden, no body ran"],
 }
 
 
@@ -87,7 +92,8 @@ def test_every_scenario_runs_on_the_model_too():
     from klpsim.tools.realdiff import model_output
 
     assert {s.stem for s in SCRIPTS} == {
-        "attach-rules", "fmod-ret", "health", "observers", "override-order"
+        "attach-rules", "fmod-ret", "health", "observers", "override-order",
+        "trampoline-override", "unrelated-kprobe",
     }  # fmt: skip
     for script in SCRIPTS:
         for profile in ("6.1", "6.12", REPLACE_SET_KERNEL):

@@ -45,7 +45,9 @@ a call:
   ops (a livepatch) it shares the site through ops_func (00963a2e75a8 "bpf:
   Support bpf_trampoline on functions with IPMODIFY (e.g. livepatch)") and
   is regenerated with BPF_TRAMP_F_ORIG_STACK, so it calls whatever the list
-  handlers left in regs->ip (the livepatch's new_func). A nonzero fmod_ret
+  handlers left in regs->ip (the livepatch's new_func; or just_return_func
+  after an override, which then returns whatever rax held, not the
+  override's value: measured, error_inject.RaxLeftover). A nonzero fmod_ret
   skips that call: fmod_ret wins over a livepatch in both orders. Without
   ORIG_STACK a CALL_ORIG trampoline calls the original body (orig + 5);
 * a ``kprobe`` link is a perf kprobe event (create_local_trace_kprobe()):
@@ -268,6 +270,8 @@ class BpfTrampoline:
                 return
         if ORIG_STACK not in self.flags:
             regs.ip = sym  # call orig_func + MCOUNT_INSN_SIZE: its own body
+        elif regs.ip is bpf.ei.just_return_func:
+            bpf.ei.call_just_return(task)  # called, not returned to: rax is lost
 
 
 class FprobeOps:

@@ -59,8 +59,25 @@ __all__ = [
     "EI_TYPES",
     "EiEntry",
     "ErrorInjection",
+    "RaxLeftover",
     "VMLINUX_ERROR_INJECTION",
 ]
+
+
+class RaxLeftover(int):
+    """What a call returns when just_return_func is *called* rather than
+    returned to: whatever rax held, not the override's regs->ax (measured on
+    the replace-set kernel: 205104 from syncfs(-1)). The model cannot know
+    the number; it prints as ``<undefined>``."""
+
+    def __new__(cls) -> RaxLeftover:
+        return super().__new__(cls, 0)
+
+    def __str__(self) -> str:
+        return "<undefined>"
+
+    __repr__ = __str__
+
 
 # include/asm-generic/error-injection.h
 EI_ETYPE_NULL, EI_ETYPE_ERRNO, EI_ETYPE_ERRNO_NULL, EI_ETYPE_TRUE = 0, 1, 2, 3
@@ -284,6 +301,14 @@ class ErrorInjection:
         later writes regs->ip again."""
         self._ax[task.pid] = retval
         regs.ip = self.just_return_func
+
+    def call_just_return(self, task: Task) -> None:
+        """A trampoline built with BPF_TRAMP_F_ORIG_STACK calls whatever the
+        list handlers left in regs->ip: if that is just_return_func, it is
+        called with the trampoline's rax, not regs->ax, and the override's
+        value is lost (the caller gets :class:`RaxLeftover`)."""
+        if task.pid in self._ax:
+            self._ax[task.pid] = RaxLeftover()
 
     def _just_return(self, ctx: CallContext, *args: object) -> int:
         return self._ax.pop(ctx.task.pid, 0)

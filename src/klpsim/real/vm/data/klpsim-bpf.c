@@ -86,6 +86,7 @@ struct link_meta {
 	long long override;
 	long long ret;
 	unsigned long offset;
+	int body; /* a kprobe inside the body, not at the entry */
 };
 
 static void die(const char *fmt, ...)
@@ -597,10 +598,10 @@ static int meta_read(const char *name, struct link_meta *m)
 	if (!f)
 		return -1;
 	memset(m, 0, sizeof(*m));
-	n = fscanf(f, "%d %d %31s %d %lld %lld %lu %511s", &m->order, &m->tag, kind, &m->has_override,
-		   &m->override, &m->ret, &m->offset, m->where);
+	n = fscanf(f, "%d %d %31s %d %lld %lld %lu %d %511s", &m->order, &m->tag, kind, &m->has_override,
+		   &m->override, &m->ret, &m->offset, &m->body, m->where);
 	fclose(f);
-	if (n != 8)
+	if (n != 9)
 		return -1;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	for (int k = 0; k < NR_KINDS; k++)
@@ -618,8 +619,8 @@ static void meta_write(const struct link_meta *m)
 	f = fopen(path, "w");
 	if (!f)
 		die("cannot write %s", path);
-	fprintf(f, "%d %d %s %d %lld %lld %lu %s\n", m->order, m->tag, kind_names[m->kind], m->has_override,
-		m->override, m->ret, m->offset, m->where);
+	fprintf(f, "%d %d %s %d %lld %lld %lu %d %s\n", m->order, m->tag, kind_names[m->kind],
+		m->has_override, m->override, m->ret, m->offset, m->body, m->where);
 	fclose(f);
 }
 
@@ -692,6 +693,23 @@ static int perf_kprobe(const char *func, unsigned long offset, int is_return)
 	attr.kprobe_func = (uint64_t)(uintptr_t)func;
 	attr.probe_offset = offset;
 	return syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+/* Is the kprobe at func+offset on ftrace (the entry: func+4 past endbr64
+ * with IBT), as /sys/kernel/debug/kprobes/list shows it? */
+static int kprobe_on_ftrace(const char *func, unsigned long offset)
+{
+	FILE *f = fopen("/sys/kernel/debug/kprobes/list", "r");
+	char line[512], want[300];
+	int found = 0;
+
+	if (!f)
+		return 0;
+	snprintf(want, sizeof(want), " %s+0x%lx ", func, offset);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, want) && strstr(line, "[FTRACE]");
+	fclose(f);
+	return found;
 }
 
 /* "mod:func" or "func" -> module (or NULL) and function, in place. */
@@ -851,6 +869,7 @@ static int cmd_attach(int argc, char **argv)
 			err = errno;
 			goto fail;
 		}
+		m.body = m.offset && !kprobe_on_ftrace(fn, m.offset);
 		a.link_create.target_fd = pfd;
 		a.link_create.attach_type = BPF_PERF_EVENT;
 		link_fd = sys_bpf(BPF_LINK_CREATE, &a);
@@ -1121,53 +1140,60 @@ static int cmd_call(const char *func_arg)
 
 	printf("call %s from %s:%d\n", func_arg, "klpsim-bpf", getpid());
 	/* entry, then the body's breakpoints, then the return hooks */
-	const char *skipped = NULL, *overridden = NULL;
+	/* which body ran, from what the caller saw */
+	const char *skipped = NULL, *overridden = NULL, *fired_override = NULL;
+	const struct lp_func *hit = NULL;
+	int calls_orig = 0, undefined = 0;
+	char text[600] = "";
+
+	for (int i = 0; i < nev; i++) {
+		const struct link_meta *m = ev[i].m;
+
+		if (m->kind == FMOD_RET && m->ret)
+			skipped = m->name;
+		if (m->kind == FEXIT || (m->kind == FMOD_RET && !m->ret))
+			calls_orig = 1; /* the trampoline calls the function */
+		if (m->has_override) {
+			fired_override = m->name;
+			if (m->override == result && !body_seen)
+				overridden = m->name;
+		}
+	}
+	for (int i = 0; i < nlp && !skipped; i++) {
+		const struct lp_func *l = &lps[i];
+		size_t len = strlen(l->output);
+
+		if (strcmp(l->old, func) || strcmp(l->obj, mod ? mod : "vmlinux") || !lp_enabled(l->mod))
+			continue;
+		/* a show replacement's line, or a syscall replacement's value */
+		if (is_syscall ? l->ret == result : !strncmp(content, l->output, len) && content[len] == '\n')
+			hit = l;
+	}
+	if (skipped) {
+		snprintf(text, sizeof(text), "nothing: the trampoline skipped the call");
+	} else if (hit) {
+		snprintf(text, sizeof(text), "%s:%s (new_func of livepatch %s)", hit->mod, hit->new_, hit->mod);
+	} else if (body_seen || (is_syscall && result == -EBADF)) {
+		snprintf(text, sizeof(text), "%s:%s (the original)", mod ? mod : "vmlinux", func);
+	} else if (overridden) {
+		snprintf(text, sizeof(text), "just_return_func: overridden, no body ran");
+	} else if (fired_override && calls_orig) {
+		/* no body's value and not the override's: the trampoline called
+		 * just_return_func, which returned whatever rax held */
+		snprintf(text, sizeof(text), "just_return_func: overridden, no body ran");
+		undefined = 1;
+	} else {
+		snprintf(text, sizeof(text), "? (no body the caller could see)");
+	}
 
 	for (int phase = 0; phase < 3; phase++) {
 		if (phase == 1) {
-			/* which body ran, from what the caller saw */
-			char text[600] = "";
-
-			for (int i = 0; i < nev; i++) {
-				const struct link_meta *m = ev[i].m;
-
-				if (m->kind == FMOD_RET && m->ret)
-					skipped = m->name;
-				if (m->has_override && m->override == result && !body_seen)
-					overridden = m->name;
-			}
-			const struct lp_func *hit = NULL;
-
-			for (int i = 0; i < nlp && !skipped; i++) {
-				const struct lp_func *l = &lps[i];
-				size_t len = strlen(l->output);
-
-				if (strcmp(l->old, func) || strcmp(l->obj, mod ? mod : "vmlinux") || !lp_enabled(l->mod))
-					continue;
-				/* a show replacement's line, or a syscall replacement's value */
-				if (is_syscall ? l->ret == result
-					       : !strncmp(content, l->output, len) && content[len] == '\n')
-					hit = l;
-			}
-			if (skipped)
-				snprintf(text, sizeof(text), "nothing: the trampoline skipped the call");
-			else if (hit)
-				snprintf(text, sizeof(text), "%s:%s (new_func of livepatch %s)", hit->mod, hit->new_,
-					 hit->mod);
-			else if (body_seen)
-				snprintf(text, sizeof(text), "%s:%s (the original)", mod ? mod : "vmlinux", func);
-			else if (overridden)
-				snprintf(text, sizeof(text), "just_return_func: overridden, no body ran");
-			else if (is_syscall && result == -EBADF)
-				snprintf(text, sizeof(text), "vmlinux:%s (the original)", func);
-			else
-				snprintf(text, sizeof(text), "? (no body the caller could see)");
 			printf("  ran %s\n", text);
 		}
 		for (int i = 0; i < nev; i++) {
 			const struct link_meta *m = ev[i].m;
 			int ph = m->kind == KRETPROBE || m->kind == KRETPROBE_MULTI || m->kind == FEXIT ? 2
-				 : (m->kind == KPROBE && m->offset)				    ? 1
+				 : m->body							    ? 1
 												    : 0;
 			const char *where = ev[i].r.ip ? ksym_name(ev[i].r.ip) : NULL;
 			char target[600], *t, *c;
@@ -1188,11 +1214,21 @@ static int cmd_call(const char *func_arg)
 			else if (m->kind == FMOD_RET)
 				printf(": returned %lld", m->ret);
 			else if (ph == 2)
-				printf(": saw return %lld", is_syscall ? (long long)ev[i].r.value : sext32(ev[i].r.value));
+			{
+				long long v = is_syscall ? (long long)ev[i].r.value : sext32(ev[i].r.value);
+
+				if (undefined && v == result)
+					printf(": saw return <undefined>");
+				else
+					printf(": saw return %lld", v);
+			}
 			printf("\n");
 		}
 	}
-	printf("  returned %lld\n", result);
+	if (undefined)
+		printf("  returned <undefined>\n");
+	else
+		printf("  returned %lld\n", result);
 	(void)errbuf;
 	return 0;
 }
