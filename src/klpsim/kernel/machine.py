@@ -43,6 +43,9 @@ class KernelConfig:
     """kstrtobool() takes e/E and d/D (since 6.16)."""
     extra_funcs: int = 0
     """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
+    lsm_hooks: bool = True
+    """The ``security_*`` LSM hooks are functions (CONFIG_SECURITY; without
+    it they are static inline stubs that kallsyms and BTF never see)."""
     kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(
         default=(
             ("kthreadd", ("ret_from_fork", "kthread", "schedule")),
@@ -87,7 +90,10 @@ class Kernel:
         # the prototype, and the kernel layer cannot name types above it.
         self.exports: dict[str, Any] = {}
         self.vmlinux = build_vmlinux(
-            self.config.cmdline, self.version_string(), self.config.extra_funcs
+            self.config.cmdline,
+            self.version_string(),
+            self.config.extra_funcs,
+            lsm_hooks=self.config.lsm_hooks,
         )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)

@@ -114,8 +114,11 @@ register(
 # Debian's 6.12 source with the v2 rules, so the 6.12 profile's base
 # behaviour (kstrtobool without e/d, the kprobe arming error, task switching
 # in cond_resched(), no stack_order) under the same policy and sysfs as
-# "replace-set". Its config is data/replace-set.config: error injection on,
-# no IBT (x86_64 tinyconfig leaves X86_KERNEL_IBT off).
+# "replace-set". Its config is data/replace-set.config over tinyconfig:
+# error injection and bpf_override_return() on; no IBT (x86_64 tinyconfig
+# leaves X86_KERNEL_IBT off), no fprobe, no fail_function, no LSM hooks.
+# Without endbr64 its cmdline_proc_show is laid out as 6.1's, 6.12's
+# int3 after the return thunk kept (measured as for the Debian profiles).
 register(
     dataclasses.replace(
         PROFILES["6.12"],
@@ -124,8 +127,11 @@ register(
         release="6.12.117-klpsim-rs",
         policy=ReplaceSetPolicy(),
         patch_attrs=REPLACE_SET_ATTRS,
-        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT"},
+        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT", "FPROBE", "FAIL_FUNCTION", "SECURITY"},
         extra_patch_attrs=REPLACE_SET_EXTRA,
+        kprobe_insns={
+            "cmdline_proc_show": frozenset({0, 5, 6, 13, 17, 22, 26, 31, 36, 38, 39, 40, 45})
+        },
     )
 )
 
