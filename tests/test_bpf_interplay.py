@@ -5,13 +5,16 @@ and replace-set. Section numbers refer to lpc26-truth.md."""
 import pytest
 
 from harness import ROOT, Sim
-from klpsim.kernel.errno import EBUSY, EPERM
+from klpsim.kernel.errno import EBADF, EBUSY, EPERM
 from klpsim.model.health import attachment_health
 from klpsim.trace.events import LinkKind, TrampolineFlag
 
 MODULES = [ROOT / "tests" / "scenarios" / "bpf" / "test_modules"]
 PROFILES = ["7.1", "replace-set"]
 F = "__x64_sys_getppid"
+# fmod_ret and fexit need a BTF id: __x64_sys_getppid (SYSCALL_DEFINE0) is an
+# alias without one, syncfs has its own.
+FS = "__x64_sys_syncfs"
 
 
 CALL_ORIG, SHARE_IPMODIFY, ORIG_STACK = (
@@ -80,11 +83,11 @@ def test_fmod_ret_wins_in_both_orders(profile, first):
     """Row D, T8/T9, with the ops_func command each order negotiates."""
     s = sim(profile)
     if first == "livepatch":
-        s.sh("load_lp lp_getppid")
-    deny = attach(s, "fmod_ret", ret=-EPERM)
+        s.sh("load_lp lp_syncfs")
+    deny = attach(s, "fmod_ret", FS, ret=-EPERM)
     if first == "fmod_ret":
-        s.sh("load_lp lp_getppid")
-    assert call(s)[:2] == (None, -EPERM)
+        s.sh("load_lp lp_syncfs")
+    assert call(s, FS)[:2] == (None, -EPERM)
     tr = s.system.bpf.trampolines[deny.target]
     # fmod_ret first: klp's registration asks the trampoline (…_PEER); klp
     # first: the trampoline's registration gets -EAGAIN, is regenerated with
@@ -95,20 +98,20 @@ def test_fmod_ret_wins_in_both_orders(profile, first):
     assert s.system.ftrace.site_state(deny.target) == "2:RIDM"
     # a pass-through fmod_ret lets the call reach new_func (T9)
     s.system.bpf.detach(deny)
-    attach(s, "fmod_ret", ret=0)
-    assert call(s)[:2] == ("lp_getppid_getppid", 0)
+    attach(s, "fmod_ret", FS, ret=0)
+    assert call(s, FS)[:2] == ("lp_syncfs_syncfs", 7)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_livepatch_leaving_stops_sharing(profile):
     s = sim(profile)
-    s.sh("load_lp lp_getppid")
-    fexit = attach(s, "fexit")
-    s.sh("disable_lp lp_getppid\nunload_lp lp_getppid")
+    s.sh("load_lp lp_syncfs")
+    fexit = attach(s, "fexit", FS)
+    s.sh("disable_lp lp_syncfs\nunload_lp lp_syncfs")
     tr = s.system.bpf.trampolines[fexit.target]
     assert tr.commands[-1] == "DISABLE_SHARE_IPMODIFY_PEER"
     assert ORIG_STACK not in tr.flags
-    assert call(s)[:2] == (F, 0)
+    assert call(s, FS)[:2] == (FS, -EBADF)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -181,7 +184,7 @@ def test_override_inside_an_ipmodify_armed_aggregate(profile):
     assert kprobes.ipmodify_ops.enabled and not kprobes.ftrace_ops.enabled
     older = attach(s, "kprobe", name="older")
     ovr = attach(s, "kprobe", override=-EPERM, name="ovr")
-    body = attach(s, "kprobe", offset=8, name="body")
+    body = attach(s, "kprobe", offset=0x10, name="body")
     ap = kprobes.get_kprobe(ovr.kprobes[0].addr, ovr.kprobes[0].addr_off)
     assert ap.aggr and ap.list == [ovr.kprobes[0], older.kprobes[0], *kprobes.probes[:1]]
     assert kprobes.armed_on(ovr.kprobes[0]) is kprobes.ipmodify_ops
@@ -236,8 +239,8 @@ def test_a_trampoline_that_does_not_call_the_function_shares_as_it_is(profile):
     # (-EAGAIN) only a trampoline that calls the original without ORIG_STACK;
     # fentry alone does not call it.
     s = sim(profile)
-    s.sh("load_lp lp_getppid")
-    link = attach(s, "fentry")
+    s.sh("load_lp lp_syncfs")
+    link = attach(s, "fentry", FS)
     tr = s.system.bpf.trampolines[link.target]
     assert tr.commands == ["ENABLE_SHARE_IPMODIFY_SELF"]
     assert SHARE_IPMODIFY not in tr.flags and ORIG_STACK not in tr.flags
@@ -269,7 +272,7 @@ def test_kprobe_multi_pins_the_module_of_its_functions(profile):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_fentry_with_ftrace_disabled_is_silent(profile):
     s = sim(profile)
-    link = attach(s, "fentry")
+    link = attach(s, "fentry", FS)
     assert s.system.bpf.is_armed(link)
     assert s.write("/proc/sys/kernel/ftrace_enabled", "0\n") == 2
     assert not s.system.bpf.is_armed(link)
@@ -281,11 +284,11 @@ def test_only_an_ipmodify_user_asks_a_trampoline_to_share(profile):
     # prepare_direct_functions_for_ipmodify(): a plain kprobe's ops is no
     # IPMODIFY user; a livepatch's is.
     s = sim(profile)
-    link = attach(s, "fentry")
-    attach(s, "kprobe")
+    link = attach(s, "fentry", FS)
+    attach(s, "kprobe", FS)
     tr = s.system.bpf.trampolines[link.target]
     assert tr.commands == []
-    s.sh("load_lp lp_getppid")
+    s.sh("load_lp lp_syncfs")
     assert tr.commands == ["ENABLE_SHARE_IPMODIFY_PEER"]
 
 
@@ -311,3 +314,24 @@ def test_fail_function_on_a_livepatched_function_stays_off_its_site(profile, get
     s.write("/sys/kernel/debug/fail_function/times", "-1\n")
     assert call(s)[:2] == ("lp_getppid_getppid", 0)
     assert call(s, "__x64_sys_getpid")[:2] == ("just_return_func", -22)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_trampoline_calls_just_return_func_and_loses_the_override(profile):
+    """Measured on the replace-set kernel: an override whose kprobe ops is
+    older than the livepatch's leaves regs->ip at just_return_func, and a
+    CALL_ORIG trampoline (ORIG_STACK, next to the livepatch) calls it: the
+    caller gets whatever rax held, not the override's value. Alone, the
+    trampoline calls the original body and the override is lost."""
+    from klpsim.trace.error_inject import RaxLeftover
+
+    s = sim(profile)
+    attach(s, "kprobe", FS, override=-EPERM, name="ovr")
+    attach(s, "fexit", FS, name="exit")
+    assert call(s, FS)[:2] == (FS, -EBADF)
+    s.sh("load_lp lp_syncfs")
+    ran, ret, events = call(s, FS)
+    assert ran == "just_return_func" and isinstance(ret, RaxLeftover)
+    assert events[-1] == "fexit exit on __x64_sys_syncfs: saw return <undefined>"
+    s.system.bpf.detach(s.system.bpf.links["exit"])
+    assert call(s, FS)[:2] == ("just_return_func", -EPERM)  # returned to: regs->ax

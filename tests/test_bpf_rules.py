@@ -4,7 +4,17 @@ on 7.1 and replace-set (and where the config differs, on Debian's 6.12)."""
 import pytest
 
 from harness import ROOT, Sim
-from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, ERANGE, ESRCH
+from klpsim.kernel.errno import (
+    EADDRNOTAVAIL,
+    EAGAIN,
+    EBUSY,
+    EILSEQ,
+    EINVAL,
+    ENOENT,
+    EOPNOTSUPP,
+    ERANGE,
+    ESRCH,
+)
 from klpsim.kernel.module import FunctionSpec, ModuleSpec
 from klpsim.livepatch.structs import KlpFunc, KlpObject
 from klpsim.modules.base import LivepatchCode
@@ -62,6 +72,10 @@ def test_no_list_without_function_error_injection():
     assert s.kernel.fs.lookup("/sys/kernel/debug/fail_function") is None
     s2 = sim("7.1", config_overrides={"FUNCTION_ERROR_INJECTION": False})
     assert s2.kernel.fs.lookup(EI_LIST) is None
+    # the replace-set kernel (rskernel.py): the list, but no CONFIG_FAIL_FUNCTION
+    s3 = sim("7.1", config_overrides={"FAIL_FUNCTION": False})
+    assert s3.kernel.fs.lookup(EI_LIST) is not None
+    assert s3.kernel.fs.lookup("/sys/kernel/debug/fail_function") is None
 
 
 # -- bpf_override_return --------------------------------------------------------------------
@@ -72,10 +86,32 @@ def test_override_needs_entry_of_listed_function(profile):
     s = sim(profile)
     assert attach(s, "kprobe", "__x64_sys_getppid", override=-1).kind is LinkKind.KPROBE
     assert refused(s, "kprobe", "cmdline_proc_show", override=-1).errno == -EINVAL
-    assert refused(s, "kprobe", "__x64_sys_getppid", offset=4, override=-1).errno == -EINVAL
+    # a probe in the body is registered first, then the override refused
+    assert refused(s, "kprobe", "__x64_sys_getppid", offset=0x10, override=-1).errno == -EINVAL
+    assert not s.system.kprobes.probes[1:]  # the refused one is gone again
+    # with IBT, func+4 (past endbr64) is the entry too (arch_adjust_kprobe_addr())
+    attach(s, "kprobe", "__x64_sys_getppid", offset=4, override=-2)
     # without an override the same kprobes attach
     attach(s, "kprobe", "cmdline_proc_show")
-    attach(s, "kprobe", "__x64_sys_getppid", offset=4)
+    attach(s, "kprobe", "__x64_sys_getppid", offset=0x10)
+
+
+def test_misplaced_override_probe_fails_with_the_kprobe_errno():
+    """perf_event_open() registers the kprobe before the program is attached:
+    func+4 inside the call to __fentry__ (no IBT) is -EILSEQ, not -EINVAL
+    (measured on the replace-set kernel: mod_ei_alloc+0x4)."""
+    s = sim("7.1", config_overrides={"X86_KERNEL_IBT": False})
+    assert refused(s, "kprobe", "__x64_sys_getppid", offset=4, override=-1).errno == -EILSEQ
+
+
+@pytest.mark.parametrize(("profile", "line"), [
+    ("6.12", "program of this type cannot use helper bpf_override_return#58"),
+    ("6.1", "unknown func bpf_override_return#58"),  # before 6.10
+])  # fmt: skip
+def test_verifier_wording_of_a_missing_helper(profile, line):
+    """Measured: Debian's 6.1 and 6.12 refuse the override program so."""
+    e = refused(sim(profile), "kprobe", "cmdline_proc_show", override=-1)
+    assert (e.errno, e.log) == (-EINVAL, (line,))
 
 
 @pytest.mark.parametrize("profile", ["7.1", "replace-set", "6.12"])
@@ -118,14 +154,58 @@ def test_fmod_ret_without_error_injection_only_security():
     assert refused(s, "fmod_ret", "__x64_sys_uname").errno == -EINVAL
 
 
+def test_no_lsm_hooks_without_security():
+    """Measured on the replace-set kernel (no CONFIG_SECURITY): the hooks are
+    inline stubs, so a loader finds no security_file_open to attach to."""
+    s = sim("6.12", config_overrides={"SECURITY": False})
+    assert s.kernel.kallsyms.lookup_name("security_file_open") is None
+    assert refused(s, "fmod_ret", "security_file_open").errno == -ESRCH
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_fentry_fexit_anywhere_traceable(profile):
     s = sim(profile)
     attach(s, "fentry", "cmdline_proc_show")
     attach(s, "fexit", "kfree")
-    assert refused(s, "fentry", "native_safe_halt").errno == -EINVAL  # notrace
+    # notrace: in BTF, but bpf_arch_text_poke() finds no nop5 (measured: 6.1, 6.12)
+    assert refused(s, "fentry", "__schedule").errno == -EBUSY
     assert refused(s, "fexit", "no_such_function").errno == -ESRCH
     assert refused(s, "kprobe", "no_such_function").errno == -ENOENT
+    # SYSCALL_DEFINE0's entry points are aliases without BTF (measured: 6.1, 6.12)
+    assert refused(s, "fexit", "__x64_sys_getppid").errno == -ESRCH
+    assert refused(s, "fmod_ret", "__x64_sys_sync", ret=-1).errno == -ESRCH
+    attach(s, "kprobe", "__x64_sys_getppid")  # kallsyms has it
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_kprobe_link_goes_through_trace_kprobe(profile):
+    """A BPF kprobe is a perf kprobe event: create_local_trace_kprobe()."""
+    s = sim(profile)
+    e = refused(s, "kprobe", "__schedule")  # notrace (measured: 6.12, replace-set kernel)
+    assert e.errno == -EINVAL
+    assert s.kernel.log.dmesg(notime=True)[-1] == (
+        "trace_kprobe: Could not probe notrace function __schedule"
+    )
+    assert refused(s, "kprobe", "m_show").errno == -EADDRNOTAVAIL  # two functions
+
+
+@pytest.mark.parametrize(("profile", "ok", "bad"), [
+    ("6.1", 0xD, 0x11),  # measured on Debian's 6.1 ...
+    ("6.12", 0x11, 0xD),  # ... and 6.12 (its code moved by endbr64)
+])  # fmt: skip
+def test_kprobe_inside_an_instruction_is_refused(profile, ok, bad):
+    s = sim(profile)
+    attach(s, "kprobe", "cmdline_proc_show", offset=ok)
+    assert refused(s, "kprobe", "cmdline_proc_show", offset=bad).errno == -EILSEQ
+
+
+@pytest.mark.parametrize("profile", ["6.1", "7.1"])
+def test_kprobe_multi_needs_fprobe(profile):
+    """Measured: Debian's 6.1 and the replace-set kernel have no CONFIG_FPROBE."""
+    s = sim(profile, config_overrides={"FPROBE": False})
+    e = refused(s, "kprobe_multi", "cmdline_proc_show")
+    assert e.errno == -EOPNOTSUPP
+    assert sim("6.1").system.kernel.has_config("FPROBE") is False
 
 
 @pytest.mark.parametrize("profile", PROFILES)

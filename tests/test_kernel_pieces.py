@@ -101,6 +101,12 @@ def test_kstrtox_follows_the_kernel():
     assert kstrtoint("-19") == (0, -19)
     assert kstrtoint("-1", 0, 2**32 - 1) == (-22, 0)  # kstrtouint() takes no sign
     assert kstrtoint("4294967296", 0, 2**32 - 1) == (-34, 0)
+    # kstrtoll() hands what follows '-' to _kstrtoull(), which takes no '+'.
+    assert kstrtoint("-+1") == (-22, 0) and kstrtoint("+1") == (0, 1)
+    # _kstrtoull(): an overflow is -ERANGE before the trailing junk is seen.
+    assert kstrtoull("99999999999999999999999x") == -34 and kstrtoull("18446744073709551616") == -34
+    assert kstrtoull("18446744073709551615") == 2**64 - 1 and kstrtoull("5\n\n") == -22
+    assert kstrtoint("-2147483648") == (0, -(2**31)) and kstrtoint("2147483648") == (-34, 0)
 
 
 def test_enabled_and_disabled_are_booleans_since_6_16():
@@ -257,3 +263,12 @@ def test_klp_enable_patch_refuses_what_a_module_cannot_patch_with():
     # A sysfs file without a store: root's write is refused, nothing changes.
     assert sim.write("/sys/kernel/livepatch/test_klp_livepatch/transition", "1\n") == -13
     assert sim.read("/sys/kernel/livepatch/test_klp_livepatch/transition") == "0"
+
+
+def test_dev_null_is_there():
+    """Found by klpsim fuzz on 6.12 (seed 101): 'cat FILE > /dev/null' is
+    'No such file or directory' on a model without the null device."""
+    sim = Sim("6.12")
+    fs = sim.system.kernel.fs
+    assert fs.read("/dev/null") == "" and fs.write("/dev/null", "x\n") == 2
+    assert sim.run("cat /proc/version > /dev/null") == 0 and sim.err.getvalue() == ""

@@ -6,6 +6,8 @@ anchor matches whatever the white space, once, never inside a word, and a
 missing or repeated anchor is one line naming the file and the anchor.
 """
 
+import os
+
 import pytest
 
 from klpsim.real.vm.errors import VMError
@@ -14,8 +16,10 @@ from klpsim.real.vm.rskernel import (
     AnchorError,
     BlockEdit,
     Edit,
-    change_hash,
+    build_key,
+    change_digest,
     check_config,
+    config_digest,
 )
 
 C = """\
@@ -136,4 +140,75 @@ def test_the_change_covers_the_v2_rules():
         "test_klp_state.c",
         "test_klp_state2.c",
     }
-    assert change_hash() == change_hash() and len(change_hash()) == 12
+    assert len(build_key("6.12.117-1~deb12u1", "c" * 64, "d" * 64)) == 12
+
+
+def _pristine(tmp_path, text="int x;\n"):
+    files = tmp_path / "pristine"
+    (files / "kernel").mkdir(parents=True)
+    (files / "kernel/a.c").write_text(text)
+    return files
+
+
+def test_the_change_digest_is_the_edit_not_the_script(tmp_path, monkeypatch):
+    """The key's change part hashes what the edits do to the pristine files,
+    so a comment in rskernel.py keeps the cached kernel; a changed rule, or
+    another source, does not."""
+    import klpsim.real.vm.rskernel as rs
+
+    monkeypatch.setattr(rs, "_LEFTOVERS", {})
+    files = _pristine(tmp_path)
+    monkeypatch.setattr(rs, "EDITS", [Edit("kernel/a.c", "replace", "int x;", "int y;")])
+    first = change_digest(files)
+    assert change_digest(files) == first
+    assert (files / "kernel/a.c").read_text() == "int x;\n"  # the copies stay pristine
+    monkeypatch.setattr(rs, "EDITS", [Edit("kernel/a.c", "replace", "int x;", "int z;")])
+    assert change_digest(files) != first
+    monkeypatch.setattr(rs, "EDITS", [Edit("kernel/a.c", "replace", "int x;", "int y;")])
+    assert change_digest(_pristine(tmp_path / "other", "int x; /* new */\n")) != first
+
+
+def test_the_config_digest_leaves_out_the_localversion_only():
+    a = 'CONFIG_A=y\nCONFIG_LOCALVERSION="-klpsim-rs-01234567"\n# CONFIG_B is not set\n'
+    b = a.replace("01234567", "89abcdef")
+    assert config_digest(a) == config_digest(b)
+    assert config_digest(a) != config_digest(a.replace("CONFIG_A=y", "CONFIG_A=m"))
+
+
+def test_fragment_comments_do_not_count(monkeypatch):
+    import klpsim.real.vm.rskernel as rs
+
+    real = rs._data(rs._FRAGMENT)
+    opts = rs.fragment_options()
+    monkeypatch.setattr(rs, "_data", lambda name: b"# another comment\n" + real)
+    assert rs.fragment_options() == opts and opts["CONFIG_LIVEPATCH"] == "y"
+
+
+def test_a_new_build_prunes_the_older_ones(tmp_path, monkeypatch):
+    """Each build is about 2.2 GB: the newest stays, with the pristine
+    copies; the older builds go, with their module builds and run dirs."""
+    import klpsim.real.vm.rskernel as rs
+    from klpsim.real.vm.debian import KernelPackages
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pkgs = KernelPackages("6.12", "", "6.12.117-1~deb12u1", "", (), "linux-source-6.12=x", ())
+    cache = rs._Cache(pkgs)
+    old, new = cache.dir("0123456789ab"), cache.dir("ba9876543210")
+    other_version = cache.kernels / "replace-set-6.12.110-1-aaaaaaaaaaaa"
+    for d, kver in ((old, "6.12.117-klpsim-rs-01234567"), (new, "6.12.117-klpsim-rs-ba987654"),
+                    (other_version, "6.12.110-klpsim-rs-aaaaaaaa")):  # fmt: skip
+        (d / "obj/include/config").mkdir(parents=True)
+        (d / "obj/include/config/kernel.release").write_text(kver + "\n")
+        for sub in ("build", "run"):
+            (tmp_path / "klpsim" / sub / kver).mkdir(parents=True)
+    cache.dir("pristine").mkdir()
+    in_use = cache.kernels / "replace-set-6.12.117-1~deb12u1-cccccccccccc"
+    (in_use / "obj/include/config").mkdir(parents=True)
+    (in_use / "obj/include/config/kernel.release").write_text("6.12.117-klpsim-rs-cccccccc\n")
+    (tmp_path / "klpsim/run/6.12.117-klpsim-rs-cccccccc" / str(os.getpid())).mkdir(parents=True)
+    assert sorted(p.name for p in cache.prune(keep=new)) == [other_version.name, old.name]
+    assert in_use.exists()  # a live process runs it
+    assert new.exists() and cache.dir("pristine").exists() and not old.exists()
+    assert sorted(p.name for p in (tmp_path / "klpsim/build").iterdir()) == [
+        "6.12.117-klpsim-rs-ba987654"
+    ]

@@ -183,3 +183,14 @@ def test_replace_set_is_an_int_parameter_in_a_u32_field():
     # kstrtoint() refuses what does not fit an int.
     assert s.run("load_failing_mod lp_big replace_set=4294967295") == 0
     assert "lp_big: `4294967295' invalid for parameter `replace_set'" in s.dmesg()
+
+
+def test_every_int_parameter_wraps_into_its_klp_patch_field_as_c_does():
+    """The test modules' int replace parameter: !!x into mainline's bool,
+    the u32 conversion into the replace-tag draft's tag."""
+    for profile, shown in (("7.1", "1\n"), ("replace-tag", "4294967295\n")):
+        s = Session(profile)
+        assert s.run("load_lp test_klp_atomic_replace replace=-1") == 0
+        fs = s.system.kernel.fs
+        assert fs.read("/sys/module/test_klp_atomic_replace/parameters/replace") == "-1\n"
+        assert fs.read("/sys/kernel/livepatch/test_klp_atomic_replace/replace") == shown, profile

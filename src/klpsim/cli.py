@@ -277,7 +277,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
-    from klpsim.tools.fuzz import fuzz, generate, write_scenario
+    from klpsim.tools.fuzz import fuzz, generate, stats, write_scenario
 
     if not args.out:  # Path("") is ".": not what an empty name asked for
         return _err("--out '': No such file or directory")
@@ -286,6 +286,14 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         return _err(f"--out {args.out}: not a directory")
     if args.count < 0:
         return _err(f"--count {args.count}: must not be negative")
+    if args.stats:
+        scenarios = generate(args.kernel, args.seed, args.count)
+        print(
+            f"{'STEP KIND':<18} SCENARIOS (of {len(scenarios)}, kernel {args.kernel}, seed {args.seed})"
+        )
+        for kind, share in stats(scenarios).items():
+            print(f"{kind:<18} {share:6.1%}")
+        return 0
     if args.dry_run:
         try:
             for sc in generate(args.kernel, args.seed, args.count):
@@ -450,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fz.add_argument(
         "--dry-run", action="store_true", help="only generate the scenarios into --out, run nothing"
+    )
+    fz.add_argument(
+        "--stats",
+        action="store_true",
+        help="only generate the scenarios and print the share that has each step kind",
     )
     fz.set_defaults(func=_cmd_fuzz)
     tt = sub.add_parser(

@@ -1,4 +1,5 @@
-"""The replace-set kernel (rskernel.py) against the model's replace-set profile.
+"""The replace-set kernel (rskernel.py) against the model's profile of it,
+``replace-set-6.12`` (realdiff.model_log maps the kernel to it).
 
 Every script of tests/scenarios/replace-set that uses no simulator-only
 verb runs in the guest of Debian's 6.12 built with the replace_set v2 rules:

@@ -13,6 +13,7 @@ ESRCH = 3
 EINTR = 4
 EIO = 5
 ENOEXEC = 8
+EBADF = 9
 EAGAIN = 11
 ENOMEM = 12
 EACCES = 13
@@ -42,6 +43,7 @@ _TEXT = {
     EINTR: "Interrupted system call",
     EIO: "Input/output error",
     ENOEXEC: "Exec format error",
+    EBADF: "Bad file descriptor",
     EAGAIN: "Resource temporarily unavailable",
     ENOMEM: "Cannot allocate memory",
     EACCES: "Permission denied",

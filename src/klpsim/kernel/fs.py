@@ -25,8 +25,9 @@ __all__ = ["Inode", "VFS", "mode_string", "NotModelled", "S_IFDIR", "S_IFREG"]
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
 
-Show = Callable[[], str]
-"""A show callback: the file's whole text."""
+Show = Callable[[], "str | int"]
+"""A show callback: the file's whole text, or a negative errno that fails
+the read (a seq_file show() that returned one)."""
 Store = Callable[[str], int]
 """A store callback: the bytes taken (all of them) or a negative errno."""
 Open = Callable[[bool], int]

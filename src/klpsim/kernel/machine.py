@@ -43,6 +43,9 @@ class KernelConfig:
     """kstrtobool() takes e/E and d/D (since 6.16)."""
     extra_funcs: int = 0
     """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
+    lsm_hooks: bool = True
+    """The ``security_*`` LSM hooks are functions (CONFIG_SECURITY; without
+    it they are static inline stubs that kallsyms and BTF never see)."""
     kthreads: tuple[tuple[str, tuple[str, ...]], ...] = field(
         default=(
             ("kthreadd", ("ret_from_fork", "kthread", "schedule")),
@@ -87,7 +90,10 @@ class Kernel:
         # the prototype, and the kernel layer cannot name types above it.
         self.exports: dict[str, Any] = {}
         self.vmlinux = build_vmlinux(
-            self.config.cmdline, self.version_string(), self.config.extra_funcs
+            self.config.cmdline,
+            self.version_string(),
+            self.config.extra_funcs,
+            lsm_hooks=self.config.lsm_hooks,
         )
         self.kallsyms.add_object(self.vmlinux)
         self.clock.on_time_passes.append(self.sched.tick)
@@ -172,6 +178,8 @@ class Kernel:
             fs.create_file(path, 0o444, self._proc_show(func))
         fs.create_file("/proc/kallsyms", 0o444, self._kallsyms_show)
         fs.create_file("/dev/kmsg", 0o644, lambda: "", self._kmsg_write)
+        # drivers/char/mem.c's null device: reads are empty, writes vanish.
+        fs.create_file("/dev/null", 0o666, lambda: "", len)
         fs.create_file(
             "/sys/kernel/debug/dynamic_debug/control", 0o644, lambda: "", self._dyndbg_write
         )
@@ -231,13 +239,18 @@ class Kernel:
             lambda: "".join(f"[<0>] {s.name}+0x0/0x{s.size:x}\n" for s in reversed(task.stack)),
         )
 
-    def _proc_show(self, func: str) -> Callable[[], str]:
+    def _proc_show(self, func: str) -> Callable[[], str | int]:
         sym = self._vmlinux_func(func)
 
-        def show() -> str:
+        def show() -> str | int:
             seq: list[str] = []
-            self.call(self.sched.current, sym, seq)
-            return "".join(seq)
+            err = self.call(self.sched.current, sym, seq)
+            # seq_read_iter(): a show() below 0 fails the read with that
+            # error; above 0 (SEQ_SKIP) drops the record, and a
+            # single_open() file then reads empty.
+            if err < 0:
+                return err
+            return "" if err else "".join(seq)
 
         return show
 

@@ -70,44 +70,59 @@ _U64_DIGITS = {8: 22, 10: 20, 16: 16}
 """Digits of 2**64 - 1 in each base."""
 
 
-def kstrtoull(s: str, base: int = 0) -> int:
-    """_kstrtoull(): a non-negative value, or -EINVAL/-ERANGE.
+def _kstrtoull(s: str, base: int = 0) -> int:
+    """_kstrtoull(): the digits, then at most one newline; no sign.
 
-    Base 0 reads ``0x`` as hex and a leading ``0`` as octal; one trailing
-    newline is allowed, nothing else (no spaces, no ``_``, no ``0b``).
+    _parse_integer_fixup_radix(): base 0 reads ``0x`` before a hex digit as
+    hex and a leading ``0`` as octal (base 16 skips a ``0x`` too).
+    _parse_integer() takes the longest run of digits and flags an overflow,
+    which is -ERANGE before anything else is looked at (``99...9x`` is
+    -ERANGE, not -EINVAL); no digit at all, or anything after the digits
+    but one newline, is -EINVAL.
     """
-    if s.startswith("+"):
-        s = s[1:]
-    if s.endswith("\n"):
-        s = s[:-1]
+    hexprefix = s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF"
     if base == 0:
-        if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
+        if hexprefix:
             base, s = 16, s[2:]
         elif s.startswith("0"):
             base = 8
         else:
             base = 10
+    elif base == 16 and hexprefix:
+        s = s[2:]
     digits = "0123456789abcdef"[:base]
-    if not s or any(ch.lower() not in digits for ch in s):
-        return -EINVAL
-    # _parse_integer_limit() notices the overflow digit by digit; here, more
-    # significant digits than a u64 has is -ERANGE before any conversion.
-    significant = s.lstrip("0")
-    if len(significant) > _U64_DIGITS[base]:
+    n = 0
+    while n < len(s) and s[n].lower() in digits:
+        n += 1
+    # More significant digits than 2**64 - 1 has overflow without converting.
+    significant = s[:n].lstrip("0")
+    if len(significant) > _U64_DIGITS[base] or int(significant or "0", base) >= 2**64:
         return -ERANGE
-    value = int(significant or "0", base)
-    return value if value < 2**64 else -ERANGE
+    if n == 0:
+        return -EINVAL
+    rest = s[n:]
+    if rest not in ("", "\n"):
+        return -EINVAL
+    return int(s[:n], base)
+
+
+def kstrtoull(s: str, base: int = 0) -> int:
+    """kstrtoull(): one leading ``+``, then _kstrtoull(); a non-negative
+    value, or -EINVAL/-ERANGE."""
+    return _kstrtoull(s[1:] if s.startswith("+") else s, base)
 
 
 def kstrtoint(s: str, lo: int = -(2**31), hi: int = 2**31 - 1) -> tuple[int, int]:
     """kstrtoll()/kstrtoint(s, 0) within [lo, hi]: (0, value) or (-errno, 0).
 
-    Only a signed target takes a ``-``; kstrtouint() refuses it (-EINVAL).
+    Only a signed target takes a ``-``, and kstrtoll() hands what follows it
+    to _kstrtoull(), so ``-+1`` is -EINVAL; kstrtouint() refuses a ``-``
+    (-EINVAL). A value that does not fit the target is -ERANGE.
     """
     negative = s.startswith("-")
     if negative and lo >= 0:
         return -EINVAL, 0
-    value = kstrtoull(s[1:] if negative else s)
+    value = _kstrtoull(s[1:]) if negative else kstrtoull(s)
     if value < 0:
         return value, 0
     value = -value if negative else value

@@ -3,20 +3,22 @@
 Functions backed by /proc files (``cmdline_proc_show``,
 ``meminfo_proc_show``, ``version_proc_show``) produce their file's text,
 so a patch on them shows in ``cat``. ``__x64_sys_getpid`` returns the
-caller's pid. The rest are names that task stacks and scenarios use. A few
-static functions share a name, so that ``old_sympos`` can be exercised.
+caller's pid, ``__x64_sys_syncfs`` what syncfs(-1) returns (-EBADF). The
+rest are names that task stacks and scenarios use. A few static functions
+share a name, so that ``old_sympos`` can be exercised.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from klpsim.kernel.errno import EBADF
 from klpsim.kernel.symbols import VMLINUX_BASE, FuncBody, ObjectFile
 
 if TYPE_CHECKING:
     from klpsim.kernel.machine import CallContext
 
-__all__ = ["build_vmlinux", "PROC_SHOW"]
+__all__ = ["build_vmlinux", "PROC_SHOW", "SYSCALL_ALIASES"]
 
 PROC_SHOW = {
     "cmdline_proc_show": "/proc/cmdline",
@@ -107,6 +109,12 @@ DUPLICATE_FUNCS = ("init_once", "show_device", "m_show")
 
 NOTRACE_FUNCS = ("__schedule", "native_safe_halt")
 
+SYSCALL_ALIASES = frozenset({"__x64_sys_getpid", "__x64_sys_getppid", "__x64_sys_sync"})
+"""Entry points of SYSCALL_DEFINE0 syscalls: x86's __SYS_STUB0() makes each
+an ``__alias`` of ``__do_sys_NAME``, so it has kallsyms and ftrace entries
+but no DWARF, hence no BTF FUNC of its own (measured: Debian's 6.1 and
+6.12 BTF has __do_sys_getppid, not __x64_sys_getppid)."""
+
 # Architecture code at the end of the text: arch/x86/lib/error-inject.c's
 # just_return_func, where an error-injection override sends a call (its body
 # is set by trace/error_inject.py).
@@ -125,8 +133,11 @@ def _sys_getpid(ctx: CallContext, *args: object) -> int:
     return ctx.task.pid
 
 
-def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFile:
-    """Lay out vmlinux's functions (kallsyms order is address order)."""
+def build_vmlinux(
+    cmdline: str, version: str, extra_funcs: int = 0, lsm_hooks: bool = True
+) -> ObjectFile:
+    """Lay out vmlinux's functions (kallsyms order is address order);
+    without *lsm_hooks* (CONFIG_SECURITY) there are no ``security_*``."""
     vm = ObjectFile("vmlinux", VMLINUX_BASE)
     vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"), size=0x30)  # as Debian builds it
     vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
@@ -135,7 +146,8 @@ def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFil
     vm.add("loadavg_proc_show", _seq_puts("0.00 0.00 0.00 1/64 1000\n"))
     vm.add("uptime_proc_show", _seq_puts("3.14 5.92\n"))
     for name in SCHED_FUNCS + OTHER_FUNCS:
-        vm.add(name, lambda ctx, *a: 0)
+        if lsm_hooks or not name.startswith("security_"):
+            vm.add(name, lambda ctx, *a: 0)
     for name in DUPLICATE_FUNCS:
         vm.add(name, lambda ctx, *a: 0)
     for name in NOTRACE_FUNCS:
@@ -146,4 +158,7 @@ def build_vmlinux(cmdline: str, version: str, extra_funcs: int = 0) -> ObjectFil
         vm.add(f"klpsim_func_{i}", lambda ctx, *a: 0)
     for name in ARCH_FUNCS:
         vm.add(name, lambda ctx, *a: 0, notrace=True)
+    # Last, so that no other function moves: syncfs(2), which the real
+    # kernel's "call" makes as syncfs(-1), a syscall with its own BTF.
+    vm.add("__x64_sys_syncfs", lambda ctx, *a: -EBADF)
     return vm

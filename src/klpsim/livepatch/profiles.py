@@ -155,6 +155,16 @@ class Profile:
     helpers_load: Literal["insmod", "modprobe"] = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
+    verifier_unknown_helper: str = "program of this type cannot use helper {name}#{id}"
+    """What the verifier says of a helper the program type lacks: this since
+    6.10 ("bpf: improve error message for unsupported helper", Mykyta
+    Yatsenko); before, ``unknown func {name}#{id}``."""
+    kprobe_insns: dict[str, frozenset[int]] = field(default_factory=dict, compare=False)
+    """Instruction starts (offsets, endbr64 included) of vmlinux functions as
+    this kernel's build lays them out, measured by probing each offset:
+    can_probe() refuses an address inside an instruction with -EILSEQ.
+    Functions not listed are taken to start an instruction at every offset
+    past the ftrace call."""
 
     def message(self, key: str) -> Message:
         return self.messages.get(key) or CATALOGUE[key]
@@ -178,11 +188,25 @@ MAINLINE_CONFIG = frozenset(
         "FUNCTION_GRAPH_TRACER",
         # arch_adjust_kprobe_addr() puts a probe on func+0 at func+4, past endbr64
         "X86_KERNEL_IBT",
+        "FAIL_FUNCTION",
+        "FPROBE",
+        "SECURITY",
     }
 )
 # Debian's kernels lack CONFIG_FUNCTION_ERROR_INJECTION, hence also
-# CONFIG_BPF_KPROBE_OVERRIDE (real-artifacts.md, Step 1).
-DEBIAN_CONFIG = MAINLINE_CONFIG - {"FUNCTION_ERROR_INJECTION", "BPF_KPROBE_OVERRIDE"}
+# CONFIG_BPF_KPROBE_OVERRIDE and CONFIG_FAIL_FUNCTION (real-artifacts.md, Step 1).
+DEBIAN_CONFIG = MAINLINE_CONFIG - {
+    "FUNCTION_ERROR_INJECTION",
+    "BPF_KPROBE_OVERRIDE",
+    "FAIL_FUNCTION",
+}
+
+# cmdline_proc_show as Debian's gcc-12 builds it: the offsets a kprobe took
+# in the guest (klpsim-bpf attach kprobe cmdline_proc_show+N, N = 1..47).
+# 6.12's code is 6.1's moved by endbr64 (4 bytes), plus an int3 after the
+# return thunk (straight-line speculation).
+_CMDLINE_PROC_SHOW_6_1 = frozenset({0, 5, 6, 13, 16, 21, 24, 29, 34, 36, 37})
+_CMDLINE_PROC_SHOW_6_12 = frozenset({0, 4, 9, 10, 17, 20, 25, 28, 33, 38, 40, 41, 46})
 
 MAINLINE_ATTRS = ("enabled", "transition", "force", "replace", "stack_order")
 
@@ -219,6 +243,7 @@ register(
         config=DEBIAN_CONFIG,
         sched_switch="cond_resched",
         kstrtobool_enable_disable=False,
+        kprobe_insns={"cmdline_proc_show": _CMDLINE_PROC_SHOW_6_12},
     )
 )
 
@@ -232,8 +257,8 @@ register(
         patch_attrs=("enabled", "transition", "force"),
         sympos_0_eq_1=False,
         kprobe_arm_error_ignored=False,
-        # Debian's 6.1 is built without CONFIG_X86_KERNEL_IBT.
-        config=DEBIAN_CONFIG - {"X86_KERNEL_IBT"},
+        # Debian's 6.1 is built without CONFIG_X86_KERNEL_IBT and CONFIG_FPROBE.
+        config=DEBIAN_CONFIG - {"X86_KERNEL_IBT", "FPROBE"},
         sched_switch="none",
         kstrtobool_enable_disable=False,
         ftrace_rec_flags="RID",
@@ -244,6 +269,8 @@ register(
         # Debian's 6.1 selftests still load with modprobe (the move to
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",
+        verifier_unknown_helper="unknown func {name}#{id}",
+        kprobe_insns={"cmdline_proc_show": _CMDLINE_PROC_SHOW_6_1},
     )
 )
 

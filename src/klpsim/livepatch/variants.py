@@ -8,12 +8,15 @@ livepatch: Introduce replace set support"), and RFC 3/4 + 4/4 of
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from klpsim.livepatch.events import RefusalRule, function_label
 from klpsim.livepatch.profiles import (
     MAINLINE_ATTRS,
     MAINLINE_CONFIG,
+    PROFILES,
+    PatchAttr,
     Profile,
     ReplacePolicy,
     register,
@@ -89,16 +92,46 @@ class ReplaceSetPolicy(ReplacePolicy):
         return other.replace_set == transition_patch.replace_set
 
 
+# v2 2/4 renames replace -> replace_set (RO, "%u\n"); v2 3/4 removes stack_order.
+REPLACE_SET_ATTRS = ("enabled", "transition", "force", "replace_set")
+REPLACE_SET_EXTRA: dict[str, PatchAttr] = {
+    "replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)
+}
+
 register(
     Profile(
         name="replace-set",
         summary="7.1 + replace_set v2 (2026-05-29): scoped atomic replace, cross-set checks",
         release="7.1.0-replace-set",
         policy=ReplaceSetPolicy(),
-        # v2 2/4 renames replace -> replace_set; v2 3/4 removes stack_order.
-        patch_attrs=("enabled", "transition", "force", "replace_set"),
+        patch_attrs=REPLACE_SET_ATTRS,
         config=MAINLINE_CONFIG,
-        extra_patch_attrs={"replace_set": (0o444, lambda klp, p: f"{p.replace_set}\n", None)},
+        extra_patch_attrs=REPLACE_SET_EXTRA,
+    )
+)
+
+# The kernel `klpsim vm --kernel replace-set` builds (real/vm/rskernel.py):
+# Debian's 6.12 source with the v2 rules, so the 6.12 profile's base
+# behaviour (kstrtobool without e/d, the kprobe arming error, task switching
+# in cond_resched(), no stack_order) under the same policy and sysfs as
+# "replace-set". Its config is data/replace-set.config over tinyconfig:
+# error injection and bpf_override_return() on; no IBT (x86_64 tinyconfig
+# leaves X86_KERNEL_IBT off), no fprobe, no fail_function, no LSM hooks.
+# Without endbr64 its cmdline_proc_show is laid out as 6.1's, 6.12's
+# int3 after the return thunk kept (measured as for the Debian profiles).
+register(
+    dataclasses.replace(
+        PROFILES["6.12"],
+        name="replace-set-6.12",
+        summary="Debian's 6.12 + replace_set v2: the kernel `klpsim vm --kernel replace-set` builds",
+        release="6.12.117-klpsim-rs",
+        policy=ReplaceSetPolicy(),
+        patch_attrs=REPLACE_SET_ATTRS,
+        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT", "FPROBE", "FAIL_FUNCTION", "SECURITY"},
+        extra_patch_attrs=REPLACE_SET_EXTRA,
+        kprobe_insns={
+            "cmdline_proc_show": frozenset({0, 5, 6, 13, 17, 22, 26, 31, 36, 38, 39, 40, 45})
+        },
     )
 )
 

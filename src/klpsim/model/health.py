@@ -44,6 +44,7 @@ __all__ = [
     "effective_target",
     "redirect_of",
     "shadowed_by",
+    "next_call",
 ]
 
 
@@ -251,11 +252,33 @@ def _note(system: System, link: BpfLink, sym: Symbol) -> str:
         return ""
     if link.kind is LinkKind.FMOD_RET and link.ret and ops is not None:
         return "skips the call: the livepatch never runs"
-    if ops is not None and link.kind is not LinkKind.FMOD_RET:
-        new = _live_funcs(ops)[0].new_func
-        if new is not None and link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
-            return f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
+    if link.kind is not LinkKind.FMOD_RET and link.kind in TRAMP_KINDS | KPROBE_KINDS | MULTI_KINDS:
+        runs = effective_target(system, sym)
+        if runs is not sym:
+            return f"reports {sym.name}; {next_call(system, sym, runs)}"
     return ""
+
+
+def next_call(system: System, sym: Symbol, runs: Symbol | None) -> str:
+    """What the next call of *sym* runs (effective_target()), in the words
+    of the ``call`` verb: the body that runs, or who keeps every body from
+    running."""
+    if runs is None:
+        tr = system.bpf.trampolines[sym]
+        fmod = next(lk for lk in tr.links[LinkKind.FMOD_RET] if lk.ret)
+        return f"calls run nothing: fmod_ret {fmod.name} returns {fmod.ret} and skips the call"
+    if runs is system.error_injection.just_return_func:
+        ovr = next(
+            (
+                lk
+                for lk in system.bpf.links.values()
+                if lk.override is not None and sym in lk.targets
+            ),
+            None,
+        )
+        who = f"override {ovr.name}" if ovr is not None else "an override"
+        return f"calls run just_return_func: {who} wins, no body runs"
+    return f"calls run {runs.owner.name}:{runs.name}"
 
 
 def attachment_health(system: System) -> list[Health]:

@@ -24,7 +24,10 @@ CONFIG_OPTIONS = {
     "DYNAMIC_FTRACE_WITH_ARGS": "ftrace with arguments (fprobe over ftrace)",
     "KPROBES": "kprobes",
     "KPROBES_ON_FTRACE": "kprobes on ftrace call sites (kprobe_ftrace_ops)",
-    "FUNCTION_ERROR_INJECTION": "the error-injection list and fail_function",
+    "FUNCTION_ERROR_INJECTION": "the error-injection list",
+    "FAIL_FUNCTION": "fail_function (debugfs), on the error-injection list",
+    "FPROBE": "fprobe: kprobe_multi links",
+    "SECURITY": "the LSM hooks: without it security_* are inline stubs, not functions",
     "BPF_KPROBE_OVERRIDE": "bpf_override_return()",
     "BPF_EVENTS": "BPF programs on kprobes and tracepoints",
     "KPROBE_OVERRIDE_KLP_FUNC": "RFC 2/4 of 2026-04-02: overrides on livepatch functions",
@@ -93,6 +96,7 @@ def boot(
             config=frozenset(options),
             kstrtobool_enable_disable=profile.kstrtobool_enable_disable,
             extra_funcs=extra_funcs,
+            lsm_hooks="SECURITY" in options,
         )
     )
     for rule in dyndbg:
@@ -108,6 +112,7 @@ def boot(
             profile.kprobe_arm_error_ignored,
             ibt=kernel.has_config("X86_KERNEL_IBT"),
             disarm_warn_at=profile.kprobe_disarm_warn_at,
+            insns=profile.kprobe_insns,
         )
         kernel.data_symbols.append("kprobe_ftrace_ops")
         if kernel.has_config("KPROBE_EVENTS"):
@@ -122,7 +127,14 @@ def boot(
     klp = Klp(kernel, ftrace, profile)
     kernel.modules.release.append(lambda mod: ftrace.release_module(mod.name))
     error_injection = ErrorInjection(kernel, kprobes)
-    bpf = Bpf(kernel, ftrace, kprobes, error_injection)
+    bpf = Bpf(
+        kernel,
+        ftrace,
+        kprobes,
+        error_injection,
+        trace_kprobes=trace_kprobes,
+        unknown_helper=profile.verifier_unknown_helper,
+    )
     events = EventLog(kernel.clock)
     events.attach(klp.tp)
     events.attach(error_injection.tp)

@@ -50,9 +50,10 @@ class LivepatchCode(ModuleCode):
         )
         # Module parameters set in init, before klp_enable_patch().
         if "replace" in params:
-            # An int parameter stored into mainline's bool, or into a u32 tag.
+            # An int parameter stored into mainline's bool (!!x), or into
+            # the draft's u32 tag as C converts it (-1 is tag 4294967295).
             tag = self.kernel.exports.get("klp_replace_is_tag", False)
-            patch.replace = params["replace"] if tag else bool(params["replace"])
+            patch.replace = params["replace"] & 0xFFFF_FFFF if tag else bool(params["replace"])
         if "replace_set" in params:
             # An int parameter stored into the u32 field, as C converts it
             # (v2 4/4's modules: replace_set=-1 is set 4294967295).

@@ -1,7 +1,11 @@
-"""Simulator-only verbs for BPF programs on (livepatched) functions.
+"""Verbs for BPF programs on (livepatched) functions.
 
-On a real machine these are a BPF loader (libbpf, bpftool) and a test
-program; in klpsim they drive the kernel's attach paths directly. See
+In klpsim they drive the kernel's attach paths directly. In a real-kernel
+guest (klpsim vm, klpsim diff) klpsim's own loader does them
+(real/vm/bpftool.py): the same words, ``call`` only for what a caller there
+can reach (a /proc show function, ``MOD:FUNC`` of a klpsim module behind
+/proc/MOD/FUNC, ``__x64_sys_syncfs`` as syncfs(-1)) and without PID, and
+``bpf_attachments`` without the model's STATE and NOTE columns. See
 docs/bpf-and-livepatch.md.
 
 ``bpf_attach TYPE FUNC [--override RET] [--ret RET] [--name NAME]``
@@ -52,7 +56,7 @@ KINDS = {k.value: k for k in LinkKind}
 def bpf_verb(
     name: str, *args: Arg, **kw: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a BPF verb (simulator-only)."""
+    """Register a BPF verb."""
     return REGISTRY.verb(name, FAMILY, *args, **kw)
 
 

@@ -5,17 +5,18 @@ tools print (coreutils, grep, kmod, procps), so that a failing command
 looks the same here as on a test machine.
 """
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from klpsim.kernel.errno import EAGAIN, EEXIST, EINVAL, ENOENT, strerror
+from klpsim.kernel.errno import EAGAIN, EEXIST, EINVAL, ENOENT, ENOEXEC, ESRCH, strerror
 from klpsim.kernel.fs import mode_string
 from klpsim.scenario.verbs import REGISTRY, Arg, Result, checked_by
 from klpsim.trace.trace_kprobe import TRACING, not_modelled
 
-__all__ = ["bre_to_python", "insmod_strerror", "sleep_ns", "KTIME_MAX"]
+__all__ = ["bre_to_python", "insmod_strerror", "modprobe_strerror", "sleep_ns", "KTIME_MAX"]
 
 FAMILY = "shell"
 ANY = Arg("ARG", optional=True, repeat=True)
@@ -149,6 +150,9 @@ def grep(rt, args: list[str]) -> Result:
     if not rest:
         return _err(2, "Usage: grep [OPTION]... PATTERNS [FILE]...")
     pattern, files = rest[0], rest[1:]
+    # -H names the file on every line, -h on none; by default only when
+    # there are several files.
+    names = "H" in opts or (len(files) > 1 and "h" not in opts)
     regex = re.escape(pattern) if "F" in opts else bre_to_python(pattern, "E" in opts)
     if "w" in opts:
         regex = rf"(?<![\w]){regex}(?![\w])"
@@ -159,7 +163,6 @@ def grep(rt, args: list[str]) -> Result:
     except re.error as e:
         return _err(2, f"grep: {e}")
     out, err, matched, status = [], [], 0, None
-    named = len(files) > 1 and "h" not in opts  # -h: no file name prefix
     for path in files:
         data = rt.fs.read(path)
         if isinstance(data, int):
@@ -171,9 +174,9 @@ def grep(rt, args: list[str]) -> Result:
             if bool(rx.search(line)) != ("v" in opts):
                 count += 1
                 if "c" not in opts and "q" not in opts:
-                    out.append((f"{path}:" if named else "") + line + "\n")
+                    out.append((f"{path}:" if names else "") + line + "\n")
         if "c" in opts and "q" not in opts:
-            out.append((f"{path}:" if named else "") + f"{count}\n")
+            out.append((f"{path}:" if names else "") + f"{count}\n")
         matched += count
     if "q" in opts and matched:
         return 0, "", ""
@@ -183,28 +186,64 @@ def grep(rt, args: list[str]) -> Result:
 
 
 def insmod_strerror(err: int) -> str:
-    """kmod's mod_strerror(): insmod's wording for an init_module() error."""
+    """kmod's tools/insmod.c mod_strerror(): insmod's wording for an
+    init_module() error; every other errno is strerror()'s (so a second load
+    of a live module ends in "File exists")."""
     return {
-        -8: "Invalid module format",
-        -ENOENT: "Unknown symbol in module, or unknown parameter (see dmesg)",
+        -ENOEXEC: "Invalid module format",
+        -ENOENT: "Unknown symbol in module",
+        -ESRCH: "Module has wrong symbol version",
         -EINVAL: "Invalid parameters",
-        -EEXIST: "Module already in kernel",
     }.get(err, strerror(err))
 
 
-def _kmod_new(rt) -> None:
+def modprobe_strerror(err: int) -> str:
+    """kmod's tools/modprobe.c insmod(): its two special cases, then strerror()."""
+    return {
+        -EEXIST: "Module already in kernel",
+        -ENOENT: "Unknown symbol in module, or unknown parameter (see dmesg)",
+    }.get(err, strerror(err))
+
+
+def _kmod_new(rt) -> str:
     """libkmod's kmod_new() reads /proc/cmdline (module options given on the
     kernel command line), so every insmod, rmmod and modprobe calls
     cmdline_proc_show(), and whatever probes it fires (seen on Debian's
-    kernels: a kprobe on it logs at each kmod command)."""
-    rt.fs.read("/proc/cmdline")
+    kernels: a kprobe on it logs at each kmod command). A read that fails
+    (a patched show() returning an error) is logged by libkmod's default
+    log function, log_filep(), with the priority, file and line that
+    Debian's kmod 30 (built with ENABLE_DEBUG) prints, as measured in the
+    guest; the command goes on (kmod_config_new() ignores the error).
+    Returns what it writes to stderr."""
+    data = rt.fs.read("/proc/cmdline")
+    if isinstance(data, int):
+        return (
+            "libkmod: ERROR ../libkmod/libkmod-config.c:521 kmod_config_parse_kcmdline: "
+            "could not read from "
+            f"'/proc/cmdline': {strerror(data)}\n"
+        )
+    return ""
+
+
+def _kmod(fn: Callable[[Any, list[str]], Result]) -> Callable[[Any, list[str]], Result]:
+    """A kmod tool: kmod_new() first (its stderr line, if any, comes first)."""
+
+    @functools.wraps(fn)
+    def tool(rt, args: list[str]) -> Result:
+        if not args:
+            return fn(rt, args)
+        pre = _kmod_new(rt)
+        status, out, err = fn(rt, args)
+        return status, out, pre + err
+
+    return tool
 
 
 @command("insmod", Arg("FILE", optional=True, module=True), ANY)
+@_kmod
 def insmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "insmod: ERROR: missing filename.")
-    _kmod_new(rt)
     path, params = args[0], args[1:]
     if "/" not in path and not path.endswith(".ko"):
         # A module name: the real-kernel harness's insmod wrapper (klpsim.sh)
@@ -218,26 +257,26 @@ def insmod(rt, args: list[str]) -> Result:
 
 
 @command("modprobe", Arg("MOD", optional=True, module=True), ANY)
+@_kmod
 def modprobe(rt, args: list[str]) -> Result:
     """modprobe MOD [ARGS]: load by name; kmod's error wording."""
     if not args:
         return _err(1, "modprobe: ERROR: missing parameters. See -h.")
-    _kmod_new(rt)
     name, params = args[0], args[1:]
     spec = rt.resolve_module(name)
     if rt.kernel.modules.find_module(spec.name) is not None:
         return 0, "", ""
     ret = rt.kernel.modules.load_module(spec, params)
     if ret:
-        return _err(1, f"modprobe: ERROR: could not insert '{spec.name}': {strerror(ret)}")
+        return _err(1, f"modprobe: ERROR: could not insert '{spec.name}': {modprobe_strerror(ret)}")
     return 0, "", ""
 
 
 @command("rmmod")
+@_kmod
 def rmmod(rt, args: list[str]) -> Result:
     if not args:
         return _err(1, "rmmod: ERROR: missing module name.")
-    _kmod_new(rt)
     name = args[0]
     if name.endswith(".ko"):
         name = name.rsplit("/", 1)[-1][:-3]

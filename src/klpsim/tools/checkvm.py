@@ -7,9 +7,9 @@ functions and of target-module functions, random ``replace`` -- on the
 replace-set kernel a random ``replace_set`` of 0, 1 or 2 -- and states,
 three target modules), generated as C for the kernel (real/vm/modgen.py,
 the REPLACE_SET_KERNEL capability on replace-set) and built into ``.ko``
-files for it in one kbuild run. The predictions use the profile of the
-same name (the replace-set kernel is predicted by the ``replace-set``
-profile). Each random set takes 2 to 5
+files for it in one kbuild run. The predictions use the kernel's model
+profile (real/vm's model_profile(): the replace-set kernel is predicted by
+``replace-set-6.12``). Each random set takes 2 to 5
 of the livepatches, in a random order, after the target modules they patch.
 
 For each set, ``check``'s own loader (tools/check.py ``run_order``) predicts,
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from klpsim.kernel.vmlinux import PROC_SHOW
 from klpsim.livepatch.profiles import get_profile
-from klpsim.real.vm import KERNELS
+from klpsim.real.vm import KERNELS, model_profile
 from klpsim.tools.check import Patch, Target, read_inputs, run_order
 from klpsim.tools.fuzz import module_pool
 
@@ -56,8 +56,8 @@ class CheckSet:
 
 def make_sets(pool: dict[str, str], seed: int, count: int) -> list[CheckSet]:
     """*count* random sets from the pool; the same seed gives the same sets."""
-    lps = sorted(n for n, t in pool.items() if t.startswith("livepatch"))
-    targets = sorted(n for n in pool if n not in lps)
+    lps = sorted(n for n, t in pool.items() if t.startswith("livepatch") and "_sympos" not in n)
+    targets = sorted(n for n, t in pool.items() if t.startswith("functions"))
     out = []
     for i in range(count):
         rng = random.Random(f"{seed}:set:{i}")
@@ -87,7 +87,7 @@ def predict(
     s: CheckSet, kos: dict[str, Path], kernel: str, pool: dict[str, str]
 ) -> list[Observation]:
     """What check's loader says each load of *s* does."""
-    profile = get_profile(kernel)
+    profile = get_profile(model_profile(kernel))
     patches, targets = read_inputs([str(kos[n]) for n in s.targets + s.patches], profile)
     order: list[Patch] = [next(p for p in patches if p.name == n) for n in s.patches]
     tgts: list[Target] = [next(t for t in targets if t.name == n) for n in s.targets]

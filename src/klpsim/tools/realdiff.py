@@ -4,7 +4,8 @@
 
 Each script runs on the model's profile of that kernel and in one booted
 QEMU guest of the real kernel (Debian's, or 6.12 built with the replace_set
-rules for the ``replace-set`` profile). The two kernel logs are filtered as
+rules, whose profile is ``replace-set-6.12``: real/vm's model_profile()).
+The two kernel logs are filtered as
 functions.sh's check_result filters them (lines with ``livepatch:`` or
 ``test_klp``, no taint notices) and compared; a mismatch prints a unified
 diff. Exit 1 if any script differs.
@@ -29,7 +30,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from klpsim.livepatch.profiles import Profile
 from klpsim.model.system import System
+from klpsim.real.vm import model_profile
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.scenario.parser import decode_script
 from klpsim.session import Session
@@ -53,9 +56,14 @@ SETUP_CONFIG_LINES = ("livepatch: kernel.ftrace_enabled = 1",)
 def run_model(
     text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
 ) -> tuple[int, System]:
-    """Run a script on a freshly booted model: (exit status, the System after it)."""
+    """Run a script on a freshly booted model of real *kernel* (its profile,
+    model_profile()): (exit status, the System after it)."""
     session = Session(
-        kernel, module_dirs=module_dirs, script_dir=path.parent, definitions=texts, path=str(path)
+        model_profile(kernel),
+        module_dirs=module_dirs,
+        script_dir=path.parent,
+        definitions=texts,
+        path=str(path),
     )
     return session.run(text), session.system
 
@@ -69,13 +77,20 @@ def model_log(
 
 
 def model_output(
-    text: str, path: Path, kernel: str, module_dirs: list[Path], texts: dict[str, str] | None = None
+    text: str,
+    path: Path,
+    kernel: str | Profile,
+    module_dirs: list[Path],
+    texts: dict[str, str] | None = None,
+    config: dict[str, bool] | None = None,
 ) -> tuple[int, list[str], str]:
     """Run a script on the model: (status, ``dmesg --notime`` lines, the
-    script's stdout and stderr as one stream, as the guest's agent captures it)."""
+    script's stdout and stderr as one stream, as the guest's agent captures
+    it). *config*: CONFIG_ options set or cleared on the profile's."""
     out = io.StringIO()
     session = Session(
-        kernel,
+        model_profile(kernel) if isinstance(kernel, str) else kernel,
+        config=config,
         module_dirs=module_dirs,
         script_dir=path.parent,
         definitions=texts,
@@ -109,6 +124,8 @@ _NORMALIZE = [
     (re.compile(r"^\[ *\d+\.\d{6}\] ", re.M), "[TS] "),  # error_log
     (re.compile(r"^( \d+\) )[ +!#*@$] +\d+(\.\d+)? us +\|", re.M), r"\1DURATION |"),
     (re.compile(r"\(\S+ <- "), "(CALLER <- "),
+    # the call verb's task: the model's shell, the guest's klpsim-bpf
+    (re.compile(r"^(call \S+ from )\S+:\d+$", re.M), r"\1TASK:PID"),
 ]
 
 
@@ -131,6 +148,24 @@ def _sort_kprobe_lists(lines: list[str]) -> list[str]:
     return out[:-1]
 
 
+_ATTACHMENTS_HEAD = re.compile(r"^NAME +TYPE +TARGET +PROGRAM +HITS(?: +STATE +NOTE)?$")
+_ATTACHMENTS_ROW = re.compile(r"^\S+ +\S+ +\S+ +(?:-|override -?\d+|returns -?\d+) +\d+$")
+
+
+def _attachment_columns(lines: list[str]) -> list[str]:
+    """bpf_attachments tables cut to the columns a real kernel can show
+    (NAME to HITS): STATE and NOTE are the model's analysis of the next call."""
+    out: list[str] = []
+    cut = None
+    for line in lines:
+        if _ATTACHMENTS_HEAD.match(line):
+            cut = line.find("  STATE") if "  STATE" in line else None
+        elif cut is not None and not _ATTACHMENTS_ROW.match(line[:cut].rstrip()):
+            cut = None
+        out.append(line[:cut].rstrip() if cut is not None else line)
+    return out
+
+
 def normalize_output(text: str) -> str:
     """A script's output with run-specific details replaced (see module doc)."""
     for cmdline in _CMDLINES:
@@ -140,7 +175,7 @@ def normalize_output(text: str) -> str:
     # start_test prints "TEST: NAME ... " without a newline: what follows
     # starts a line of its own.
     text = re.sub(r"^(TEST: .*? \.\.\. )(?=\S)", "\\1\n", text, flags=re.M)
-    return "\n".join(_sort_kprobe_lists(text.split("\n")))
+    return "\n".join(_attachment_columns(_sort_kprobe_lists(text.split("\n"))))
 
 
 def comparable(lines: list[str], from_guest: bool) -> list[str]:
@@ -176,20 +211,33 @@ class DiffResult:
     """The model's ``dmesg --notime``."""
     real_log: list[str]
     """The guest's ``dmesg --notime`` during the script."""
+    real_output: str = ""
+    """The script's output in the guest (stdout and stderr, as written)."""
+    real_status: int = 0
+    """The script's exit status in the guest."""
 
 
-def diff_one(rk, vm, path: Path, kernel: str, module_dirs: list[Path], output: bool) -> DiffResult:
+def diff_one(
+    rk,
+    vm,
+    path: Path,
+    kernel: str | Profile,
+    module_dirs: list[Path],
+    output: bool,
+    config: dict[str, bool] | None = None,
+) -> DiffResult:
     """Run one script on both sides and compare the filtered logs, and with
-    *output* the normalized output."""
+    *output* the normalized output. *kernel* names the model's profile and
+    *config* the options its build differs in (``rk`` is the real kernel)."""
     text = decode_script(path.read_bytes())
-    _, model, model_out = model_output(text, path, kernel, module_dirs)
+    _, model, model_out = model_output(text, path, kernel, module_dirs, config=config)
     res = rk.run_script(vm, path, [str(d) for d in module_dirs])
     d = compare(str(path), comparable(model, False), comparable(res.log_lines, True))
     if output:
         mine = normalize_output(model_out).splitlines()
         theirs = normalize_output(res.stdout).splitlines()
         d += compare(f"{path} output", mine, theirs)
-    return DiffResult(d, model, res.log_lines)
+    return DiffResult(d, model, res.log_lines, res.stdout, res.exit_status)
 
 
 def diff_scripts(

@@ -45,9 +45,21 @@ a call:
   ops (a livepatch) it shares the site through ops_func (00963a2e75a8 "bpf:
   Support bpf_trampoline on functions with IPMODIFY (e.g. livepatch)") and
   is regenerated with BPF_TRAMP_F_ORIG_STACK, so it calls whatever the list
-  handlers left in regs->ip (the livepatch's new_func). A nonzero fmod_ret
+  handlers left in regs->ip (the livepatch's new_func; or just_return_func
+  after an override, which then returns whatever rax held, not the
+  override's value: measured, error_inject.RaxLeftover). A nonzero fmod_ret
   skips that call: fmod_ret wins over a livepatch in both orders. Without
   ORIG_STACK a CALL_ORIG trampoline calls the original body (orig + 5);
+* a ``kprobe`` link is a perf kprobe event (create_local_trace_kprobe()):
+  the symbol must name one function (-ENOENT, -EADDRNOTAVAIL), not a
+  notrace one ("trace_kprobe: Could not probe notrace function", -EINVAL),
+  at an instruction boundary (-EILSEQ); the kprobe is registered when the
+  event is opened, and the override check runs only when the program is
+  attached to it, so a misplaced probe fails with the kprobe's errno first;
+* a loader finds a tracing program's target by its BTF id (libbpf:
+  -ESRCH when there is none, as for the SYSCALL_DEFINE0 aliases); a target
+  ftrace cannot patch gets -EBUSY from bpf_arch_text_poke(), which finds no
+  nop5 where the call would go;
 * fentry/fexit/fmod_ret programs hold a reference on the target's module
   (Viktor Malik, "bpf: Fix attaching fentry/fexit/fmod_ret/lsm to modules",
   6.4; before that register_fentry() held it), and kprobe_multi links on
@@ -65,9 +77,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, ESRCH
+from klpsim.kernel.errno import EAGAIN, EBUSY, EINVAL, ENOENT, EOPNOTSUPP, ESRCH
 from klpsim.kernel.symbols import Symbol
 from klpsim.kernel.tracepoint import Tracepoint
+from klpsim.kernel.vmlinux import SYSCALL_ALIASES
 from klpsim.trace.events import (
     EXIT_KINDS,
     KPROBE_KINDS,
@@ -100,6 +113,7 @@ if TYPE_CHECKING:
     from klpsim.trace.error_inject import ErrorInjection
     from klpsim.trace.ftrace import Ftrace
     from klpsim.trace.kprobes import Kprobe, Kprobes
+    from klpsim.trace.trace_kprobe import TraceKprobes
 
 __all__ = ["Bpf", "BpfLink", "BpfTrampoline", "AttachError", "LinkKind", "TrampolineFlag"]
 
@@ -256,6 +270,8 @@ class BpfTrampoline:
                 return
         if ORIG_STACK not in self.flags:
             regs.ip = sym  # call orig_func + MCOUNT_INSN_SIZE: its own body
+        elif regs.ip is bpf.ei.just_return_func:
+            bpf.ei.call_just_return(task)  # called, not returned to: rax is lost
 
 
 class FprobeOps:
@@ -318,11 +334,15 @@ class Bpf:
         ftrace: Ftrace,
         kprobes: Kprobes | None,
         error_injection: ErrorInjection,
+        trace_kprobes: TraceKprobes | None = None,
+        unknown_helper: str = "program of this type cannot use helper {name}#{id}",
     ):
         self.kernel = kernel
         self.ftrace = ftrace
         self.kprobes = kprobes
         self.ei = error_injection
+        self.trace_kprobes = trace_kprobes  # the perf kprobe PMU's checks
+        self.unknown_helper = unknown_helper  # Profile.verifier_unknown_helper
         self.links: dict[str, BpfLink] = {}
         self.trampolines: dict[Symbol, BpfTrampoline] = {}
         self.fprobe = FprobeOps(self, "fprobe_ftrace_ops", exit_mode=False)
@@ -392,13 +412,10 @@ class Bpf:
     def _check_override_helper(self) -> None:
         if not self.has("BPF_KPROBE_OVERRIDE"):
             # kprobe_prog_func_proto() has no BPF_FUNC_override_return
-            raise AttachError(
-                -EINVAL,
-                (
-                    "program of this type cannot use helper "
-                    f"bpf_override_return#{BPF_FUNC_override_return}",
-                ),
+            line = self.unknown_helper.format(
+                name="bpf_override_return", id=BPF_FUNC_override_return
             )
+            raise AttachError(-EINVAL, (line,))
 
     def override_allowed(self, sym: Symbol) -> bool:
         """perf_event_attach_bpf_prog(): on the opt-in list, or (RFC 2/4) in a
@@ -412,33 +429,50 @@ class Bpf:
         return False
 
     def _attach_kprobe(self, link: BpfLink) -> None:
+        """perf_event_open() of a perf kprobe (create_local_trace_kprobe(),
+        which registers the kprobe), then the program's attach to it
+        (perf_event_attach_bpf_prog())."""
         sym = link.target
-        if link.offset >= sym.size:
-            raise AttachError(-EINVAL, why=f"offset {link.offset:#x} is past the end of {sym.name}")
-        if link.override is not None and (link.offset or not self.override_allowed(sym)):
-            # "Kprobe override only works if they are on the function entry,
-            # and only if they are on the opt-in list."
-            raise AttachError(-EINVAL, why=self._override_refused(sym, link.offset))
-        if link.offset:
-            if link.kind is LinkKind.KRETPROBE:
-                # return probes only at entry
-                raise AttachError(-EINVAL, why="a kretprobe attaches at the entry only")
-            link.int3 = True  # a breakpoint in the body: fires when the body runs
-            return
         if self.kprobes is None:
             # no kprobe PMU without CONFIG_KPROBES
             raise AttachError(-ENOENT, why="the kernel has no ftrace-based kprobes")
+        module = None if sym.owner.name == "vmlinux" else sym.owner.name
+        if self.trace_kprobes is not None:
+            symbol = f"{module}:{sym.name}" if module else sym.name
+            ret = self.trace_kprobes.check_local_trace_kprobe(symbol)
+            if ret:
+                why = {-EINVAL: "a notrace function", -ENOENT: "no such function"}
+                raise AttachError(ret, why=f"{symbol}: {why.get(ret, 'several functions')}")
+        is_return = link.kind is LinkKind.KRETPROBE
         kp = self.kprobes.new_kprobe(
             sym.name,
             pre_handler=lambda kp, regs, task: self._kprobe_pre(link, kp, regs, task),
             owner="bpf",
-            module=None if sym.owner.name == "vmlinux" else sym.owner.name,
-            is_return=link.kind is LinkKind.KRETPROBE,  # pre_handler_kretprobe
+            module=module,
+            offset=link.offset,
+            is_return=is_return,  # pre_handler_kretprobe
         )
-        ret = self.kprobes.register_kprobe(kp)
-        if ret:
-            raise AttachError(ret, why=self._ftrace_refused(sym, ret))
-        link.kprobes.append(kp)
+        if is_return and self.kprobes.kprobe_on_func_entry(kp) == -EINVAL:
+            # register_kretprobe(): return probes only at the entry
+            raise AttachError(-EINVAL, why="a kretprobe attaches at the entry only")
+        res = self.kprobes.check_kprobe_address(kp)
+        if isinstance(res, int):
+            raise AttachError(res, why=f"no kprobe at {link.where()}")
+        _, _, on_func_entry, on_ftrace = res
+        if on_ftrace:
+            ret = self.kprobes.register_kprobe(kp)
+            if ret:
+                raise AttachError(ret, why=self._ftrace_refused(sym, ret))
+            link.kprobes.append(kp)
+        else:
+            link.int3 = True  # a breakpoint in the body: fires when the body runs
+        if link.override is not None and (not on_func_entry or not self.override_allowed(sym)):
+            # "Kprobe override only works if they are on the function entry,
+            # and only if they are on the opt-in list." The event is closed.
+            for kp in link.kprobes:
+                self.kprobes.unregister_kprobe(kp)
+            link.kprobes.clear()
+            raise AttachError(-EINVAL, why=self._override_refused(sym, 0 if on_func_entry else 1))
 
     def _override_refused(self, sym: Symbol, offset: int) -> str:
         if offset:
@@ -477,6 +511,9 @@ class Bpf:
         return 1 if regs.ip is not orig_ip else 0
 
     def _attach_multi(self, link: BpfLink) -> None:
+        if not self.has("FPROBE"):
+            # bpf_kprobe_multi_link_attach() without CONFIG_FPROBE
+            raise AttachError(-EOPNOTSUPP, why="the kernel has no fprobe (CONFIG_FPROBE)")
         if link.override is not None and not all(
             self.ei.within_error_injection_list(s) for s in link.targets
         ):
@@ -495,11 +532,14 @@ class Bpf:
 
     def _attach_tracing(self, link: BpfLink) -> None:
         sym = link.target
+        if sym.name in SYSCALL_ALIASES and sym.owner.name == "vmlinux":
+            # the loader's BTF lookup, before any load: the alias has no BTF FUNC
+            raise AttachError(-ESRCH, why=f"{sym.name} has no BTF id (an alias of __do_sys_*)")
         if link.kind is LinkKind.FMOD_RET and not self.modify_return_allowed(sym):
             raise AttachError(-EINVAL, (f"{sym.name}() is not modifiable",))
         if not sym.ftrace_loc:
-            # no __fentry__ call to patch
-            raise AttachError(-EINVAL, why=f"{sym.name} has no ftrace call site")
+            # register_fentry() -> bpf_arch_text_poke(): no nop5 at the entry
+            raise AttachError(-EBUSY, why=f"{sym.name} has no ftrace call site")
         tr = self.trampolines.get(sym)
         if tr is None:
             tr = self.trampolines[sym] = BpfTrampoline(self, sym)

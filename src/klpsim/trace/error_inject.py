@@ -23,7 +23,10 @@ kernel/fail_function.c (CONFIG_FUNCTION_ERROR_INJECTION, CONFIG_FAIL_FUNCTION):
   whichever comes second; see trace/kprobes.py for 587e8e6d640b).
 
 Without CONFIG_FUNCTION_ERROR_INJECTION (Debian's 6.1 and 6.12 kernels) the
-list is empty and neither debugfs directory exists.
+list is empty and neither debugfs directory exists. fail_function is
+CONFIG_FAIL_FUNCTION's (it needs CONFIG_FAULT_INJECTION_DEBUG_FS too): the
+replace-set kernel (real/vm/rskernel.py) has the list and
+bpf_override_return() but no fail_function directory.
 """
 
 from __future__ import annotations
@@ -56,8 +59,25 @@ __all__ = [
     "EI_TYPES",
     "EiEntry",
     "ErrorInjection",
+    "RaxLeftover",
     "VMLINUX_ERROR_INJECTION",
 ]
+
+
+class RaxLeftover(int):
+    """What a call returns when just_return_func is *called* rather than
+    returned to: whatever rax held, not the override's regs->ax (measured on
+    the replace-set kernel: 205104 from syncfs(-1)). The model cannot know
+    the number; it prints as ``<undefined>``."""
+
+    def __new__(cls) -> RaxLeftover:
+        return super().__new__(cls, 0)
+
+    def __str__(self) -> str:
+        return "<undefined>"
+
+    __repr__ = __str__
+
 
 # include/asm-generic/error-injection.h
 EI_ETYPE_NULL, EI_ETYPE_ERRNO, EI_ETYPE_ERRNO_NULL, EI_ETYPE_TRUE = 0, 1, 2, 3
@@ -258,7 +278,7 @@ class ErrorInjection:
         kernel.modules.notifier.append(self._module_callback)
         fs = kernel.fs
         fs.create_file(f"{DEBUGFS}/error_injection/list", 0o444, self._show_list)
-        if kprobes is not None:  # CONFIG_FAIL_FUNCTION needs kprobes
+        if kprobes is not None and kernel.has_config("FAIL_FUNCTION"):  # it needs kprobes
             base = f"{DEBUGFS}/fail_function"
             self.fei_attr.files(fs, base)
             fs.create_file(f"{base}/inject", 0o600, self._fei_show, self._fei_write)
@@ -324,6 +344,14 @@ class ErrorInjection:
         later writes regs->ip again."""
         self._ax[task.pid] = retval
         regs.ip = self.just_return_func
+
+    def call_just_return(self, task: Task) -> None:
+        """A trampoline built with BPF_TRAMP_F_ORIG_STACK calls whatever the
+        list handlers left in regs->ip: if that is just_return_func, it is
+        called with the trampoline's rax, not regs->ax, and the override's
+        value is lost (the caller gets :class:`RaxLeftover`)."""
+        if task.pid in self._ax:
+            self._ax[task.pid] = RaxLeftover()
 
     def _just_return(self, ctx: CallContext, *args: object) -> int:
         return self._ax.pop(ctx.task.pid, 0)

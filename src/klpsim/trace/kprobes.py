@@ -181,11 +181,13 @@ class Kprobes:
         arm_error_ignored: bool,
         ibt: bool = False,
         disarm_warn_at: str = "kernel/kprobes.c __disarm_kprobe_ftrace",
+        insns: dict[str, frozenset[int]] | None = None,
     ):
         self.kernel = kernel
         self.ftrace = ftrace
         self.arm_error_ignored = arm_error_ignored
         self.ibt = ibt
+        self.insns = insns or {}  # Profile.kprobe_insns: where instructions start
         self.disarm_warn_at = disarm_warn_at  # the WARN's "at FILE:LINE FUNC+OFF/SIZE"
         self.all_disarmed = False  # kprobes_all_disarmed
         self.table: list[list[Kprobe]] = [[] for _ in range(KPROBE_TABLE_SIZE)]
@@ -374,12 +376,38 @@ class Kprobes:
     def _entry_off(self) -> int:
         return ENDBR_INSN_SIZE if self.ibt else 0
 
-    def register_kprobe(self, p: Kprobe) -> int:
-        """register_kprobe() and __register_kprobe()."""
+    def kprobe_on_func_entry(self, p: Kprobe) -> int:
+        """kprobe_on_func_entry(): 0, -EINVAL (not the entry) or -ENOENT."""
+        res = self._kprobe_addr(p)
+        if isinstance(res, int):
+            return res
+        return 0 if res[2] else -EINVAL
+
+    def check_kprobe_address(self, p: Kprobe) -> tuple[Symbol, int, bool, bool] | int:
+        """_kprobe_addr(), check_ftrace_location() and can_probe(): (function,
+        offset, on_func_entry, on ftrace) or -errno."""
         res = self._kprobe_addr(p)
         if isinstance(res, int):
             return res
         sym, off, on_func_entry = res
+        entry = self._entry_off()
+        if sym.ftrace_loc and off == entry:
+            return sym, off, on_func_entry, True
+        if sym.ftrace_loc and entry < off < entry + MCOUNT_INSN_SIZE:
+            return -EILSEQ  # inside the call __fentry__: not an instruction boundary
+        if self.ibt and 0 < off < ENDBR_INSN_SIZE:
+            return -EILSEQ  # inside endbr64
+        insns = self.insns.get(sym.name) if sym.owner.name == "vmlinux" else None
+        if insns is not None and off not in insns:
+            return -EILSEQ  # can_probe(): inside an instruction (as measured)
+        return sym, off, on_func_entry, False
+
+    def register_kprobe(self, p: Kprobe) -> int:
+        """register_kprobe() and __register_kprobe()."""
+        res = self.check_kprobe_address(p)
+        if isinstance(res, int):
+            return res
+        sym, off, on_func_entry, on_ftrace = res
         p.addr, p.addr_off = sym, off
         p._kprobes = self
         if self._get_valid_kprobe(p) is not None:
@@ -387,14 +415,8 @@ class Kprobes:
         p.flags &= KPROBE_FLAG_DISABLED
         p.nmissed = 0
         p.list = []
-        # check_kprobe_address_safe() / check_ftrace_location()
-        entry = self._entry_off()
-        if sym.ftrace_loc and off == entry:
+        if on_ftrace:
             p.flags |= KPROBE_FLAG_FTRACE
-        elif sym.ftrace_loc and entry < off < entry + MCOUNT_INSN_SIZE:
-            return -EILSEQ  # inside the call __fentry__: not an instruction boundary
-        elif self.ibt and 0 < off < ENDBR_INSN_SIZE:
-            return -EILSEQ  # inside endbr64
         if on_func_entry:
             p.flags |= KPROBE_FLAG_ON_FUNC_ENTRY
         if p not in self._order:

@@ -612,15 +612,35 @@ class TraceKprobes:
                 return i + 1
         return 0
 
-    def _register_kprobe(self, tk: TraceKprobe) -> int:
-        """__register_trace_kprobe(): the kprobe is registered disabled unless
-        the event is enabled; a module not loaded yet is deferred."""
-        sym = self._lookup(tk.symbol)
+    def _refuse_notrace(self, symbol: str) -> int:
+        """__register_trace_kprobe()'s within_notrace_func(): -EINVAL, logged."""
+        sym = self._lookup(symbol)
         if sym is not None and sym.notrace:
             self.kernel.log.printk(
                 KERN_WARNING, f"trace_kprobe: Could not probe notrace function {sym.name}"
             )
             return -EINVAL
+        return 0
+
+    def check_local_trace_kprobe(self, symbol: str) -> int:
+        """create_local_trace_kprobe() up to register_kprobe(): the perf kprobe
+        PMU's probe (a BPF kprobe link) must name exactly one function
+        (-ENOENT, -EADDRNOTAVAIL: b022f0c7e404, "tracing/kprobes: Return
+        EADDRNOTAVAIL when func matches several symbols", in 6.1.y too), and
+        not a notrace one."""
+        modname, colon, func = symbol.partition(":")
+        count = self._number_of_same_symbols(modname, func) if colon else (
+            self._number_of_same_symbols(None, symbol))  # fmt: skip
+        if count != 1:
+            return -ENOENT if count == 0 else -EADDRNOTAVAIL
+        return self._refuse_notrace(symbol)
+
+    def _register_kprobe(self, tk: TraceKprobe) -> int:
+        """__register_trace_kprobe(): the kprobe is registered disabled unless
+        the event is enabled; a module not loaded yet is deferred."""
+        ret = self._refuse_notrace(tk.symbol)
+        if ret:
+            return ret
         if tk.event.enabled:
             tk.kp.flags &= ~_DISABLED
         else:

@@ -4,11 +4,12 @@ grep getppid /sys/kernel/debug/error_injection/list
 load_mod mod_ei
 grep mod_ei /sys/kernel/debug/error_injection/list
 # bpf_override_return: function entry of an error-injectable function only
+# (with IBT, func+4 past endbr64 is the entry too)
 bpf_attach kprobe __x64_sys_getppid --override -EPERM
 bpf_attach kprobe mod_ei:mod_ei_alloc --override -ENOMEM
 bpf_attach kprobe mod_ei:mod_ei_work --override -ENOMEM
 bpf_attach kprobe cmdline_proc_show --override -EINVAL
-bpf_attach kprobe __x64_sys_getppid+0x4 --override -EPERM
+bpf_attach kprobe __x64_sys_getppid+0x10 --override -EPERM
 # a kprobe that does not override goes anywhere traceable, offsets too
 bpf_attach kprobe cmdline_proc_show
 bpf_attach kprobe cmdline_proc_show+0x4

@@ -2,15 +2,15 @@
 # the trampoline shares the site with the livepatch through ops_func
 # (lpc26-truth.md, row D, T8, T9).
 start_test 'fmod_ret versus livepatch'
-bpf_attach fmod_ret __x64_sys_getppid --ret -EPERM --name deny
-load_lp lp_getppid
-call __x64_sys_getppid
+bpf_attach fmod_ret __x64_sys_syncfs --ret -EPERM --name deny
+load_lp lp_syncfs
+call __x64_sys_syncfs
 bpf_detach deny
-call __x64_sys_getppid
-bpf_attach fmod_ret __x64_sys_getppid --ret -EACCES --name deny
-bpf_attach fexit __x64_sys_getppid --name exit
-call __x64_sys_getppid
+call __x64_sys_syncfs
+bpf_attach fmod_ret __x64_sys_syncfs --ret -EACCES --name deny
+bpf_attach fexit __x64_sys_syncfs --name exit
+call __x64_sys_syncfs
 bpf_detach deny
-bpf_attach fmod_ret __x64_sys_getppid --name pass
-call __x64_sys_getppid
+bpf_attach fmod_ret __x64_sys_syncfs --name pass
+call __x64_sys_syncfs
 bpf_attachments

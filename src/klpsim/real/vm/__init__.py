@@ -17,12 +17,32 @@ part of klpsim.
 
 from __future__ import annotations
 
-__all__ = ["KERNELS", "REPLACE_SET", "RealKernel", "VM", "VMError", "VMResult", "prepare"]
+__all__ = [
+    "KERNELS",
+    "REPLACE_SET",
+    "MODEL_PROFILES",
+    "model_profile",
+    "RealKernel",
+    "VM",
+    "VMError",
+    "VMResult",
+    "prepare",
+]
 
 #: The real kernel built with the replace_set v2 rules (rskernel.py).
 REPLACE_SET = "replace-set"
 #: Kernels of the tier: Debian's two, and 6.12 with the replace_set rules.
 KERNELS = ("6.1", "6.12", REPLACE_SET)
+#: The model's profile of each real kernel. The replace-set kernel is
+#: Debian's 6.12 with the v2 rules, not the "replace-set" profile's 7.1 base.
+MODEL_PROFILES = {"6.1": "6.1", "6.12": "6.12", REPLACE_SET: "replace-set-6.12"}
+
+
+def model_profile(kernel: str) -> str:
+    """The profile the model runs to compare with real *kernel* (any other
+    name is a profile already)."""
+    return MODEL_PROFILES.get(kernel, kernel)
+
 
 _WHERE = {
     "RealKernel": "api",

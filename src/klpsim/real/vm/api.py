@@ -21,10 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from klpsim.model.schema import DefinitionError
+from klpsim.model.schema import DefinitionError, ModuleDef, load_definition
 from klpsim.modules.resolver import ModuleError, module_file
 
 from . import REPLACE_SET
+from .bpftool import GUEST_PATH, TABLE_PATH, build_klpsim_bpf, livepatch_table
 from .build import build_getpid_helper, build_modules, build_test_modules
 from .debian import KernelTree, cache_lock, cache_root, prepare_kernel
 from .errors import VMError
@@ -90,6 +91,8 @@ class RealKernel:
                 cache_root() / "build" / self.tree.kver / "support",
             )
             self.getpid = build_getpid_helper(self.tree)
+        # The BPF verbs' loader (bpftool.py): built once for every kernel.
+        self.klpsim_bpf = build_klpsim_bpf()
         self.taint_module = support["klpsim_taint"]
         # One directory per process: initramfs, console log, QEMU's stderr.
         base = cache_root() / "run" / self.tree.kver
@@ -100,6 +103,7 @@ class RealKernel:
         self.workdir = base / str(os.getpid())
         self._symbols: dict[str, int] | None = None
         self._loaded: dict[int, dict[str, str]] = {}  # id(vm) -> name -> digest
+        self._livepatch_defs: dict[int, dict[str, ModuleDef]] = {}  # id(vm) -> name -> def
 
     @property
     def kver(self) -> str:
@@ -130,6 +134,11 @@ class RealKernel:
         extra = {"klp/taint.ko": self.taint_module, **(extra_files or {})}
         if self.getpid is not None:
             extra["selftests/livepatch/test_klp-call_getpid"] = self.getpid
+        extra[GUEST_PATH] = self.klpsim_bpf
+        table = self.workdir / "livepatch-funcs"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(livepatch_table(()))
+        extra[TABLE_PATH.lstrip("/")] = table
         mods = [*self.test_modules.values(), *extra_modules]
         return build_initramfs(self.tree, mods, self.workdir / "initrd.cpio", extra)
 
@@ -156,6 +165,7 @@ class RealKernel:
                 tmp.replace(self.tree.kallsyms_cache)
                 self._symbols = None
             self._loaded[id(vm)] = {}
+            self._livepatch_defs[id(vm)] = {}
 
         vm = VM(self.tree, initrd, self.workdir, on_boot=on_boot)
         vm.start()
@@ -243,6 +253,17 @@ class RealKernel:
             rc, out = vm.run("depmod -a")
             if rc != 0:
                 raise VMError(f"depmod failed in the guest: {out.strip()}")
+        self._install_livepatch_table(vm, tomls)
+
+    def _install_livepatch_table(self, vm: VM, tomls: list[Path]) -> None:
+        """Add the livepatches of *tomls* to the guest's table of patched
+        functions (bpftool.py: how ``call`` tells which body ran)."""
+        defs = self._livepatch_defs.setdefault(id(vm), {})
+        new = {d.name: d for d in map(load_definition, tomls)}
+        if all(defs.get(n) == d for n, d in new.items()):
+            return
+        defs.update(new)
+        vm.put(TABLE_PATH, livepatch_table(defs.values()).encode())
 
     # -------------------------------------------------------------- scripts
 

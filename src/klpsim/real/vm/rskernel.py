@@ -32,11 +32,15 @@ those anchors.
 The kernel is ``make tinyconfig`` plus data/replace-set.config
 (real-artifacts.md part 4), built with ``O=``.  The result is cached::
 
-    $XDG_CACHE_HOME/klpsim/kernels/replace-set-<debian version>-<hash>/
+    $XDG_CACHE_HOME/klpsim/kernels/replace-set-<debian version>-<key>/
         src/   linux-source-6.12, edited        obj/   the O= build tree
 
-keyed by the Debian version and a hash of this file and the fragment, so a
-changed rule or option builds a new kernel and a warm run builds nothing.
+keyed by what it is built from (:func:`build_key`): the Debian version, the
+change itself (the files the edits write, from pristine copies kept in
+``replace-set-<version>-pristine/``) and the final .config (cached there per
+set of fragment options). A comment here or in the fragment builds
+nothing; a changed rule or option builds a new kernel and removes the older
+builds (about 2.2 GB each).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +65,10 @@ __all__ = [
     "KERNEL",
     "EDITS",
     "apply_edits",
-    "change_hash",
+    "build_key",
+    "change_digest",
+    "config_digest",
+    "source_files",
     "prepare_replace_set_kernel",
 ]
 
@@ -342,7 +350,7 @@ def _param_add(path: str, init: str) -> list[Edit]:
     ]
 
 
-def _load_line(mod_var: str, old: str, new: str) -> Callable[[str], str]:
+def _load_line(mod_var: str, old: str, new: str) -> Callable[[str], list[Edit]]:
     """``load_lp $MOD ARGS`` and its ``% insmod`` line, with new ARGS."""
     return lambda path: [
         Edit(path, "replace", f"load_lp {mod_var}{old}\n", f"load_lp {mod_var}{new}\n"),
@@ -615,13 +623,47 @@ def _data(name: str) -> bytes:
     return resources.files("klpsim.real.vm").joinpath("data", name).read_bytes()
 
 
-def change_hash() -> str:
-    """Hash of the change: this script and the config fragment."""
+def source_files(src: Path) -> list[str]:
+    """The files of linux-source :func:`apply_edits` reads: the ones the
+    edits change, and every test module and selftest script it checks."""
+    paths = {e.path for e in EDITS}
+    paths |= {f"{_TM}/{c.name}" for c in (src / _TM).glob("*.c")}
+    paths |= {f"{_ST}/{sh.name}" for sh in (src / _ST).glob("test-*.sh")}
+    return sorted(paths)
+
+
+def change_digest(pristine: Path) -> str:
+    """Hash of the change itself: each file :func:`apply_edits` writes,
+    before and after, applied to the pristine copies in *pristine* (what a
+    diff of the two trees says). A comment or a typing fix in this script
+    changes nothing here; a changed rule does."""
     h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
-    h.update(b"\0")
-    h.update(_data(_FRAGMENT))
-    return h.hexdigest()[:12]
+    with tempfile.TemporaryDirectory(prefix="klpsim-rs-") as tmp:
+        edited = Path(tmp)
+        shutil.copytree(pristine, edited, dirs_exist_ok=True)
+        for path in apply_edits(edited):
+            h.update(path.encode() + b"\0")
+            h.update((pristine / path).read_bytes() + b"\0")
+            h.update((edited / path).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def fragment_options() -> dict[str, str]:
+    """The options data/replace-set.config sets (its comments do not count)."""
+    return _config_lines(_data(_FRAGMENT).decode())
+
+
+def config_digest(config: str) -> str:
+    """Hash of a final ``.config`` but its CONFIG_LOCALVERSION line (which
+    carries the key this digest is part of)."""
+    lines = [ln for ln in config.splitlines() if not ln.startswith("CONFIG_LOCALVERSION=")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def build_key(version: str, change: str, config: str) -> str:
+    """The cache key of a build: the Debian source version, the change
+    (:func:`change_digest`) and the final .config (:func:`config_digest`)."""
+    return hashlib.sha256(f"{version}\0{change}\0{config}".encode()).hexdigest()[:12]
 
 
 def _fragment(localversion: str) -> str:
@@ -709,6 +751,7 @@ def _unpack_source(deb: Path, series: str, dest: Path) -> None:
     outer = subprocess.Popen(
         ["tar", "-xO", inner], stdin=dpkg.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    assert dpkg.stdout is not None and outer.stdout is not None  # stdout=PIPE
     dpkg.stdout.close()
     tar = subprocess.run(
         ["tar", "-xJ", "-C", str(dest), "--strip-components=1"],
@@ -736,52 +779,169 @@ class BuildTimes:
         return f"{total:.0f} s ({parts})"
 
 
-def build(pkgs: KernelPackages, root: Path, kver_suffix: str, log=print) -> BuildTimes:
-    """Download, unpack, edit, configure and build into ``root`` (cold)."""
+def _configure(src: Path, obj: Path, fragment: str, log_path: Path) -> str:
+    """``make tinyconfig``, the fragment merged over it, ``olddefconfig``,
+    in the ``O=`` tree *obj*: the final .config (checked against the fragment)."""
+    obj.mkdir(parents=True, exist_ok=True)
+    frag = obj / _FRAGMENT
+    frag.write_text(fragment)
+    make = ["make", "-s", "-C", str(src), f"O={obj}", f"ARCH={_ARCH}"]
+    _sh([*make, "tinyconfig"], "make tinyconfig", log_path)
+    merge = str(src / "scripts/kconfig/merge_config.sh")
+    _sh(
+        ["bash", merge, "-m", "-O", str(obj), str(obj / ".config"), str(frag)],
+        "merge_config.sh",
+        log_path,
+        cwd=src,
+    )
+    _sh([*make, "olddefconfig"], "make olddefconfig", log_path)
+    config = (obj / ".config").read_text()
+    check_config(config, fragment)
+    return config
+
+
+def _fetch_source(pkgs: KernelPackages, dest: Path, log=print) -> None:
+    """Debian's linux-source, unpacked (pristine) into *dest*."""
+    shutil.rmtree(dest, ignore_errors=True)
+    debs = dest.parent / f"{dest.name}.debs"
+    log(f"{KERNEL}: downloading {pkgs.source}")
+    deb = _download_source(pkgs, debs)
+    log(f"{KERNEL}: unpacking {deb.name}")
+    _unpack_source(deb, BASE_SERIES, dest)
+    shutil.rmtree(debs, ignore_errors=True)
+
+
+@dataclass
+class _Cache:
+    """The replace-set part of ``$XDG_CACHE_HOME/klpsim/kernels`` for one
+    Debian version: ``replace-set-<version>-<key>/`` builds,
+    ``replace-set-<version>-pristine/`` (the pristine copies of
+    :func:`source_files`, and the final .config of each set of fragment
+    options), ``replace-set-<version>-staging/`` (a pristine source tree
+    between the key and the build)."""
+
+    pkgs: KernelPackages
+
+    @property
+    def kernels(self) -> Path:
+        return cache_root() / "kernels"
+
+    def dir(self, what: str) -> Path:
+        return self.kernels / f"{KERNEL}-{self.pkgs.version}-{what}"
+
+    def builds(self) -> list[Path]:
+        """Every replace-set build directory, of any version, newest first."""
+        found = [
+            d
+            for d in self.kernels.glob(f"{KERNEL}-*")
+            if re.search(r"-[0-9a-f]{12}$", d.name) and d.is_dir()
+        ]
+        return sorted(found, key=lambda d: d.stat().st_mtime, reverse=True)
+
+    def source_tree(self, log) -> Path:
+        """A pristine source tree, downloaded into staging if none is there."""
+        staging = self.dir("staging") / "src"
+        if not (staging / ".complete").exists():
+            _fetch_source(self.pkgs, staging, log)
+            (staging / ".complete").write_text(self.pkgs.source + "\n")
+        return staging
+
+    def kconfig_tree(self, log) -> Path:
+        """A tree to run Kconfig in: staging, or the source of a build of
+        this version (the change edits no Kconfig file), or a download."""
+        staging = self.dir("staging") / "src"
+        if (staging / ".complete").exists():
+            return staging
+        for d in self.builds():
+            if d.name.startswith(f"{KERNEL}-{self.pkgs.version}-") and (d / ".complete").exists():
+                return d / "src"
+        return self.source_tree(log)
+
+    def key(self, log) -> tuple[str, str]:
+        """(build key, final .config but CONFIG_LOCALVERSION), from the
+        pristine copies and the cached config of these fragment options;
+        whatever is missing is made from a source tree first."""
+        pristine = self.dir("pristine")
+        files = pristine / "files"
+        if not (pristine / ".complete").exists():
+            src = self.source_tree(log)
+            shutil.rmtree(pristine, ignore_errors=True)
+            for path in source_files(src):
+                (files / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src / path, files / path)
+            (pristine / ".complete").write_text(self.pkgs.source + "\n")
+        options = "".join(f"{k}={v}\n" for k, v in sorted(fragment_options().items()))
+        cached = pristine / "configs" / f"{hashlib.sha256(options.encode()).hexdigest()[:16]}"
+        if not cached.exists():
+            with tempfile.TemporaryDirectory(prefix="klpsim-rs-config-") as tmp:
+                log(f"{KERNEL}: configuring (tinyconfig + {_FRAGMENT})")
+                config = _configure(
+                    self.kconfig_tree(log), Path(tmp) / "obj", _fragment(""), Path(tmp) / "log"
+                )
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmpfile = cached.with_suffix(".tmp")
+            tmpfile.write_text(config)
+            tmpfile.replace(cached)
+        config = cached.read_text()
+        return build_key(self.pkgs.version, change_digest(files), config_digest(config)), config
+
+    def prune(self, keep: Path) -> list[Path]:
+        """Remove every other replace-set build (about 2.2 GB each), and the
+        module builds and run directories of their kernels; a build that a
+        live process still uses (api.RealKernel's run/<kver>/<pid>) stays."""
+        gone = []
+        for d in self.builds():
+            if d == keep:
+                continue
+            release = d / "obj/include/config/kernel.release"
+            kver = release.read_text().strip() if release.exists() else None
+            runs = cache_root() / "run" / kver if kver else None
+            if (
+                runs is not None
+                and runs.is_dir()
+                and any(
+                    p.name.isdigit() and Path(f"/proc/{p.name}").exists() for p in runs.iterdir()
+                )
+            ):
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            if kver:
+                for sub in ("build", "run"):
+                    shutil.rmtree(cache_root() / sub / kver, ignore_errors=True)
+            gone.append(d)
+        shutil.rmtree(self.dir("staging"), ignore_errors=True)
+        return gone
+
+
+def build(cache: _Cache, root: Path, key: str, config: str, log=print) -> BuildTimes:
+    """Edit, configure and build into ``root`` (cold), from the staging
+    source (downloaded if missing), and check the final .config is the one
+    the key was made from."""
     times: dict[str, float] = {}
+    t = time.monotonic()
+    staging = cache.source_tree(log)
+    times["download+unpack"] = time.monotonic() - t
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     buildlog = root / "build.log"
     src, obj = root / "src", root / "obj"
-
-    t = time.monotonic()
-    log(f"{KERNEL}: downloading {pkgs.source}")
-    debs = root / "debs"
-    deb = _download_source(pkgs, debs)
-    log(f"{KERNEL}: unpacking {deb.name}")
-    _unpack_source(deb, BASE_SERIES, src)
-    shutil.rmtree(debs, ignore_errors=True)
-    times["download+unpack"] = time.monotonic() - t
+    (staging / ".complete").unlink()
+    staging.rename(src)
 
     t = time.monotonic()
     changed = apply_edits(src)
     log(f"{KERNEL}: applied the replace_set change to {len(changed)} files")
-    obj.mkdir()
-    fragment = _fragment(kver_suffix)
+    fragment = _fragment(f"-klpsim-rs-{key[:8]}")
     (root / _FRAGMENT).write_text(fragment)
-    make = ["make", "-s", "-C", str(src), f"O={obj}", f"ARCH={_ARCH}"]
-    _sh([*make, "tinyconfig"], "make tinyconfig", buildlog)
-    _sh(
-        [
-            "bash",
-            str(src / "scripts/kconfig/merge_config.sh"),
-            "-m",
-            "-O",
-            str(obj),
-            str(obj / ".config"),
-            str(root / _FRAGMENT),
-        ],
-        "merge_config.sh",
-        buildlog,
-        cwd=src,
-    )
-    _sh([*make, "olddefconfig"], "make olddefconfig", buildlog)
-    check_config((obj / ".config").read_text(), fragment)
+    final = _configure(src, obj, fragment, buildlog)
+    if config_digest(final) != config_digest(config):
+        raise VMError(f"{KERNEL}: the final .config differs from the one keyed ({buildlog})")
     times["edit+config"] = time.monotonic() - t
 
     t = time.monotonic()
     jobs = f"-j{os.cpu_count() or 1}"
     log(f"{KERNEL}: building bzImage ({jobs}; about 10 minutes with 2 cores)")
+    make = ["make", "-s", "-C", str(src), f"O={obj}", f"ARCH={_ARCH}"]
     _sh([*make, jobs, "bzImage", "modules"], "kernel build", buildlog)
     times["make"] = time.monotonic() - t
     return BuildTimes(times)
@@ -811,20 +971,23 @@ def _tree(pkgs: KernelPackages, root: Path) -> KernelTree:
 
 
 def prepare_replace_set_kernel(log=print) -> KernelTree:
-    """The replace-set kernel, built once per linux-source version and change."""
+    """The replace-set kernel, built once per :func:`build_key` (source
+    version, change, final .config); a new build prunes the older ones."""
     pkgs = resolve_packages(BASE_SERIES)
-    digest = change_hash()
-    root = cache_root() / "kernels" / f"{KERNEL}-{pkgs.version}-{digest}"
-    stamp = root / ".complete"
-    if not stamp.exists():
-        # Its own lock: a ten-minute build must not hold up other cache writers.
-        with cache_lock(f"{KERNEL}-build"):
-            if not stamp.exists():
-                t0 = time.monotonic()
-                times = build(pkgs, root, f"-klpsim-rs-{digest[:8]}", log)
-                log(f"{KERNEL}: built in {times}")
-                stamp.write_text(f"{pkgs.source} {digest}\n{times}\n")
-                log(f"{KERNEL}: cold build {time.monotonic() - t0:.0f} s")
+    cache = _Cache(pkgs)
+    # Its own lock: a ten-minute build must not hold up other cache writers.
+    with cache_lock(f"{KERNEL}-build"):
+        key, config = cache.key(log)
+        root = cache.dir(key)
+        stamp = root / ".complete"
+        if not stamp.exists():
+            t0 = time.monotonic()
+            times = build(cache, root, key, config, log)
+            log(f"{KERNEL}: built in {times}")
+            stamp.write_text(f"{pkgs.source} {key}\n{times}\n")
+            log(f"{KERNEL}: cold build {time.monotonic() - t0:.0f} s")
+            for old in cache.prune(keep=root):
+                log(f"{KERNEL}: removed the older build {old.name}")
     tree = _tree(pkgs, root)
     for what, path in (
         ("bzImage", tree.vmlinuz),

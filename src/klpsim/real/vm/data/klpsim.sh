@@ -49,6 +49,20 @@ insmod() {
 	command insmod "$m" "$@"
 }
 
+# The BPF verbs, where the guest has klpsim's loader (bpftool.py): bpf_attach,
+# bpf_detach and bpf_attachments as klpsim's bpfverbs.py words them, and
+# call for what a real caller can reach (a /proc show function, MOD:FUNC
+# of a klpsim module, syncfs(-1)) from a task of its own.
+if [[ -x /klp/bin/klpsim-bpf ]]; then
+	klpsim_has bpf_attach || bpf_attach() { /klp/bin/klpsim-bpf attach "$@"; }
+	klpsim_has bpf_detach || bpf_detach() { /klp/bin/klpsim-bpf detach "$@"; }
+	klpsim_has bpf_attachments || bpf_attachments() { /klp/bin/klpsim-bpf list; }
+	klpsim_has call || call() {
+		(($# == 1)) || die "call $*: a task other than the caller is simulator-only"
+		/klp/bin/klpsim-bpf call "$1" || die "call $1: no real-kernel caller"
+	}
+fi
+
 # Simulator-only verbs (klpsim's scenario/simverbs.py, bpfverbs.py, statusverbs.py)
 # have no real-kernel meaning: a script that uses one stops at once, as a
 # helper that dies does.  (kill is the shell's own here.)

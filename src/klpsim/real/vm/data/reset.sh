@@ -2,6 +2,8 @@
 # Bring the guest back to its boot state between two scripts: every
 # livepatch disabled and freed, every module unloaded, ftrace and tracing as
 # at boot.  Exit 1 when that cannot be reached; the host then reboots.
+# BPF links first: a program on a module's function holds the module.
+[[ -x /klp/bin/klpsim-bpf ]] && /klp/bin/klpsim-bpf reset
 deadline=$((SECONDS + 30))
 stuck=0
 while :; do

@@ -1,0 +1,78 @@
+"""The BPF scenarios of tests/scenarios/bpf-real on real kernels, against the model.
+
+In the guest, klpsim's own loader (real/vm/bpftool.py, data/klpsim-bpf.c)
+gives scripts ``bpf_attach``, ``bpf_detach``, ``bpf_attachments`` and
+``call``. Each script must exit 0, log what the model logs (filtered as
+check_result filters), and print what the model prints once normalized
+(realdiff.normalize_output: the caller's task, and the model-only STATE and
+NOTE columns of ``bpf_attachments``):
+
+* Debian's 6.1 and 6.12 (BTF and BPF trampolines, no error injection),
+  each against its own profile;
+* the replace-set kernel (Debian's 6.12 source with the replace_set rules,
+  built with CONFIG_FUNCTION_ERROR_INJECTION and CONFIG_BPF_KPROBE_OVERRIDE:
+  the error-injection cells) against its profile ``replace-set-6.12`` (the
+  6.12 profile with the replace-set policy and that build's config).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from klpsim.real.vm import REPLACE_SET, model_profile
+from klpsim.tools.realdiff import diff_one
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "bpf-real"
+SCRIPTS = sorted(SCENARIOS.glob("*.sh"))
+MODULES = [SCENARIOS / "test_modules"]
+
+#: What each script must show on each kernel, beyond agreeing with the model:
+#: the cells it is there for were reached (not all refused alike).
+CELLS = {
+    ("observers", "6.1"): ["  kprobe body on cmdline_proc_show", "  kretprobe ret on"],
+    ("observers", "6.12"): ["  kprobe_multi multi on cmdline_proc_show", "  fexit fexit on"],
+    ("observers", REPLACE_SET): ["  kprobe body on cmdline_proc_show"],
+    ("override-order", REPLACE_SET): [
+        "  ran just_return_func: overridden, no body ran",
+        "  ran lp_mod_ei:lp_mod_ei_alloc (new_func of livepatch lp_mod_ei)",
+    ],
+    ("override-order", "6.12"): ["bpf_override_return#58"],
+    ("fmod-ret", REPLACE_SET): [
+        "  ran nothing: the trampoline skipped the call",
+        "  fexit exit on __x64_sys_syncfs: saw return -13",
+    ],
+    ("fmod-ret", "6.1"): ["__x64_sys_syncfs() is not modifiable"],
+    ("attach-rules", REPLACE_SET): ["ovr: kprobe mod_ei:mod_ei_alloc attached"],
+    ("health", "6.12"): ["  kprobe newfunc on lp_version_show"],
+    ("trampoline-override", REPLACE_SET): [
+        "  fexit exit on __x64_sys_syncfs: saw return -9",  # the override lost
+        "  returned <undefined>",  # just_return_func called, not returned to
+    ],
+    ("unrelated-kprobe", REPLACE_SET): ["  ran just_return_func: overridden, no body ran"],
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_bpf_scenario_agrees_with_the_real_kernel(guest, script):
+    rk, vm = guest
+    res = diff_one(rk, vm, script, model_profile(rk.series), MODULES, output=True)
+    assert res.real_status == 0, res.real_output
+    assert res.diff == "", res.diff
+    for cell in CELLS.get((script.stem, rk.series), []):
+        assert cell in res.real_output, f"{cell!r} not in the guest's output:\n{res.real_output}"
+
+
+def test_every_scenario_runs_on_the_model_too():
+    """Each script is a plain scenario: the model runs it on every profile."""
+    from klpsim.tools.realdiff import model_output
+
+    assert {s.stem for s in SCRIPTS} == {
+        "attach-rules", "fmod-ret", "health", "observers", "override-order",
+        "trampoline-override", "unrelated-kprobe",
+    }  # fmt: skip
+    for script in SCRIPTS:
+        for profile in ("6.1", "6.12", model_profile(REPLACE_SET)):
+            status, _, out = model_output(script.read_text(), script, profile, MODULES)
+            assert status == 0, out
