@@ -188,6 +188,27 @@ class Session:
             raise InvariantViolation(len(self.lines), line, violations)
         return violations
 
+    def run_line(
+        self, line: str, commands: list[Command], check: bool, states: bool = True
+    ) -> list[Violation]:
+        """:meth:`step` for a line parsed before, as the explorer runs the
+        same few lines over and over: with *check* the invariants are checked
+        around it and returned, never raised (without *states*, only the
+        temporal one: the caller asks :attr:`checker` for the rest when it
+        needs them); without *check*, nothing is checked."""
+        self.lines.append(line)
+        checker = self._checker() if check else None
+        if checker is not None:
+            checker.before()
+        try:
+            for cmd in commands:
+                self.runner.execute(cmd)
+        except ScriptExit:
+            pass
+        if checker is None:
+            return []
+        return checker.after() if states else checker.step_violations()
+
     def write_scenario(self, path: Path, header: str = "") -> None:
         """Write the lines :meth:`step` ran, and the in-memory definitions
         they use, as a standalone scenario (definitions in ``test_modules/``)."""

@@ -26,12 +26,21 @@ class Checker:
         self.views.violations.clear()
 
     def after(self) -> list[Violation]:
+        return self.step_violations() + self.state_violations()
+
+    def step_violations(self) -> list[Violation]:
+        """The temporal invariant over the command since :meth:`before`."""
         violations = list(self.views.violations)
         # Starts and completions were checked as they happened; between them
         # only a task's own switch may change what it runs.
         if self.klp.transition_seq == self._seq:
             violations += self.views.compare("between commands")
-        return violations + check_all(self.klp) + self._callback_pairs()
+        return violations
+
+    def state_violations(self) -> list[Violation]:
+        """The invariants of the state now (and the callback pairs logged
+        since the last call)."""
+        return check_all(self.klp) + self._callback_pairs()
 
     def _callback_pairs(self) -> list[Violation]:
         """post_unpatch runs only for an object whose pre_patch ran and succeeded.

@@ -98,4 +98,78 @@ def generate(folder: Traversable = SHIPPED, label: str = "semantics") -> str:
     out += ["", "Profiles:", ""]
     for name, profile in all_profiles().items():
         out.append(f"* `{name}`: {profile.summary}.")
+    if folder == SHIPPED:
+        out += explore_table()
     return "\n".join(out) + "\n"
+
+
+EXPLORED = files("klpsim.tools") / "data" / "explore.json"
+"""The searches benchmarks/explore_bench.py recorded (``--write``)."""
+
+
+def explore_table(data: Traversable = EXPLORED) -> list[str]:
+    """The explorer's table: per profile, the largest bound searched in the
+    time given and the invariants that held or broke within it."""
+    import json
+
+    from klpsim.model.invariants import INVARIANTS, SET_INVARIANTS
+
+    runs = json.loads(data.read_text())["runs"]
+    out = [
+        "",
+        "## Bounded exhaustive search",
+        "",
+        "`klpsim explore` (docs/explore.md) searched every sequence of operations up to the",
+        "depth given, from every patch of the family, on 2 local processes, as long as the",
+        "budget allowed; *depth* is the deepest level it completed. Generated from",
+        "`src/klpsim/tools/data/explore.json`, recorded by",
+        "`python benchmarks/explore_bench.py largest --write` (and `targets --write`);",
+        "each row names its command. A counterexample is the shortest sequence that",
+        "breaks its invariant, and `klpsim run --check` reproduces it (exit 3).",
+        "",
+        "| profile | bound | depth | states | time | holds | breaks |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    profiles = all_profiles()
+    for name in profiles:
+        mine = [r for r in runs if r["profile"] == name and r["name"].endswith("-largest")]
+        if not mine:
+            continue
+        r = mine[0]
+        b = r["bounds"]
+        mods = f" ({b['module_funcs']} in a module)" if b["module_funcs"] else ""
+        bound = (
+            f"{b['patches']} patches, {b['funcs']} functions{mods}, {b['sets']} sets,"
+            f" {b['states']} state ids, {b['tasks']} tasks"
+        )
+        depth = f"{r['depth_complete']} of {b['depth']}"
+        if r["exhausted"]:
+            depth += " (all reachable states)"
+        states = f"{r['states']} (x{r['naive_states'] / r['states']:.1f} without symmetry)"
+        time = f"{r['seconds']:.0f} s (budget {r['budget']:.0f} s)"
+        policy = profiles[name].policy
+        checked = [i for i in INVARIANTS if policy.disjoint_sets or i not in SET_INVARIANTS]
+        broken = r["found"]
+        holds = [i for i in checked if i not in broken]
+        holds_text = "all " + str(len(holds)) if not broken else ", ".join(holds)
+        breaks = (
+            ", ".join(
+                f"[{inv}, {f['steps']} steps](../{f['script']})"
+                if "script" in f
+                else f"{inv}, {f['steps']} steps"
+                for inv, f in sorted(broken.items())
+            )
+            or "none"
+        )
+        out.append(
+            f"| `{name}` | {bound} | {depth} | {states} | {time} | {holds_text} | {breaks} |"
+        )
+    out += [
+        "",
+        "Checked everywhere: "
+        + ", ".join(f"`{i}`" for i in INVARIANTS if i not in SET_INVARIANTS)
+        + "; only where the policy promises them (`replace-set`): "
+        + ", ".join(f"`{i}`" for i in SET_INVARIANTS)
+        + ".",
+    ]
+    return out

@@ -1,0 +1,195 @@
+"""klpsim explore's targets, measured (issue 14, part 2).
+
+    python benchmarks/explore_bench.py --quick          # CI smoke: a tiny bound, 1 and 2 jobs
+    python benchmarks/explore_bench.py targets          # the issue's targets
+    python benchmarks/explore_bench.py largest [--budget 600] [PROFILE...]
+    python benchmarks/explore_bench.py speedup [--bound NAME]
+    ... --write    # record the runs in src/klpsim/tools/data/explore.json
+
+``targets``: ``replaceable`` finds a counterexample (and Petr's, with loads
+and ticks only); ``replace-set`` and ``7.1`` at 4 patches x 3 functions x 2
+sets x 1 state id x 2 tasks, as deep as 60 s allows on 2 processes, against
+depth 8. ``largest``: per profile, the deepest depth of one fixed bound that
+completes within the budget (one search with a time limit: a BFS to depth D
+completes depth D-1 on the way, so the last complete level is the answer).
+``speedup``: the same bound with --jobs 1 and --jobs 2.
+
+Every run records the load average before and after (the machine is shared:
+compare figures only at a low load). ``klpsim semantics`` renders the
+recorded runs as the explorer's table in docs/semantics.md.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from klpsim.tools.explore import (  # noqa: E402
+    Bounds,
+    LocalBackend,
+    explore,
+    time_limit,
+    write_counterexample,
+)
+from klpsim.tools.explore_backends import ProcessBackend  # noqa: E402
+
+DATA = ROOT / "src" / "klpsim" / "tools" / "data" / "explore.json"
+COUNTEREXAMPLES = ROOT / "tests" / "scenarios" / "explore"
+
+TARGET = dict(patches=4, funcs=3, sets=2, states=1, tasks=2, depth=8)
+"""The issue's bound for replace-set and 7.1."""
+LARGEST = dict(patches=3, funcs=3, sets=2, states=1, tasks=2, depth=16)
+"""The bound whose depth ``largest`` pushes, per profile."""
+PROFILES = ("7.1", "6.12", "6.1", "replace-set", "replaceable", "replace-tag", "replace-set-012")
+SPEEDUP = Bounds("replace-set", patches=3, funcs=3, sets=2, states=1, tasks=2, depth=4)
+QUICK = Bounds(
+    "replace-set", patches=2, funcs=2, sets=2, states=0, tasks=2, depth=3, module_funcs=0
+)
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def run(
+    name: str,
+    b: Bounds,
+    jobs: int = 1,
+    budget: float | None = None,
+    first: bool = False,
+    counterexamples: Path | None = None,
+) -> dict[str, object]:
+    """One search, as a record for explore.json."""
+    before = loadavg()
+    backend = LocalBackend(b) if jobs == 1 else ProcessBackend(b, jobs)
+    start = time.perf_counter()
+    with time_limit(budget):
+        r = explore(b, backend, first=first)
+    seconds = time.perf_counter() - start
+    found = {}
+    for inv, f in sorted(r.found.items()):
+        entry: dict[str, object] = {"steps": len(f.path), "count": f.count, "detail": f.detail}
+        if counterexamples is not None:
+            script, check = write_counterexample(b, f, counterexamples / b.profile / inv)
+            entry["script"] = str(script.relative_to(ROOT))
+            entry["reproduced"] = check is not None
+        found[inv] = entry
+    complete = len(r.levels) - 1
+    record = {
+        "name": name,
+        "profile": b.profile,
+        "bounds": {k: v for k, v in dataclasses.asdict(b).items() if k != "profile"},
+        "command": "klpsim explore "
+        + " ".join(b.argv())
+        + (f" --jobs {jobs}" if jobs > 1 else "")
+        + (f" --time-limit {budget:g}" if budget else "")
+        + (" --first" if first else ""),
+        "jobs": jobs,
+        "budget": budget,
+        "depth_complete": complete,
+        "bound_complete": not r.timed_out and not r.stopped,
+        "exhausted": r.exhausted,
+        "states": r.states,
+        "naive_states": r.naive_states,
+        "transitions": r.transitions,
+        "seconds": round(seconds, 2),
+        "states_per_second": round(r.states / seconds, 1),
+        "per_level": [
+            {"new": lv.new, "transitions": lv.transitions, "seconds": round(lv.seconds, 2)}
+            for lv in r.levels
+        ],
+        "found": found,
+        "load": [before, loadavg()],
+    }
+    print(
+        f"{name}: {b.profile} {b.label()}, jobs {jobs}: depth {complete} complete,"
+        f" {r.states} states, {r.transitions} transitions, {seconds:.1f} s,"
+        f" broken: {', '.join(found) or 'none'} (load {before} -> {record['load'][1]})",
+        flush=True,
+    )
+    return record
+
+
+def targets(write: bool) -> list[dict[str, object]]:
+    ce = COUNTEREXAMPLES if write else None
+    rp = Bounds("replaceable", patches=3, funcs=2, sets=1, states=0, tasks=0, depth=6,
+                module_funcs=0)  # fmt: skip
+    out = [
+        run("replaceable-first", rp, first=True, counterexamples=ce),
+        run("replaceable-petr", dataclasses.replace(rp, ops=("load", "tick")), first=True),
+    ]
+    for profile in ("replace-set", "7.1"):
+        b = Bounds(profile, **TARGET)
+        out.append(run(f"{profile}-target-60s", b, jobs=2, budget=60))
+    return out
+
+
+def largest(profiles: list[str], budget: float, write: bool) -> list[dict[str, object]]:
+    ce = COUNTEREXAMPLES if write else None
+    return [
+        run(f"{p}-largest", Bounds(p, **LARGEST), jobs=2, budget=budget, counterexamples=ce)
+        for p in profiles
+    ]
+
+
+def speedup(repeat: int) -> list[dict[str, object]]:
+    out = []
+    for i in range(repeat):
+        one = run(f"speedup-jobs1-{i}", SPEEDUP, jobs=1)
+        two = run(f"speedup-jobs2-{i}", SPEEDUP, jobs=2)
+        assert (one["states"], one["transitions"]) == (two["states"], two["transitions"])
+        print(f"speedup: {one['seconds'] / two['seconds']:.2f}x", flush=True)  # type: ignore[operator]
+        out += [one, two]
+    return out
+
+
+def record(runs: list[dict[str, object]]) -> None:
+    """Merge *runs* into explore.json (by name)."""
+    data = json.loads(DATA.read_text()) if DATA.exists() else {"runs": []}
+    by_name = {r["name"]: r for r in data["runs"]}
+    for r in runs:
+        by_name[r["name"]] = r
+    data["runs"] = sorted(by_name.values(), key=lambda r: str(r["name"]))
+    data["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "recorded": time.strftime("%Y-%m-%d"),
+    }
+    DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", nargs="?", choices=["targets", "largest", "speedup"])
+    p.add_argument("profiles", nargs="*", default=list(PROFILES))
+    p.add_argument("--quick", action="store_true", help="a tiny bound, for CI")
+    p.add_argument("--budget", type=float, default=600)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--write", action="store_true", help="record in explore.json")
+    args = p.parse_args()
+    if args.quick:
+        one = run("quick-1", QUICK)
+        two = run("quick-2", QUICK, jobs=2)
+        assert (one["states"], one["transitions"]) == (two["states"], two["transitions"])
+        return
+    if args.what == "targets":
+        runs = targets(args.write)
+    elif args.what == "largest":
+        runs = largest(args.profiles, args.budget, args.write)
+    elif args.what == "speedup":
+        runs = speedup(args.repeat)
+    else:
+        p.error("say what: targets, largest or speedup (or --quick)")
+    if args.write:
+        record(runs)
+
+
+if __name__ == "__main__":
+    main()
