@@ -2,7 +2,7 @@
 
     python benchmarks/explore_bench.py --quick          # CI smoke: a tiny bound, 1 and 2 jobs
     python benchmarks/explore_bench.py targets          # the issue's targets
-    python benchmarks/explore_bench.py largest [--budget 600] [PROFILE...]
+    python benchmarks/explore_bench.py largest [--budget 600] [--profile P]...
     python benchmarks/explore_bench.py speedup [--bound NAME]
     ... --write    # record the runs in src/klpsim/tools/data/explore.json
 
@@ -45,8 +45,8 @@ COUNTEREXAMPLES = ROOT / "tests" / "scenarios" / "explore"
 
 TARGET = dict(patches=4, funcs=3, sets=2, states=1, tasks=2, depth=8)
 """The issue's bound for replace-set and 7.1."""
-LARGEST = dict(patches=3, funcs=3, sets=2, states=1, tasks=2, depth=16)
-"""The bound whose depth ``largest`` pushes, per profile."""
+LARGEST = dict(TARGET, depth=16)
+"""The bound whose depth ``largest`` pushes, per profile: the target's."""
 PROFILES = ("7.1", "6.12", "6.1", "replace-set", "replaceable", "replace-tag", "replace-set-012")
 SPEEDUP = Bounds("replace-set", patches=3, funcs=3, sets=2, states=1, tasks=2, depth=4)
 QUICK = Bounds(
@@ -70,8 +70,14 @@ def run(
     before = loadavg()
     backend = LocalBackend(b) if jobs == 1 else ProcessBackend(b, jobs)
     start = time.perf_counter()
+    done: list[float] = []  # when each level completed, from the start
+
+    def progress(depth: int, r: object) -> None:
+        done.append(round(time.perf_counter() - start, 2))
+        print(f"  depth {depth} complete at {done[-1]} s (load {loadavg()})", flush=True)
+
     with time_limit(budget):
-        r = explore(b, backend, first=first)
+        r = explore(b, backend, progress, first=first)
     seconds = time.perf_counter() - start
     found = {}
     for inv, f in sorted(r.found.items()):
@@ -102,8 +108,8 @@ def run(
         "seconds": round(seconds, 2),
         "states_per_second": round(r.states / seconds, 1),
         "per_level": [
-            {"new": lv.new, "transitions": lv.transitions, "seconds": round(lv.seconds, 2)}
-            for lv in r.levels
+            {"new": lv.new, "transitions": lv.transitions, "done_at": at}
+            for lv, at in zip(r.levels, done, strict=False)
         ],
         "found": found,
         "load": [before, loadavg()],
@@ -133,10 +139,14 @@ def targets(write: bool) -> list[dict[str, object]]:
 
 def largest(profiles: list[str], budget: float, write: bool) -> list[dict[str, object]]:
     ce = COUNTEREXAMPLES if write else None
-    return [
-        run(f"{p}-largest", Bounds(p, **LARGEST), jobs=2, budget=budget, counterexamples=ce)
-        for p in profiles
-    ]
+    out = []
+    for p in profiles:
+        out.append(
+            run(f"{p}-largest", Bounds(p, **LARGEST), jobs=2, budget=budget, counterexamples=ce)
+        )
+        if write:
+            record(out[-1:])  # a long series: keep what is done
+    return out
 
 
 def speedup(repeat: int) -> list[dict[str, object]]:
@@ -168,7 +178,7 @@ def record(runs: list[dict[str, object]]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="?", choices=["targets", "largest", "speedup"])
-    p.add_argument("profiles", nargs="*", default=list(PROFILES))
+    p.add_argument("--profile", action="append", help="largest: only these (repeatable)")
     p.add_argument("--quick", action="store_true", help="a tiny bound, for CI")
     p.add_argument("--budget", type=float, default=600)
     p.add_argument("--repeat", type=int, default=2)
@@ -182,7 +192,7 @@ def main() -> None:
     if args.what == "targets":
         runs = targets(args.write)
     elif args.what == "largest":
-        runs = largest(args.profiles, args.budget, args.write)
+        runs = largest(args.profile or list(PROFILES), args.budget, args.write)
     elif args.what == "speedup":
         runs = speedup(args.repeat)
     else:

@@ -727,6 +727,8 @@ class LevelStats:
     replays: int = 0
     found: dict[str, Found] = field(default_factory=dict)
     seconds: float = 0.0
+    waiting: int = 0
+    """Candidates for the next level (set by the coordinator)."""
 
     def add(self, other: LevelStats) -> None:
         self.new += other.new
@@ -822,30 +824,50 @@ class Worker:
 
 
 class Backend(Protocol):
-    """Runs the workers of a search: in this process, in local processes or on Ray."""
+    """Runs the workers of a search: in this process, in local processes or
+    on Ray. It holds the candidates between levels and routes each to the
+    worker that owns it."""
 
     jobs: int
 
-    def step(
-        self, incoming: list[list[Candidate]], expand: bool
-    ) -> list[tuple[LevelStats, list[list[Candidate]]]]:
-        """Worker *w* takes ``incoming[w]`` (see :meth:`Worker.step`)."""
+    def seed(self, candidates: list[Candidate]) -> None:
+        """The first level's candidates (the boot state)."""
+        ...
+
+    def step(self, expand: bool) -> tuple[list[LevelStats], int]:
+        """Every worker takes the candidates it owns (:meth:`Worker.step`);
+        the workers' stats, and how many candidates wait for the next level."""
         ...
 
     def close(self) -> None: ...
 
 
+def route(jobs: int, outcomes: Iterable[list[list[Candidate]]]) -> list[list[Candidate]]:
+    """The buckets of every worker, gathered by owner."""
+    incoming: list[list[Candidate]] = [[] for _ in range(jobs)]
+    for buckets in outcomes:
+        for w, cands in enumerate(buckets):
+            incoming[w].extend(cands)
+    return incoming
+
+
 class LocalBackend:
-    """The workers in this process, one after the other (``--jobs 1``)."""
+    """The workers in this process, one after the other (``--jobs 1``; more
+    only to test the partitioning)."""
 
     def __init__(self, b: Bounds, jobs: int = 1):
         self.jobs = jobs
         self.workers = [Worker(b, i, jobs) for i in range(jobs)]
+        self.incoming: list[list[Candidate]] = [[] for _ in range(jobs)]
 
-    def step(
-        self, incoming: list[list[Candidate]], expand: bool
-    ) -> list[tuple[LevelStats, list[list[Candidate]]]]:
-        return [w.step(incoming[i], expand) for i, w in enumerate(self.workers)]
+    def seed(self, candidates: list[Candidate]) -> None:
+        self.incoming = route(self.jobs, [[[c for c in candidates if owner(c[0], self.jobs) == w]
+                                           for w in range(self.jobs)]])  # fmt: skip
+
+    def step(self, expand: bool) -> tuple[list[LevelStats], int]:
+        outcomes = [w.step(self.incoming[i], expand) for i, w in enumerate(self.workers)]
+        self.incoming = route(self.jobs, (buckets for _, buckets in outcomes))
+        return [stats for stats, _ in outcomes], sum(map(len, self.incoming))
 
     def close(self) -> None:
         pass
@@ -934,6 +956,15 @@ def explore(
     return _explore(b, backend, progress, result, first)
 
 
+def _level(backend: Backend, expand: bool) -> LevelStats:
+    stats, waiting = backend.step(expand)
+    level = LevelStats()
+    for st in stats:
+        level.add(st)
+    level.waiting = waiting
+    return level
+
+
 def _explore(
     b: Bounds,
     backend: Backend,
@@ -949,32 +980,23 @@ def _explore(
     from klpsim.model.invariants import check_all
 
     broken = tuple((v.invariant, v.detail) for v in check_all(root.session.klp))
-    incoming: list[list[Candidate]] = [[] for _ in range(backend.jobs)]
-    incoming[owner(key, backend.jobs)].append((key, (), orbit, broken))
+    backend.seed([(key, (), orbit, broken)])
     try:
         for depth in range(b.depth + 1):
-            outcomes = backend.step(incoming, expand=depth < b.depth)
-            level = LevelStats()
-            incoming = [[] for _ in range(backend.jobs)]
-            for stats, buckets in outcomes:
-                level.add(stats)
-                for w, cands in enumerate(buckets):
-                    incoming[w].extend(cands)
+            level = _level(backend, expand=depth < b.depth)
             result.levels.append(level)
             merge_found(result.found, level.found.values())
             result.seconds = time.perf_counter() - start
             if progress is not None:
                 progress(depth, result)
-            if not any(incoming):
+            if not level.waiting:
                 result.exhausted = depth < b.depth or level.new == 0
                 break
             if first and result.found:
                 # count the states of the next level (the counterexamples'
                 # ends) without expanding them
                 result.stopped = True
-                level = LevelStats()
-                for stats, _ in backend.step(incoming, expand=False):
-                    level.add(stats)
+                level = _level(backend, expand=False)
                 result.levels.append(level)
                 merge_found(result.found, level.found.values())
                 break

@@ -20,7 +20,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
-from klpsim.tools.explore import Bounds, Candidate, LevelStats, Worker
+from klpsim.tools.explore import Bounds, Candidate, LevelStats, Worker, owner, route
 
 __all__ = ["ProcessBackend", "RayBackend", "RayUnavailable"]
 
@@ -65,10 +65,16 @@ class ProcessBackend:
             self.conns.append(parent)
             self.procs.append(proc)
 
-    def step(self, incoming: list[list[Candidate]], expand: bool) -> list[Outcome]:
-        for conn, cands in zip(self.conns, incoming, strict=True):
+        self.incoming: list[list[Candidate]] = [[] for _ in range(jobs)]
+
+    def seed(self, candidates: list[Candidate]) -> None:
+        self.incoming = [[c for c in candidates if owner(c[0], self.jobs) == w]
+                         for w in range(self.jobs)]  # fmt: skip
+
+    def step(self, expand: bool) -> tuple[list[LevelStats], int]:
+        for conn, cands in zip(self.conns, self.incoming, strict=True):
             conn.send((cands, expand))
-        out = []
+        outcomes: list[Outcome] = []
         for i, conn in enumerate(self.conns):
             try:
                 status, value = conn.recv()
@@ -76,8 +82,9 @@ class ProcessBackend:
                 raise WorkerFailed(f"worker {i} died") from None
             if status != "ok":
                 raise WorkerFailed(f"worker {i}: {value}")
-            out.append(value)
-        return out
+            outcomes.append(value)
+        self.incoming = route(self.jobs, (buckets for _, buckets in outcomes))
+        return [stats for stats, _ in outcomes], sum(map(len, self.incoming))
 
     def close(self) -> None:
         for conn in self.conns:
@@ -89,6 +96,19 @@ class ProcessBackend:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
                 proc.join()
+
+
+class RayWorker(Worker):
+    """A Worker as a Ray actor: the candidates travel between actors through
+    Ray's object store; the driver only passes their references along."""
+
+    def step_refs(self, refs: list[Any], expand: bool) -> tuple[LevelStats, list[Any], int]:
+        """step() on the parts at *refs*; the next level's buckets go back
+        into the object store, one reference per owner."""
+        ray: Any = importlib.import_module("ray")
+        incoming = [cand for part in ray.get(refs) for cand in part]
+        stats, buckets = self.step(incoming, expand)
+        return stats, [ray.put(bucket) for bucket in buckets], sum(map(len, buckets))
 
 
 class RayUnavailable(RuntimeError):
@@ -123,15 +143,24 @@ class RayBackend:
             except Exception as e:  # noqa: BLE001 (Ray raises many kinds)
                 raise RayUnavailable(f"--ray {address}: {e}") from None
             self._started = True
-        actor = ray.remote(num_cpus=1)(Worker)
+        actor = ray.remote(num_cpus=1)(RayWorker)
         self.actors: list[Any] = [actor.remote(b, i, jobs) for i in range(jobs)]
+        self.parts: list[list[Any]] = [[] for _ in range(jobs)]
+        """Per owner, references to the parts of its next level in the object store."""
 
-    def step(self, incoming: list[list[Candidate]], expand: bool) -> list[Outcome]:
-        refs = [
-            a.step.remote(cands, expand) for a, cands in zip(self.actors, incoming, strict=True)
+    def seed(self, candidates: list[Candidate]) -> None:
+        self.parts = [[self.ray.put([c for c in candidates if owner(c[0], self.jobs) == w])]
+                      for w in range(self.jobs)]  # fmt: skip
+
+    def step(self, expand: bool) -> tuple[list[LevelStats], int]:
+        """The candidates go from actor to actor through Ray's object store:
+        the driver sees only their references and counts."""
+        calls = [
+            a.step_refs.remote(p, expand) for a, p in zip(self.actors, self.parts, strict=True)
         ]
-        outcomes: list[Outcome] = self.ray.get(refs)
-        return outcomes
+        results = self.ray.get(calls)
+        self.parts = [[refs[w] for _, refs, _ in results] for w in range(self.jobs)]
+        return [stats for stats, _, _ in results], sum(n for _, _, n in results)
 
     def close(self) -> None:
         for a in self.actors:
