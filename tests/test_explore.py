@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import klpsim
+from harness import ROOT, klpsim
 from klpsim.tools import explore as ex
 from klpsim.tools.explore import Bounds, LocalBackend, Model, explore, write_counterexample
 from klpsim.tools.explore_backends import ProcessBackend
@@ -246,3 +246,30 @@ def test_every_invariant_is_named_in_one_list():
     text = "".join(p.read_text() for p in src.rglob("*.py"))
     named = set(re.findall(r'Violation\(\s*"([a-z-]+)"', text))
     assert named == set(INVARIANTS)
+
+
+COMMITTED = sorted((ROOT / "tests" / "scenarios" / "explore").glob("*/*/*.sh"))
+
+
+@pytest.mark.parametrize("script", COMMITTED, ids=lambda p: f"{p.parts[-3]}/{p.stem}")
+def test_committed_counterexamples_break_their_invariant(script):
+    profile, invariant = script.parts[-3], script.stem
+    r = klpsim("run", "--check", "--kernel", profile, str(script))
+    assert r.status == 3
+    (line,) = [x for x in r.err.splitlines() if x.startswith("klpsim: check:")]
+    assert f": {invariant}: " in line
+
+
+def test_the_recorded_searches_are_this_explorer():
+    """explore.json (docs/semantics.md's table) holds measurements; their
+    first levels must be what the explorer finds now."""
+    import json
+
+    data = json.loads((ROOT / "src" / "klpsim" / "tools" / "data" / "explore.json").read_text())
+    largest = [r for r in data["runs"] if r["name"].endswith("-largest")]
+    assert {r["profile"] for r in largest} == set(ex.all_profiles())
+    for r in largest:
+        b = Bounds(r["profile"], **dict(r["bounds"], ops=tuple(r["bounds"]["ops"]), depth=2))
+        result = explore(b)
+        assert [lv.new for lv in result.levels] == [lv["new"] for lv in r["per_level"][:3]]
+        assert r["command"].startswith("klpsim explore " + " ".join(b.argv()[:-1]))

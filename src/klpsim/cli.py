@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--sets", "sets", 2, "replace sets 0..S-1 (tags 1..S on replace-tag)"),
         ("--states", "states", 1, "state ids 1..T, each at version 1 or 2 (0: none)"),
         ("--tasks", "tasks", 2, "worker tasks that may sleep in a function"),
-        ("--depth", "depth", 6, "operations from boot"),
+        ("--depth", "depth", 4, "operations from boot"),
     ):
         ex.add_argument(flag, dest=dest, type=int, default=default, metavar=dest[0].upper(),
                         help=f"{what} (default: {default})")  # fmt: skip

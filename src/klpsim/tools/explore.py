@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from klpsim.kernel.vmlinux import PROC_SHOW
 from klpsim.livepatch.profiles import all_profiles, get_profile
+from klpsim.modules.resolver import ModuleResolver
 from klpsim.scenario.parser import Command, parse_script
 from klpsim.session import CheckFailed, Session
 
@@ -317,9 +318,10 @@ class Live:
     def __init__(self, session: Session, vmlinux_syms: dict[Symbol, int]):
         self.session = session
         self.serial = 0
-        """Patch modules loaded so far: the next one is lp<serial+1>."""
+        """Patch modules loaded so far (refused loads do not count): the next
+        one is lp<serial+1>."""
         self.defs: dict[str, int] = {}
-        """Module name -> family index, for every patch module ever loaded."""
+        """Module name -> family index, for every patch module loaded so far."""
         self.vmlinux_syms = vmlinux_syms
 
 
@@ -411,13 +413,20 @@ class Model:
             live.serial += 1
             name = f"lp{live.serial}"
             live.defs[name] = op[1]
-            resolver = live.session.resolver
-            resolver.texts[name] = self.tomls[op[1]]
             spec = self._specs.get((live.serial, op[1]))
             if spec is None:  # each module is built once per process
-                spec = self._specs[(live.serial, op[1])] = resolver.resolve(name)
-            else:
-                resolver.provide(name, spec)
+                builder = ModuleResolver(self.profile, texts={name: self.tomls[op[1]]})
+                spec = self._specs[(live.serial, op[1])] = builder.resolve(name)
+            # (a refused load's name is taken again, maybe for another definition)
+            live.session.resolver.texts[name] = self.tomls[op[1]]
+            live.session.resolver.provide(name, spec)
+            violations = self._run(live, line, check, states)
+            if name not in live.session.kernel.modules.modules:
+                # refused: the next load may take the name (module names
+                # never enter the state, and scripts read better without gaps)
+                live.serial -= 1
+                del live.defs[name]
+            return violations
         return self._run(live, line, check, states)
 
     def _run(self, live: Live, line: str, check: bool, states: bool = True) -> list[Violation]:
@@ -494,7 +503,7 @@ class Model:
             encodings = {first} | {self.encode(live, p, sort_tasks=True) for p in self.perms[1:]}
             best = min(encodings)
             known = marshal.dumps(best), len(encodings) * _arrangements(best[-1])
-            if len(self._canonical) > 1_000_000:  # a cache, not a record
+            if len(self._canonical) > 100_000:  # a cache (~2 KB an entry), not a record
                 self._canonical.clear()
             self._canonical[raw] = known
         return known
