@@ -273,3 +273,20 @@ def test_the_recorded_searches_are_this_explorer():
         result = explore(b)
         assert [lv.new for lv in result.levels] == [lv["new"] for lv in r["per_level"][:3]]
         assert r["command"].startswith("klpsim explore " + " ".join(b.argv()[:-1]))
+
+
+def test_a_model_crash_is_a_finding(monkeypatch, tmp_path):
+    from klpsim.livepatch import transition
+
+    def broken(klp):
+        raise RuntimeError("forced too hard")
+
+    monkeypatch.setattr(transition, "klp_force_transition", broken)
+    b = Bounds("7.1", patches=1, funcs=1, sets=1, states=0, tasks=0, depth=2)
+    result = explore(b)
+    crash = result.found[ex.CRASH]
+    assert [op[0] for op in crash.path] == [ex.LOAD, ex.FORCE]
+    assert crash.detail == "RuntimeError: forced too hard"
+    script, check = write_counterexample(b, crash, tmp_path)
+    assert check == "RuntimeError: forced too hard"
+    assert script.read_text().splitlines()[-1] == "echo 1 > /sys/kernel/livepatch/lp1/force"

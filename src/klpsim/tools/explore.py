@@ -71,6 +71,10 @@ FIRST_PID = 1001
 """spawn_task's first pid: the workers are 1001, 1002, ..."""
 
 
+CRASH = "model-crash"
+"""What the explorer reports when the model raised (klpsim run exits 70 there)."""
+
+
 class BoundsError(ValueError):
     """Bounds the explorer cannot use: one line naming the option."""
 
@@ -812,10 +816,17 @@ class Worker:
         key, _ = model.key(live)
         ops = model.ops(live)
         for i, op in enumerate(ops):
-            violations = model.apply(live, op, states=False)
-            stats.transitions += 1
-            child, orbit = model.key(live)
             child_path = path + (op,)
+            stats.transitions += 1
+            try:
+                violations = model.apply(live, op, states=False)
+            except Exception as e:  # noqa: BLE001 (the model itself failed: a finding)
+                merge_found(stats.found, [Found(CRASH, child_path, f"{type(e).__name__}: {e}")])
+                if i + 1 < len(ops):
+                    live = model.replay(path)
+                    stats.replays += 1
+                continue
+            child, orbit = model.key(live)
             if child != key and child not in self.known:
                 # A state this worker has not seen: check it (a known one was
                 # checked when it was first seen). Its owner records what it
@@ -1029,8 +1040,12 @@ def script_of(b: Bounds, path: Path_) -> Session:
     are what :meth:`Session.write_scenario` writes)."""
     model = Model(b)
     live = model.boot()
-    for op in path:
-        model.apply(live, op, check=False)
+    for i, op in enumerate(path):
+        try:
+            model.apply(live, op, check=False)
+        except Exception:  # noqa: BLE001 (a crash ends its counterexample: it is in lines)
+            if i + 1 < len(path):
+                raise
     return live.session
 
 
@@ -1053,6 +1068,10 @@ def write_counterexample(b: Bounds, found: Found, directory: Path) -> tuple[Path
         check.run(script.read_text(), check=True)
     except CheckFailed as e:
         return script, str(e)
+    except Exception as e:  # noqa: BLE001 (a model crash reproduces as one)
+        if found.invariant == CRASH:
+            return script, f"{type(e).__name__}: {e}"
+        raise
     return script, None
 
 
@@ -1107,4 +1126,6 @@ def report(r: Result, written: dict[str, tuple[Path, str | None]] | None = None)
             out.append(f"  counterexample: {script}")
             if check is None:
                 out.append("  (klpsim run --check does not reproduce it: an explorer bug)")
+            elif f.invariant == CRASH:
+                out.append("  (the model raised: klpsim run stops there with exit 70)")
     return "\n".join(out) + "\n"

@@ -66,12 +66,14 @@ class ProcessBackend:
             self.procs.append(proc)
 
         self.incoming: list[list[Candidate]] = [[] for _ in range(jobs)]
+        self.busy = False
 
     def seed(self, candidates: list[Candidate]) -> None:
         self.incoming = [[c for c in candidates if owner(c[0], self.jobs) == w]
                          for w in range(self.jobs)]  # fmt: skip
 
     def step(self, expand: bool) -> tuple[list[LevelStats], int]:
+        self.busy = True
         for conn, cands in zip(self.conns, self.incoming, strict=True):
             conn.send((cands, expand))
         outcomes: list[Outcome] = []
@@ -83,16 +85,19 @@ class ProcessBackend:
             if status != "ok":
                 raise WorkerFailed(f"worker {i}: {value}")
             outcomes.append(value)
+        self.busy = False
         self.incoming = route(self.jobs, (buckets for _, buckets in outcomes))
         return [stats for stats, _ in outcomes], sum(map(len, self.incoming))
 
     def close(self) -> None:
+        """Stop the workers: at once if a level was cut short (Ctrl-C, the
+        time limit), else when they have read the stop message."""
         for conn in self.conns:
             with contextlib.suppress(OSError):  # it died
                 conn.send(None)
             conn.close()
         for proc in self.procs:
-            proc.join(timeout=5)
+            proc.join(timeout=0 if self.busy else 5)
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
                 proc.join()

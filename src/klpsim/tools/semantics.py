@@ -119,13 +119,15 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
         "",
         "## Bounded exhaustive search",
         "",
-        "`klpsim explore` (docs/explore.md) searched every sequence of operations up to the",
-        "depth given, from every patch of the family, on 2 local processes, as long as the",
-        "budget allowed; *depth* is the deepest level it completed. Generated from",
-        "`src/klpsim/tools/data/explore.json`, recorded by",
-        "`python benchmarks/explore_bench.py largest --write` (and `targets --write`);",
-        "each row names its command. A counterexample is the shortest sequence that",
-        "breaks its invariant, and `klpsim run --check` reproduces it (exit 3).",
+        "`klpsim explore` (docs/explore.md) searched every sequence of operations from",
+        "boot, with every patch of the family, on 2 local processes for as long as the",
+        "budget allowed. *depth* is the deepest level it completed: every state that few",
+        "operations away was found and every operation from it run and checked. Generated",
+        "from `src/klpsim/tools/data/explore.json`, which",
+        "`python benchmarks/explore_bench.py largest --write` records (its `load` field",
+        "has the load average before and after each run: the machine is shared). A",
+        "counterexample is the shortest sequence that breaks its invariant;",
+        "`klpsim run --check` reproduces it (exit 3).",
         "",
         "| profile | bound | depth | states | time | holds | breaks |",
         "|---|---|---|---|---|---|---|",
@@ -138,15 +140,25 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
         r = mine[0]
         b = r["bounds"]
         mods = f" ({b['module_funcs']} in a module)" if b["module_funcs"] else ""
+        fields = profiles[name].patch_fields
+        if "replace_set" in fields:
+            sets = f"{b['sets']} sets, "
+        elif profiles[name].policy.replace_is_tag:
+            sets = f"tags 0-{b['sets']}, "
+        else:
+            sets = ""
         bound = (
-            f"{b['patches']} patches, {b['funcs']} functions{mods}, {b['sets']} sets,"
-            f" {b['states']} state ids, {b['tasks']} tasks"
+            f"{b['patches']} patches, {b['funcs']} functions{mods}, {sets}"
+            f"{b['states']} state id{'s' if b['states'] != 1 else ''}, {b['tasks']} tasks"
         )
-        depth = f"{r['depth_complete']} of {b['depth']}"
+        # a level that completed was also expanded, unless it was the bound's last
+        steps = r["depth_complete"] + (0 if r["depth_complete"] == b["depth"] else 1)
+        depth = f"{r['depth_complete']} ({steps} steps checked)"
         if r["exhausted"]:
-            depth += " (all reachable states)"
+            depth += ", all reachable states"
+        in60 = max(d for d, lv in enumerate(r["per_level"]) if lv["done_at"] <= 60)
         states = f"{r['states']} (x{r['naive_states'] / r['states']:.1f} without symmetry)"
-        time = f"{r['seconds']:.0f} s (budget {r['budget']:.0f} s)"
+        time = f"{r['seconds']:.0f} s (budget {r['budget']:.0f} s; depth {in60} in 60 s)"
         policy = profiles[name].policy
         checked = [i for i in INVARIANTS if policy.disjoint_sets or i not in SET_INVARIANTS]
         broken = r["found"]
