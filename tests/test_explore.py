@@ -290,3 +290,48 @@ def test_a_model_crash_is_a_finding(monkeypatch, tmp_path):
     script, check = write_counterexample(b, crash, tmp_path)
     assert check == "RuntimeError: forced too hard"
     assert script.read_text().splitlines()[-1] == "echo 1 > /sys/kernel/livepatch/lp1/force"
+
+
+class Tally:
+    """A worker for the pool tests: keeps a running sum."""
+
+    def __init__(self, index, jobs):
+        self.index, self.jobs, self.total = index, jobs, 0
+
+    def add(self, n):
+        self.total += n
+        return (self.index, self.jobs, self.total)
+
+    def fail(self):
+        raise ValueError("no")
+
+
+@pytest.mark.parametrize("pool_class", ["LocalPool", "ProcessPool"])
+def test_worker_pools_keep_state_between_calls(pool_class):
+    from klpsim.tools import workers
+
+    pool = getattr(workers, pool_class)(Tally, 3)
+    try:
+        assert pool.call("add", [(1,), (2,), (3,)]) == [(0, 3, 1), (1, 3, 2), (2, 3, 3)]
+        assert pool.call("add", [(10,), (10,), (10,)]) == [(0, 3, 11), (1, 3, 12), (2, 3, 13)]
+        if pool_class == "ProcessPool":
+            with pytest.raises(workers.WorkerFailed, match="worker 0: ValueError: no"):
+                pool.call("fail", [(), (), ()])
+    finally:
+        pool.close()
+
+
+def test_explore_without_ray_never_imports_it(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from klpsim.cli import main; "
+        "s = main(['explore', '--kernel', '7.1', '--patches', '1', '--funcs', '1', '--sets', '1',"
+        " '--states', '0', '--tasks', '0', '--depth', '2', '--jobs', '2', '--quiet',"
+        f" '--out', {str(tmp_path)!r}]); "
+        "assert 'ray' not in sys.modules, 'ray imported'; sys.exit(s)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "invariants:    all hold" in r.stdout
