@@ -14,6 +14,7 @@ import io
 import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from klpsim.livepatch.profiles import all_profiles
 from klpsim.session import Session
@@ -135,47 +136,10 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
     profiles = all_profiles()
     for name in profiles:
         mine = [r for r in runs if r["profile"] == name and r["name"].endswith("-largest")]
-        if not mine:
-            continue
-        r = mine[0]
-        b = r["bounds"]
-        mods = f" ({b['module_funcs']} in a module)" if b["module_funcs"] else ""
-        fields = profiles[name].patch_fields
-        if "replace_set" in fields:
-            sets = f"{b['sets']} sets, "
-        elif profiles[name].policy.replace_is_tag:
-            sets = f"tags 0-{b['sets']}, "
-        else:
-            sets = ""
-        bound = (
-            f"{b['patches']} patches, {b['funcs']} functions{mods}, {sets}"
-            f"{b['states']} state id{'s' if b['states'] != 1 else ''}, {b['tasks']} tasks"
-        )
-        # a level that completed was also expanded, unless it was the bound's last
-        steps = r["depth_complete"] + (0 if r["depth_complete"] == b["depth"] else 1)
-        depth = f"{r['depth_complete']} ({steps} steps checked)"
-        if r["exhausted"]:
-            depth += ", all reachable states"
-        in60 = max(d for d, lv in enumerate(r["per_level"]) if lv["done_at"] <= 60)
-        states = f"{r['states']} (x{r['naive_states'] / r['states']:.1f} without symmetry)"
-        time = f"{r['seconds']:.0f} s (budget {r['budget']:.0f} s; depth {in60} in 60 s)"
-        policy = profiles[name].policy
-        checked = [i for i in INVARIANTS if policy.disjoint_sets or i not in SET_INVARIANTS]
-        broken = r["found"]
-        holds = [i for i in checked if i not in broken]
-        holds_text = "all " + str(len(holds)) if not broken else ", ".join(holds)
-        breaks = (
-            ", ".join(
-                f"[{inv}, {f['steps']} steps](../{f['script']})"
-                if "script" in f
-                else f"{inv}, {f['steps']} steps"
-                for inv, f in sorted(broken.items())
-            )
-            or "none"
-        )
-        out.append(
-            f"| `{name}` | {bound} | {depth} | {states} | {time} | {holds_text} | {breaks} |"
-        )
+        mine += [r for r in runs if r["profile"] == name and r["name"].endswith(EXTRA_RUNS)]
+        for r in mine:
+            out.append(_explore_row(name, r))
+
     out += [
         "",
         "Checked everywhere: "
@@ -185,3 +149,58 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
         + ".",
     ]
     return out
+
+
+EXTRA_RUNS = ("-first", "-petr")
+"""Recorded runs shown beside a profile's largest: the targets' searches
+that stop at the first break (benchmarks/explore_bench.py targets)."""
+
+
+def _explore_row(name: str, r: dict[str, Any]) -> str:
+    """One row of the explorer's table: recorded run *r* on profile *name*."""
+    from klpsim.model.invariants import INVARIANTS, SET_INVARIANTS
+
+    profile = all_profiles()[name]
+    b = r["bounds"]
+    mods = f" ({b['module_funcs']} in a module)" if b["module_funcs"] else ""
+    if "replace_set" in profile.patch_fields:
+        sets = f"{b['sets']} sets, "
+    elif profile.policy.replace_is_tag:
+        sets = f"tags 0-{b['sets']}, "
+    else:
+        sets = ""
+    bound = (
+        f"{b['patches']} patches, {b['funcs']} functions{mods}, {sets}"
+        f"{b['states']} state id{'s' if b['states'] != 1 else ''}, {b['tasks']} tasks"
+    )
+    if b["ops"]:
+        bound += f"; only {', '.join(b['ops'])}"
+    # A level that completed was also expanded, unless it was the bound's
+    # last or the search stopped at the first break there.
+    stopped = not r["bound_complete"] and r["budget"] is None
+    expanded = r["depth_complete"] < b["depth"] and not stopped
+    steps = r["depth_complete"] + int(expanded)
+    depth = f"{r['depth_complete']} ({steps} steps checked)"
+    if r["exhausted"]:
+        depth += ", all reachable states"
+    if stopped:
+        depth += ", stopped at the first break"
+    states = f"{r['states']} (x{r['naive_states'] / r['states']:.1f} without symmetry)"
+    time = f"{r['seconds']:.0f} s"
+    if r["budget"] is not None:
+        in60 = max(d for d, lv in enumerate(r["per_level"]) if lv["done_at"] <= 60)
+        time += f" (budget {r['budget']:.0f} s; depth {in60} in 60 s)"
+    checked = [i for i in INVARIANTS if profile.policy.disjoint_sets or i not in SET_INVARIANTS]
+    broken = r["found"]
+    holds = [i for i in checked if i not in broken]
+    holds_text = f"all {len(holds)}" if not broken else ", ".join(holds)
+    breaks = (
+        ", ".join(
+            f"[{inv}, {f['steps']} steps](../{f['script']})"
+            if "script" in f
+            else f"{inv}, {f['steps']} steps"
+            for inv, f in sorted(broken.items())
+        )
+        or "none"
+    )
+    return f"| `{name}` | {bound} | {depth} | {states} | {time} | {holds_text} | {breaks} |"
