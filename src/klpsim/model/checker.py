@@ -19,11 +19,23 @@ class Checker:
         self._seq = 0
         self._log_seen = len(klp.kernel.log.records)
         self.callbacks: dict[tuple[str, str], int] = {}
+        self._views_fresh = False
+        """The views after the last checked command are the views now:
+        nothing ran since (see :meth:`before`)."""
 
-    def before(self) -> None:
+    def before(self, reuse: bool = False) -> None:
+        """Snapshot what every task runs. With *reuse*, a caller that ran
+        nothing since the last checked command (:meth:`invalidate` otherwise)
+        gets that command's views, which are the views now."""
         self._seq = self.klp.transition_seq
-        self.views.snapshot()
+        if not (reuse and self._views_fresh):
+            self.views.snapshot()
+        self._views_fresh = False
         self.views.violations.clear()
+
+    def invalidate(self) -> None:
+        """Something ran without the checker: the next :meth:`before` snapshots."""
+        self._views_fresh = False
 
     def after(self) -> list[Violation]:
         return self.step_violations() + self.state_violations()
@@ -35,6 +47,7 @@ class Checker:
         # only a task's own switch may change what it runs.
         if self.klp.transition_seq == self._seq:
             violations += self.views.compare("between commands")
+            self._views_fresh = True  # compare() kept the views it took
         return violations
 
     def state_violations(self) -> list[Violation]:

@@ -71,6 +71,12 @@ FIRST_PID = 1001
 """spawn_task's first pid: the workers are 1001, 1002, ..."""
 
 
+MAX_COMMANDS = 240
+"""Lines a session runs before the explorer boots a fresh one: every line
+takes 1 ms of simulated time, and a retry queued by round_jiffies_relative()
+lands on the next whole second only while the milliseconds stay below 250
+(docs/explore.md, Time)."""
+
 CRASH = "model-crash"
 """What the explorer reports when the model raised (klpsim run exits 70 there)."""
 
@@ -317,10 +323,12 @@ function or leaving it; a retry tick; the target module coming or going."""
 class Live:
     """A booted session in some state, and what the explorer knows of it."""
 
-    __slots__ = ("session", "serial", "defs", "vmlinux_syms")
+    __slots__ = ("session", "serial", "defs", "vmlinux_syms", "commands")
 
     def __init__(self, session: Session, vmlinux_syms: dict[Symbol, int]):
         self.session = session
+        self.commands = 0
+        """Lines run since boot (MAX_COMMANDS)."""
         self.serial = 0
         """Patch modules loaded so far (refused loads do not count): the next
         one is lp<serial+1>."""
@@ -437,7 +445,32 @@ class Model:
         commands = self._commands.get(line)
         if commands is None:
             commands = self._commands[line] = parse_script(line, "<explore>")
-        return live.session.run_line(line, commands, check, states)
+        live.commands += 1
+        # every line of the explorer's goes through run_line(), which tells
+        # the checker when it ran one unchecked: the views can be reused
+        return live.session.run_line(line, commands, check, states, reuse_views=True)
+
+    def undo(self, live: Live, op: Op) -> Op | None:
+        """An operation that may take *live* back to the state before *op*
+        (to be confirmed by comparing the states): a worker wakes from where
+        it went to sleep, goes back to sleep where it woke from, an
+        attribute gets its old value back, the target module goes or comes
+        back (where it is loaded is not part of the state, as a patch
+        module's name is not). Called before *op* runs."""
+        kind = op[0]
+        if kind == SLEEP_IN:
+            return (WAKE, op[1])
+        if kind == WAKE:
+            stack = live.session.kernel.sched.tasks[op[1]].stack
+            f = self._new_func.get(stack[-1].name, self._old_func.get(stack[-1].name))
+            return None if f is None else (SLEEP_IN, op[1], f)
+        if kind == ATTR:
+            return (ATTR, op[1], op[2], 1 - op[3])
+        if kind == TGT_IN:
+            return (TGT_OUT,)
+        if kind == TGT_OUT:
+            return (TGT_IN,)
+        return None
 
     def ops(self, live: Live) -> list[Op]:
         """The operations to try in *live*'s state, in a fixed order.
@@ -494,19 +527,28 @@ class Model:
 
     # -- the state ----------------------------------------------------------------
 
-    def key(self, live: Live) -> tuple[bytes, int]:
+    def exact(self, live: Live) -> Encoding:
+        """The state under its own names, workers by pid: two sessions with
+        the same one behave the same under the same operations (not only
+        under renamed ones), so one can stand in for the other."""
+        return self.encode(live, self.perms[0], sort_tasks=False)
+
+    def key(self, live: Live, exact: Encoding | None = None) -> tuple[bytes, int]:
         """The canonical state as bytes, and the size of its orbit under the
         symmetry group: how many states the search without symmetry
-        reduction sees in its place."""
+        reduction sees in its place. *exact*: :meth:`exact` of *live*, if
+        the caller has it."""
+        if exact is None:
+            exact = self.exact(live)
         if not self.b.symmetry:
-            return marshal.dumps(self.encode(live, self.perms[0], sort_tasks=False)), 1
-        first = self.encode(live, self.perms[0], sort_tasks=True)
-        raw = marshal.dumps(first)
+            return _bytes(exact), 1
+        first = (*exact[:-1], tuple(sorted(exact[-1])))
+        raw = _bytes(first)
         known = self._canonical.get(raw)
         if known is None:
             encodings = {first} | {self.encode(live, p, sort_tasks=True) for p in self.perms[1:]}
             best = min(encodings)
-            known = marshal.dumps(best), len(encodings) * _arrangements(best[-1])
+            known = _bytes(best), len(encodings) * _arrangements(best[-1])
             if len(self._canonical) > 100_000:  # a cache (~2 KB an entry), not a record
                 self._canonical.clear()
             self._canonical[raw] = known
@@ -676,6 +718,13 @@ class Model:
         )
 
 
+def _bytes(encoding: Encoding) -> bytes:
+    """An encoding as bytes, the same for equal encodings: marshal's
+    version 2, since later versions mark objects that happen to be shared
+    (FLAG_REF), so that equal tuples built differently differ in bytes."""
+    return marshal.dumps(encoding, 2)
+
+
 def _arrangements(items: object) -> int:
     """How many orderings of the multiset *items* there are."""
     assert isinstance(items, tuple)
@@ -738,6 +787,8 @@ class LevelStats:
     """How many of them break a state invariant (they are not expanded)."""
     transitions: int = 0
     replays: int = 0
+    undone: int = 0
+    """Steps taken back by an undoing operation instead of a replay."""
     found: dict[str, Found] = field(default_factory=dict)
     seconds: float = 0.0
     waiting: int = 0
@@ -749,6 +800,7 @@ class LevelStats:
         self.broken += other.broken
         self.transitions += other.transitions
         self.replays += other.replays
+        self.undone += other.undone
         merge_found(self.found, other.found.values())
         self.seconds = max(self.seconds, other.seconds)
 
@@ -807,17 +859,24 @@ class Worker:
 
     def _expand(self, path: Path_, stats: LevelStats, out: dict[bytes, Candidate]) -> None:
         """Every operation from the state at *path*. A step that changes the
-        state leaves it for the next one to restore (by replaying *path*);
-        one that changes nothing of it (a refused load, a failed write) does
-        not: the next operation runs on the same session."""
+        state leaves the session in another one; the next operation needs
+        the state at *path* back: an operation that undoes the step
+        (:meth:`Model.undo`), if the state it gives is the same under its
+        own names (:meth:`Model.exact`), else a replay of *path* from boot.
+        A step that changes nothing of the state (a refused load, a failed
+        write) needs neither: the next operation runs on the same session."""
         model = self.model
         live = model.replay(path)
         stats.replays += 1
-        key, _ = model.key(live)
+        exact = model.exact(live)
         ops = model.ops(live)
         for i, op in enumerate(ops):
+            if live.commands >= MAX_COMMANDS:
+                live = model.replay(path)
+                stats.replays += 1
             child_path = path + (op,)
             stats.transitions += 1
+            undo = model.undo(live, op)
             try:
                 violations = model.apply(live, op, states=False)
             except Exception as e:  # noqa: BLE001 (the model itself failed: a finding)
@@ -826,8 +885,13 @@ class Worker:
                     live = model.replay(path)
                     stats.replays += 1
                 continue
-            child, orbit = model.key(live)
-            if child != key and child not in self.known:
+            # the temporal invariant: once per step
+            merge_found(stats.found, [Found(v.invariant, child_path, v.detail) for v in violations])
+            child_exact = model.exact(live)
+            if child_exact == exact:
+                continue
+            child, orbit = model.key(live, child_exact)
+            if child not in self.known:
                 # A state this worker has not seen: check it (a known one was
                 # checked when it was first seen). Its owner records what it
                 # breaks, once per state.
@@ -836,11 +900,18 @@ class Worker:
                 broken = tuple((v.invariant, v.detail) for v in checker.state_violations())
                 self.known.add(child)
                 out[child] = (child, child_path, orbit, broken)
-            # the temporal invariant: once per step
-            merge_found(stats.found, [Found(v.invariant, child_path, v.detail) for v in violations])
-            if child != key and i + 1 < len(ops):
-                live = model.replay(path)
-                stats.replays += 1
+            if i + 1 == len(ops):
+                break
+            if undo is not None and live.commands < MAX_COMMANDS:
+                try:
+                    model.apply(live, undo, check=False)
+                    if model.exact(live) == exact:
+                        stats.undone += 1
+                        continue
+                except Exception:  # noqa: BLE001 (not a step of the search: replay)
+                    pass
+            live = model.replay(path)
+            stats.replays += 1
 
 
 class Backend(Protocol):
