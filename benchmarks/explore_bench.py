@@ -24,6 +24,8 @@ import dataclasses
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,20 @@ def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def uptime() -> str:
+    """What ``uptime`` prints (the load averages over 1, 5 and 15 minutes)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (the workers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run(
     name: str,
     b: Bounds,
@@ -67,7 +83,8 @@ def run(
     counterexamples: Path | None = None,
 ) -> dict[str, object]:
     """One search, as a record for explore.json."""
-    before = loadavg()
+    before, up_before = loadavg(), uptime()
+    cpu_before = cpu_seconds()
     backend = LocalBackend(b) if jobs == 1 else ProcessBackend(b, jobs)
     start = time.perf_counter()
     done: list[float] = []  # when each level completed, from the start
@@ -79,6 +96,7 @@ def run(
     with time_limit(budget):
         r = explore(b, backend, progress, first=first)
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_before  # the workers are reaped by now
     found = {}
     for inv, f in sorted(r.found.items()):
         entry: dict[str, object] = {"steps": len(f.path), "count": f.count, "detail": f.detail}
@@ -109,6 +127,9 @@ def run(
         "naive_states": r.naive_states,
         "transitions": r.transitions,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "replays": sum(lv.replays for lv in r.levels),
+        "undone": sum(lv.undone for lv in r.levels),
         "states_per_second": round(r.states / seconds, 1),
         "per_level": [
             {"new": lv.new, "transitions": lv.transitions, "done_at": at}
@@ -116,10 +137,11 @@ def run(
         ],
         "found": found,
         "load": [before, loadavg()],
+        "uptime": [up_before, uptime()],
     }
     print(
         f"{name}: {b.profile} {b.label()}, jobs {jobs}: depth {complete} complete,"
-        f" {r.states} states, {r.transitions} transitions, {seconds:.1f} s,"
+        f" {r.states} states, {r.transitions} transitions, {seconds:.1f} s ({cpu:.1f} s CPU),"
         f" broken: {', '.join(found) or 'none'} (load {before} -> {record['load'][1]})",
         flush=True,
     )

@@ -125,13 +125,14 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
         "budget allowed. *depth* is the deepest level it completed: every state that few",
         "operations away was found and every operation from it run and checked. Generated",
         "from `src/klpsim/tools/data/explore.json`, which",
-        "`python benchmarks/explore_bench.py largest --write` records (its `load` field",
-        "has the load average before and after each run: the machine is shared). A",
-        "counterexample is the shortest sequence that breaks its invariant;",
+        "`python benchmarks/explore_bench.py largest --write` records. *load* is the",
+        "1-minute load average before and after the run (its `uptime` field has all",
+        "three): the machine's 2 CPUs are shared, and a time is only as good as the load",
+        "beside it. A counterexample is the shortest sequence that breaks its invariant;",
         "`klpsim run --check` reproduces it (exit 3).",
         "",
-        "| profile | bound | depth | states | time | holds | breaks |",
-        "|---|---|---|---|---|---|---|",
+        "| profile | bound | depth | states | time | load | holds | breaks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     profiles = all_profiles()
     for name in profiles:
@@ -203,4 +204,7 @@ def _explore_row(name: str, r: dict[str, Any]) -> str:
         )
         or "none"
     )
-    return f"| `{name}` | {bound} | {depth} | {states} | {time} | {holds_text} | {breaks} |"
+    load = f"{r['load'][0]:g} → {r['load'][1]:g}"
+    return (
+        f"| `{name}` | {bound} | {depth} | {states} | {time} | {load} | {holds_text} | {breaks} |"
+    )
