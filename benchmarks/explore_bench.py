@@ -132,9 +132,20 @@ def run(
         "undone": sum(lv.undone for lv in r.levels),
         "states_per_second": round(r.states / seconds, 1),
         "per_level": [
-            {"new": lv.new, "transitions": lv.transitions, "done_at": at}
+            {
+                "new": lv.new,
+                "transitions": lv.transitions,
+                "done_at": at,
+                "cpu": round(lv.cpu, 2),
+                "cpu_max": round(lv.cpu_max, 2),
+            }
             for lv, at in zip(r.levels, done, strict=False)
         ],
+        # the workers' CPU seconds on the complete levels, and the longest
+        # worker's per level summed: the time the levels take when each
+        # worker has a CPU to itself
+        "worker_cpu": round(sum(lv.cpu for lv in r.levels), 2),
+        "critical_cpu": round(sum(lv.cpu_max for lv in r.levels), 2),
         "found": found,
         "load": [before, loadavg()],
         "uptime": [up_before, uptime()],
@@ -186,6 +197,10 @@ def speedup(repeat: int) -> list[dict[str, object]]:
         two = run(f"speedup-jobs2-{i}", SPEEDUP, jobs=2)
         assert (one["states"], one["transitions"]) == (two["states"], two["transitions"])
         print(f"speedup: {one['seconds'] / two['seconds']:.2f}x", flush=True)  # type: ignore[operator]
+        # the same with every worker on a CPU of its own: the longest
+        # worker's CPU time per level (the load of others taken out)
+        cpu = one["critical_cpu"] / two["critical_cpu"]  # type: ignore[operator]
+        print(f"speedup in CPU time (longest worker per level): {cpu:.2f}x", flush=True)
         out += [one, two]
     return out
 

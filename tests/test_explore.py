@@ -94,7 +94,9 @@ def test_no_symmetry_is_the_naive_search():
 
 
 def _outcome(r: ex.Result) -> object:
-    levels = [(lv.new, lv.orbit, lv.broken, lv.transitions, lv.replays) for lv in r.levels]
+    levels = [
+        (lv.new, lv.orbit, lv.broken, lv.transitions, lv.replays, lv.undone) for lv in r.levels
+    ]
     found = {k: (f.path, f.detail, f.count) for k, f in r.found.items()}
     return levels, found, r.exhausted
 

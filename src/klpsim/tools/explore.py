@@ -792,6 +792,11 @@ class LevelStats:
     """Steps taken back by an undoing operation instead of a replay."""
     found: dict[str, Found] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu: float = 0.0
+    """CPU seconds the workers spent on the level, summed."""
+    cpu_max: float = 0.0
+    """The most CPU seconds one worker spent on it: the level's critical
+    path when every worker has a CPU to itself (the machine is shared)."""
     waiting: int = 0
     """Candidates for the next level (set by the coordinator)."""
 
@@ -804,6 +809,8 @@ class LevelStats:
         self.undone += other.undone
         merge_found(self.found, other.found.values())
         self.seconds = max(self.seconds, other.seconds)
+        self.cpu += other.cpu
+        self.cpu_max = max(self.cpu_max, other.cpu_max)
 
 
 @contextmanager
@@ -840,7 +847,7 @@ class Worker:
         ones (each with its least path); with *expand*, run every operation
         from each new state that breaks no state invariant. Returns the
         level's stats and the next level's candidates, by owner."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         stats = LevelStats()
         best: dict[bytes, Candidate] = {}
         for cand in incoming:
@@ -871,6 +878,7 @@ class Worker:
             for cand in out.values():
                 buckets[owner(cand[0], self.jobs)].append(cand)
         stats.seconds = time.perf_counter() - start
+        stats.cpu = stats.cpu_max = time.thread_time() - cpu
         return stats, buckets
 
     def _expand(self, path: Path_, stats: LevelStats, out: dict[bytes, Candidate]) -> None:
