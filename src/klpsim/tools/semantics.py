@@ -143,6 +143,11 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
 
     out += [
         "",
+        "*time*: wall clock, then the CPU seconds the workers spent on the complete",
+        "levels. † recorded by the explorer's first version, before the speed-ups of",
+        "docs/explore.md (Making it fast): the same states and verdicts, at 1.3-1.4",
+        "times the CPU time a transition.",
+        "",
         "Checked everywhere: "
         + ", ".join(f"`{i}`" for i in INVARIANTS if i not in SET_INVARIANTS)
         + "; only where the policy promises them (`replace-set`): "
@@ -191,6 +196,10 @@ def _explore_row(name: str, r: dict[str, Any]) -> str:
     if r["budget"] is not None:
         in60 = max(d for d, lv in enumerate(r["per_level"]) if lv["done_at"] <= 60)
         time += f" (budget {r['budget']:.0f} s; depth {in60} in 60 s)"
+    if "worker_cpu" in r:
+        time += f", {r['worker_cpu']:.0f} s CPU"
+    else:
+        time += " †"
     checked = [i for i in INVARIANTS if profile.policy.disjoint_sets or i not in SET_INVARIANTS]
     broken = r["found"]
     holds = [i for i in checked if i not in broken]
