@@ -344,6 +344,83 @@ def _add_check_parser(sub) -> None:  # the command imports tools.check when it r
     p.set_defaults(func=_cmd_check)
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from klpsim.tools.explore import (
+        Backend,
+        Bounds,
+        BoundsError,
+        LocalBackend,
+        Result,
+        check_bounds,
+        default_module_funcs,
+        explore,
+        progress_line,
+        report,
+        time_limit,
+        write_counterexample,
+    )
+
+    b = Bounds(
+        args.kernel,
+        args.patches,
+        args.funcs,
+        args.sets,
+        args.states,
+        args.tasks,
+        args.depth,
+        default_module_funcs(args.funcs) if args.module_funcs is None else args.module_funcs,
+        symmetry=not args.no_symmetry,
+        ops=tuple(o for o in args.ops.split(",") if o) if args.ops else (),
+    )
+    try:
+        check_bounds(b, args.yes)
+        if args.time_limit is not None and args.time_limit <= 0:
+            raise BoundsError(f"--time-limit {args.time_limit:g}: must be more than 0")
+        if args.jobs < 1:
+            raise BoundsError(f"--jobs {args.jobs}: must be at least 1")
+        if args.jobs > 4 * (os.cpu_count() or 1) and not args.yes:
+            raise BoundsError(f"--jobs {args.jobs}: more than 4 per CPU; --yes")
+    except BoundsError as e:
+        return _err(str(e))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _err(f"--out {args.out}: not a directory")
+    result = Result(b)
+    backend: Backend
+    if args.ray is not None:
+        from klpsim.tools.explore_backends import RayBackend, RayUnavailable
+
+        try:
+            backend = RayBackend(b, args.jobs, args.ray)
+        except RayUnavailable as e:
+            return _err(str(e))
+        result.backend = f"ray {args.ray}"
+    elif args.jobs > 1:
+        from klpsim.tools.explore_backends import ProcessBackend
+
+        backend = ProcessBackend(b, args.jobs)
+        result.backend = "processes"
+    else:
+        backend = LocalBackend(b)
+
+    def progress(depth: int, r: Result) -> None:
+        if not args.quiet:
+            _log(f"explore: {progress_line(depth, r)}")
+
+    try:
+        with time_limit(args.time_limit):
+            explore(b, backend, progress, result, first=args.first)
+    except KeyboardInterrupt:
+        sys.stdout.write(report(result))
+        return 130
+    written = {}
+    for found in result.found.values():
+        directory = out / b.profile / found.invariant
+        written[found.invariant] = write_counterexample(b, found, directory)
+    sys.stdout.write(report(result, written))
+    return 3 if result.found else 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line and exit status 2, not argparse's usage block; a control
@@ -465,6 +542,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="only generate the scenarios and print the share that has each step kind",
     )
     fz.set_defaults(func=_cmd_fuzz)
+    ex = sub.add_parser(
+        "explore",
+        help="search every sequence of operations up to a depth for broken invariants",
+        description="Breadth-first search over the model's canonical states: every "
+        "sequence of at most DEPTH operations (loads of any patch of the family, "
+        "disables, unloads, force, tasks sleeping in and leaving functions, retry "
+        "ticks, a target module coming and going), with every invariant checked. "
+        "Exit status 3 if one broke (a counterexample script is written per invariant).",
+    )
+    ex.add_argument("--kernel", default="replace-set", metavar="PROFILE")
+    for flag, dest, default, what in (
+        ("--patches", "patches", 3, "livepatch modules loaded at once, at most"),
+        ("--funcs", "funcs", 3, "functions the patches may patch"),
+        ("--sets", "sets", 2, "replace sets 0..S-1 (tags 1..S on replace-tag)"),
+        ("--states", "states", 1, "state ids 1..T, each at version 1 or 2 (0: none)"),
+        ("--tasks", "tasks", 2, "worker tasks that may sleep in a function"),
+        ("--depth", "depth", 4, "operations from boot"),
+    ):
+        ex.add_argument(flag, dest=dest, type=int, default=default, metavar=dest[0].upper(),
+                        help=f"{what} (default: {default})")  # fmt: skip
+    ex.add_argument(
+        "--module-funcs",
+        type=int,
+        default=None,
+        metavar="J",
+        help="how many of the functions are a target module's (default: 1, 0 for one function)",
+    )
+    ex.add_argument("--jobs", type=int, default=1, metavar="J", help="worker processes")
+    ex.add_argument(
+        "--ray",
+        metavar="ADDRESS|local",
+        help="run the workers on a Ray cluster (local: start one here); pip install klpsim[ray]",
+    )
+    ex.add_argument(
+        "--out",
+        default="explore-counterexamples",
+        metavar="DIR",
+        help="where counterexamples go: DIR/PROFILE/INVARIANT/ (default: %(default)s)",
+    )
+    ex.add_argument(
+        "--ops",
+        metavar="KIND,...",
+        help="only these kinds of operation: load, disable, force, attr, unload, task, tick,"
+        " module (default: all)",
+    )
+    ex.add_argument(
+        "--first",
+        action="store_true",
+        help="stop after the depth at which the first invariant broke",
+    )
+    ex.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after SECONDS; the depths finished by then are reported",
+    )
+    ex.add_argument("--yes", action="store_true", help="accept bounds that may run for days")
+    ex.add_argument("--no-symmetry", action="store_true", help="no symmetry reduction")
+    ex.add_argument("--quiet", action="store_true", help="no progress lines")
+    ex.set_defaults(func=_cmd_explore)
     tt = sub.add_parser(
         "truth-table",
         help="livepatch x ftrace users, both attach orders: docs/truth-table.md",

@@ -169,6 +169,8 @@ class Session:
             commands = [c for c in commands if c.line <= until_line]
         if check:
             self._checker()
+        elif self.checker is not None:
+            self.checker.invalidate()
         try:
             for cmd in commands:
                 self._execute(cmd, check, stop_at_violation)
@@ -214,6 +216,35 @@ class Session:
         if violations and check:
             raise InvariantViolation(len(self.lines), line, violations)
         return violations
+
+    def run_line(
+        self,
+        line: str,
+        commands: list[Command],
+        check: bool,
+        states: bool = True,
+        reuse_views: bool = False,
+    ) -> list[Violation]:
+        """:meth:`step` for a line parsed before, as the explorer runs the
+        same few lines over and over: with *check* the invariants are checked
+        around it and returned, never raised (without *states*, only the
+        temporal one: the caller asks :attr:`checker` for the rest when it
+        needs them); without *check*, nothing is checked. *reuse_views*: the
+        caller changed nothing since the last checked line (Checker.before())."""
+        self.lines.append(line)
+        checker = self._checker() if check else None
+        if checker is not None:
+            checker.before(reuse_views)
+        elif self.checker is not None:
+            self.checker.invalidate()
+        try:
+            for cmd in commands:
+                self.runner.execute(cmd)
+        except ScriptExit:
+            pass
+        if checker is None:
+            return []
+        return checker.after() if states else checker.step_violations()
 
     def write_scenario(self, path: Path, header: str = "") -> None:
         """Write the lines :meth:`step` ran, and the in-memory definitions

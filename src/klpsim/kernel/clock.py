@@ -82,6 +82,10 @@ class Clock:
         """Queue *work* to run as soon as time passes (a kworker picks it up)."""
         return self.schedule_delayed_work(work, 0)
 
+    def pending(self) -> bool:
+        """Is any work queued (due now or later)?"""
+        return any(work.pending and work._seq == seq for _, seq, work in self._timers)
+
     def _drop_cancelled(self) -> None:
         t = self._timers
         while t and (not t[0][2].pending or t[0][2]._seq != t[0][1]):

@@ -16,6 +16,7 @@ probe is enabled: -EBUSY), which the shell reports as a redirection error.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from klpsim.kernel.errno import EACCES, EEXIST, EISDIR, ENOENT, ENOTDIR
@@ -96,8 +97,10 @@ class VFS:
         self.root = Inode("", S_IFDIR | 0o755, None)
 
     @staticmethod
-    def _split(path: str) -> list[str]:
-        return [p for p in path.split("/") if p and p != "."]
+    @functools.lru_cache(maxsize=4096)
+    def _split(path: str) -> tuple[str, ...]:
+        # the same few hundred paths over and over (sysfs of every module load)
+        return tuple(p for p in path.split("/") if p and p != ".")
 
     def lookup(self, path: str) -> Inode | None:
         node = self.root
@@ -117,13 +120,16 @@ class VFS:
         """Create a directory and its parents (kobject_add / debugfs_create_dir)."""
         node = self.root
         parts = self._split(path)
+        last = len(parts) - 1
         for i, part in enumerate(parts):
-            entries = node.entries()
+            entries = node.children
+            if entries is None:
+                raise NotADirectoryError(node.path())
             child = entries.get(part)
             if child is None:
                 child = Inode(part, S_IFDIR | mode, node)
                 entries[part] = child
-            elif i == len(parts) - 1 and not exist_ok:
+            elif i == last and not exist_ok:
                 raise FileExistsError(path)
             node = child
         node.entries()  # an existing file is not the directory asked for

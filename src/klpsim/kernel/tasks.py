@@ -153,6 +153,10 @@ class Scheduler:
         task.signal_pending = True
         self.wake_up_state(task)
 
+    def idle_wakeups(self) -> set[int]:
+        """The CPUs whose idle task goes through its loop at the next tick."""
+        return self._idle_wakeups
+
     def idle_while_time_passes(self) -> bool:
         """Would a tick run nothing: no task on a CPU, none woken, no idle CPU
         to kick?"""

@@ -102,6 +102,14 @@ class ReplacePolicy:
         """klp_force_transition(): does forcing *transition_patch* pin *other*?"""
         return bool(transition_patch.replace)
 
+    def interchangeable(self, field: str, values: range) -> tuple[tuple[int, ...], ...]:
+        """Groups of *values* of klp_patch *field* that this policy tells apart
+        only by equality, so that renaming them within a group changes
+        nothing but the name (the explorer's symmetry reduction; its tests
+        check the claim against a search without it). Mainline: the
+        ``replace`` bool, every value on its own."""
+        return tuple((v,) for v in values)
+
 
 @dataclass(frozen=True)
 class Profile:

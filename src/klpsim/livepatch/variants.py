@@ -91,6 +91,11 @@ class ReplaceSetPolicy(ReplacePolicy):
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return other.replace_set == transition_patch.replace_set
 
+    def interchangeable(self, field: str, values: range) -> tuple[tuple[int, ...], ...]:
+        if field == "replace_set":  # compared only with ==: set 0 is not special
+            return (tuple(values),)
+        return super().interchangeable(field, values)
+
 
 # v2 2/4 renames replace -> replace_set (RO, "%u\n"); v2 3/4 removes stack_order.
 REPLACE_SET_ATTRS = ("enabled", "transition", "force", "replace_set")
@@ -199,6 +204,11 @@ class ReplaceTagPolicy(ReplacePolicy):
             return False
         return not old.replace or old.replace == new.replace
 
+    def interchangeable(self, field: str, values: range) -> tuple[tuple[int, ...], ...]:
+        if field == "replace":  # tag 0 is special, the others compared with ==
+            return ((0,), tuple(v for v in values if v)) if len(values) > 1 else ((0,),)
+        return super().interchangeable(field, values)
+
 
 register(
     Profile(
@@ -241,6 +251,12 @@ class ReplaceSet012Policy(ReplaceSetPolicy):
 
     def force_marks(self, transition_patch: KlpPatch, other: KlpPatch) -> bool:
         return self.replaces(transition_patch, other)
+
+    def interchangeable(self, field: str, values: range) -> tuple[tuple[int, ...], ...]:
+        if field == "replace_set":  # 0 and 1 are special, 2 and up compared with ==
+            rest = tuple(v for v in values if v >= 2)
+            return tuple((v,) for v in values if v < 2) + ((rest,) if rest else ())
+        return ReplacePolicy.interchangeable(self, field, values)
 
 
 register(

@@ -19,19 +19,41 @@ class Checker:
         self._seq = 0
         self._log_seen = len(klp.kernel.log.records)
         self.callbacks: dict[tuple[str, str], int] = {}
+        self._views_fresh = False
+        """The views after the last checked command are the views now:
+        nothing ran since (see :meth:`before`)."""
 
-    def before(self) -> None:
+    def before(self, reuse: bool = False) -> None:
+        """Snapshot what every task runs. With *reuse*, a caller that ran
+        nothing since the last checked command (:meth:`invalidate` otherwise)
+        gets that command's views, which are the views now."""
         self._seq = self.klp.transition_seq
-        self.views.snapshot()
+        if not (reuse and self._views_fresh):
+            self.views.snapshot()
+        self._views_fresh = False
         self.views.violations.clear()
 
+    def invalidate(self) -> None:
+        """Something ran without the checker: the next :meth:`before` snapshots."""
+        self._views_fresh = False
+
     def after(self) -> list[Violation]:
+        return self.step_violations() + self.state_violations()
+
+    def step_violations(self) -> list[Violation]:
+        """The temporal invariant over the command since :meth:`before`."""
         violations = list(self.views.violations)
         # Starts and completions were checked as they happened; between them
         # only a task's own switch may change what it runs.
         if self.klp.transition_seq == self._seq:
             violations += self.views.compare("between commands")
-        return violations + check_all(self.klp) + self._callback_pairs()
+            self._views_fresh = True  # compare() kept the views it took
+        return violations
+
+    def state_violations(self) -> list[Violation]:
+        """The invariants of the state now (and the callback pairs logged
+        since the last call)."""
+        return check_all(self.klp) + self._callback_pairs()
 
     def _callback_pairs(self) -> list[Violation]:
         """post_unpatch runs only for an object whose pre_patch ran and succeeded.

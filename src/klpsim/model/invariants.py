@@ -23,7 +23,26 @@ from klpsim.livepatch.structs import (
     KlpPatch,
 )
 
-__all__ = ["Violation", "check_all", "ViewTracker", "CHECKS"]
+__all__ = ["Violation", "check_all", "ViewTracker", "CHECKS", "INVARIANTS", "SET_INVARIANTS"]
+
+INVARIANTS = (
+    "transition-state",
+    "ftrace-plumbing",
+    "no-freed-func",
+    "func-stack-order",
+    "patched-runs-top",
+    "task-runs-stack-entry",
+    "module-refcount",
+    "freed-sysfs-gone",
+    "one-patch-per-set",
+    "disjoint-sets",
+    "per-task-consistency",
+    "callbacks-pair",
+)
+"""Every invariant's name, in the order they are checked: the CHECKS, then
+ViewTracker's per-task consistency and the checker's callback pairs."""
+SET_INVARIANTS = ("one-patch-per-set", "disjoint-sets")
+"""Checked only where the policy promises them (ReplacePolicy.disjoint_sets)."""
 
 
 class Violation(NamedTuple):

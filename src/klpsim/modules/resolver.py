@@ -131,6 +131,11 @@ class ModuleResolver:
             raise ModuleError(f"unknown module '{name}' ({self.where(name)})")
         return spec
 
+    def provide(self, name: str, spec: ModuleSpec) -> None:
+        """Resolve *name* to *spec*, a module built elsewhere from the same
+        definition (the explorer builds each of its modules once)."""
+        self._cache[name] = spec
+
     def where(self, name: str) -> str:
         """Where *name* was looked for, in order."""
         files = " or ".join(f"{name}{suffix}" for suffix in self.readers)

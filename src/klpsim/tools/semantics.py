@@ -14,6 +14,7 @@ import io
 import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from klpsim.kernel.printk import escape
 from klpsim.livepatch.profiles import all_profiles
@@ -104,4 +105,121 @@ def generate(folder: Traversable = SHIPPED, label: str = "semantics") -> str:
     out += ["", "Profiles:", ""]
     for name, profile in all_profiles().items():
         out.append(f"* `{name}`: {profile.summary}.")
+    if folder == SHIPPED:
+        out += explore_table()
     return "\n".join(out) + "\n"
+
+
+EXPLORED = files("klpsim.tools") / "data" / "explore.json"
+"""The searches benchmarks/explore_bench.py recorded (``--write``)."""
+
+
+def explore_table(data: Traversable = EXPLORED) -> list[str]:
+    """The explorer's table: per profile, the largest bound searched in the
+    time given and the invariants that held or broke within it."""
+    import json
+
+    from klpsim.model.invariants import INVARIANTS, SET_INVARIANTS
+
+    runs = json.loads(data.read_text())["runs"]
+    out = [
+        "",
+        "## Bounded exhaustive search",
+        "",
+        "`klpsim explore` (docs/explore.md) searched every sequence of operations from",
+        "boot, with every patch of the family, on 2 local processes for as long as the",
+        "budget allowed. *depth* is the deepest level it completed: every state that few",
+        "operations away was found and every operation from it run and checked. Generated",
+        "from `src/klpsim/tools/data/explore.json`, which",
+        "`python benchmarks/explore_bench.py largest --write` records. *load* is the",
+        "1-minute load average before and after the run (its `uptime` field has all",
+        "three): the machine's 2 CPUs are shared, and a time is only as good as the load",
+        "beside it. A counterexample is the shortest sequence that breaks its invariant;",
+        "`klpsim run --check` reproduces it (exit 3).",
+        "",
+        "| profile | bound | depth | states | time | load | holds | breaks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    profiles = all_profiles()
+    for name in profiles:
+        mine = [r for r in runs if r["profile"] == name and r["name"].endswith("-largest")]
+        mine += [r for r in runs if r["profile"] == name and r["name"].endswith(EXTRA_RUNS)]
+        for r in mine:
+            out.append(_explore_row(name, r))
+
+    out += [
+        "",
+        "*time*: wall clock, then the CPU seconds the workers spent on the complete",
+        "levels. † recorded by the explorer's first version, before the speed-ups of",
+        "docs/explore.md (Making it fast): the same states and verdicts, at 1.3-1.4",
+        "times the CPU time a transition.",
+        "",
+        "Checked everywhere: "
+        + ", ".join(f"`{i}`" for i in INVARIANTS if i not in SET_INVARIANTS)
+        + "; only where the policy promises them (`replace-set`): "
+        + ", ".join(f"`{i}`" for i in SET_INVARIANTS)
+        + ".",
+    ]
+    return out
+
+
+EXTRA_RUNS = ("-first", "-petr")
+"""Recorded runs shown beside a profile's largest: the targets' searches
+that stop at the first break (benchmarks/explore_bench.py targets)."""
+
+
+def _explore_row(name: str, r: dict[str, Any]) -> str:
+    """One row of the explorer's table: recorded run *r* on profile *name*."""
+    from klpsim.model.invariants import INVARIANTS, SET_INVARIANTS
+
+    profile = all_profiles()[name]
+    b = r["bounds"]
+    mods = f" ({b['module_funcs']} in a module)" if b["module_funcs"] else ""
+    if "replace_set" in profile.patch_fields:
+        sets = f"{b['sets']} sets, "
+    elif profile.policy.replace_is_tag:
+        sets = f"tags 0-{b['sets']}, "
+    else:
+        sets = ""
+    bound = (
+        f"{b['patches']} patches, {b['funcs']} functions{mods}, {sets}"
+        f"{b['states']} state id{'s' if b['states'] != 1 else ''}, {b['tasks']} tasks"
+    )
+    if b["ops"]:
+        bound += f"; only {', '.join(b['ops'])}"
+    # A level that completed was also expanded, unless it was the bound's
+    # last or the search stopped at the first break there.
+    stopped = not r["bound_complete"] and r["budget"] is None
+    expanded = r["depth_complete"] < b["depth"] and not stopped
+    steps = r["depth_complete"] + int(expanded)
+    depth = f"{r['depth_complete']} ({steps} steps checked)"
+    if r["exhausted"]:
+        depth += ", all reachable states"
+    if stopped:
+        depth += ", stopped at the first break"
+    states = f"{r['states']} (x{r['naive_states'] / r['states']:.1f} without symmetry)"
+    time = f"{r['seconds']:.0f} s"
+    if r["budget"] is not None:
+        in60 = max(d for d, lv in enumerate(r["per_level"]) if lv["done_at"] <= 60)
+        time += f" (budget {r['budget']:.0f} s; depth {in60} in 60 s)"
+    if "worker_cpu" in r:
+        time += f", {r['worker_cpu']:.0f} s CPU"
+    else:
+        time += " †"
+    checked = [i for i in INVARIANTS if profile.policy.disjoint_sets or i not in SET_INVARIANTS]
+    broken = r["found"]
+    holds = [i for i in checked if i not in broken]
+    holds_text = f"all {len(holds)}" if not broken else ", ".join(holds)
+    breaks = (
+        ", ".join(
+            f"[{inv}, {f['steps']} steps](../{f['script']})"
+            if "script" in f
+            else f"{inv}, {f['steps']} steps"
+            for inv, f in sorted(broken.items())
+        )
+        or "none"
+    )
+    load = f"{r['load'][0]:g} → {r['load'][1]:g}"
+    return (
+        f"| `{name}` | {bound} | {depth} | {states} | {time} | {load} | {holds_text} | {breaks} |"
+    )
