@@ -44,7 +44,8 @@ def small_host(tmp_path: Path, **kw) -> FakeHost:
     h = FakeHost(tmp_path / "host", release=kw.pop("release", "6.12.0-fake"))
     h.module("tgt", refcnt=0)
     h.module("lp_mini", refcnt=0, taints="OEK")
-    h.patch("lp_mini", {"vmlinux": ["cmdline_proc_show,1"]}, replace=0, **kw)
+    funcs = {"vmlinux": ["cmdline_proc_show,1", "version_proc_show,1"], "nfs": ["nfs_permission,1"]}
+    h.patch("lp_mini", funcs, replace=0, patched={"nfs": 0}, **kw)
     h.task(1, 1, "init", stack=["do_nanosleep+0x6b/0x190", "schedule+0x1/0x40"], patch_state=-1)
     h.task(
         50,
@@ -193,3 +194,21 @@ def test_run_snapshot_bad_input(tmp_path, content, message):
     r = klpsim("run", "--snapshot", str(path), str(script))
     assert r.status == 2 and r.out == ""
     assert len(r.err.splitlines()) == 1 and r.err.startswith(message.format(path=path)), r.err
+
+
+def test_a_ko_that_is_not_the_loaded_build_is_not_used(tmp_path):
+    h = small_host(tmp_path)
+    h.patch("lp_mini", {"vmlinux": ["cmdline_proc_show,1"]}, replace=0)  # sysfs: one function
+    import shutil
+
+    shutil.rmtree(h.root / "sys/kernel/livepatch/lp_mini/nfs")
+    shutil.rmtree(h.root / "sys/kernel/livepatch/lp_mini/vmlinux/version_proc_show,1")
+    s = boot(collect(h, tmp_path))
+    assert s.host is not None and s.host.from_ko == {"lp_mini": False}
+    assert (
+        f"lp_mini: /lib/modules/{h.release}/updates/lp_mini.ko.xz patches other functions than "
+        "sysfs shows (another build): its states and new function names are unknown "
+        "(taken as: no states)" in s.host.unknowns
+    ), s.host.unknowns
+    # the sleeping task's frame in lp_mini cannot be named: its stack is unknown
+    assert s.host.unknown_stacks == [50]

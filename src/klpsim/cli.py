@@ -360,6 +360,30 @@ def _add_check_parser(sub) -> None:  # the command imports tools.check when it r
     p.set_defaults(func=_cmd_check)
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from klpsim.tools.plan import run_plan
+
+    return run_plan(args)
+
+
+def _add_plan_parser(sub) -> None:  # the command imports tools.plan when it runs
+    p = sub.add_parser(
+        "plan",
+        help="what loading new livepatches will do on the host a snapshot was taken on",
+        description="Boot the model into a host snapshot (klpsim snapshot, sos, scc) and load "
+        "the new modules in order: refusals with the rule; what each function runs after; the "
+        "transition (who blocks it, whether it completes); kprobes and BPF programs on affected "
+        "functions; the log and sysfs after. Exit 0: every load accepted and completing, no "
+        "silent revert; 1: otherwise; 2: bad input. See docs/plan.md.",
+    )
+    p.add_argument("snapshot", metavar="SNAP", help="the host snapshot (.tar.gz or directory)")
+    p.add_argument("files", nargs="+", metavar="NEW", help="the new modules (.ko or .toml)")
+    p.add_argument("--kernel", metavar="PROFILE",
+                   help="kernel profile (default: chosen from the snapshot; see docs/plan.md)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_cmd_plan)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line and exit status 2, not argparse's usage block."""
@@ -488,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_inspect_parser(sub)
     _add_check_parser(sub)
+    _add_plan_parser(sub)
     sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)

@@ -50,6 +50,8 @@ from klpsim.livepatch.structs import KLP_TRANSITION_IDLE
 from klpsim.model.schema import FuncDef, LivepatchDef, ObjectDef
 from klpsim.modules.definition import build_module
 from klpsim.modules.kofile import ko_definition
+from klpsim.trace.bpf import AttachError
+from klpsim.trace.events import LinkKind
 
 if TYPE_CHECKING:
     from klpsim.session import Session
@@ -83,6 +85,8 @@ class HostBoot:
     """Facts derived rather than read."""
     kprobes: list[str] = field(default_factory=list)
     """The kprobe_events lines that recreated the snapshot's kprobes."""
+    bpf: list[str] = field(default_factory=list)
+    """The BPF links (fentry) that stand for the snapshot's BPF trampolines."""
     tasks: int = 0
 
 
@@ -152,7 +156,11 @@ def host_patch_def(
             m, why = None, f"/{ko.path} is not a livepatch module"
         if m is not None:
             d = ko_definition(m, profile, replace, replace_set)
-            return dataclasses.replace(d, name=lp.name), True
+            ko_funcs = {(o.name, f.old_name, f.old_sympos or 1) for o in d.objects for f in o.funcs}
+            sys_funcs = {(o.name, f.name, f.sympos) for o in lp.objects for f in o.funcs}
+            if ko_funcs == sys_funcs:
+                return dataclasses.replace(d, name=lp.name), True
+            why = f"/{ko.path} patches other functions than sysfs shows (another build)"
     objects = []
     for obj in lp.objects:
         funcs = []
@@ -244,6 +252,7 @@ def restore(session: Session, snap: Snapshot, profile_why: str = "") -> HostBoot
             f"{moving.name}: in transition on the host; in the model every task could switch"
         )
     _kprobes(session, snap, host)
+    _bpf_trampolines(session, snap, host)
     from klpsim.model.checker import Checker
 
     violations = Checker(klp).after()
@@ -392,3 +401,29 @@ def _kprobes(session: Session, snap: Snapshot, host: HostBoot) -> None:
         host.kprobes.append(line)
         if "DISABLED" not in kp.flags:
             fs.write(f"/sys/kernel/tracing/events/klpsim/{event}/enable", "1")
+
+
+def _bpf_trampolines(session: Session, snap: Snapshot, host: HostBoot) -> None:
+    """A direct call in enabled_functions is a BPF trampoline: an fentry
+    program stands for it (the snapshot does not tell fentry from fexit or
+    fmod_ret; the plan says so)."""
+    if isinstance(snap.ftrace, Unknown):
+        return
+    bpf = session.system.bpf
+    for rec in snap.ftrace:
+        if "D" not in rec.flags:
+            continue
+        name = f"snap_bpf_{len(host.bpf)}"
+        try:
+            bpf.attach(LinkKind.FENTRY, [(rec.module, rec.function)], name=name)
+        except AttachError as e:
+            host.unknowns.append(
+                f"BPF trampoline on {rec.function}: the model refuses it (-{errno_name(e.errno)})"
+            )
+            continue
+        host.bpf.append(name)
+    if host.bpf:
+        host.unknowns.append(
+            f"{len(host.bpf)} BPF trampoline(s) from enabled_functions: the program type "
+            "(fentry, fexit, fmod_ret) is unknown (taken as fentry)"
+        )
