@@ -47,6 +47,7 @@ from klpsim.kernel.module import ModuleSpec
 from klpsim.kernel.symbols import Symbol
 from klpsim.livepatch.profiles import Profile
 from klpsim.livepatch.structs import KLP_TRANSITION_IDLE
+from klpsim.livepatch.transition import SIGNALS_TIMEOUT
 from klpsim.model.schema import FuncDef, LivepatchDef, ObjectDef
 from klpsim.modules.definition import build_module
 from klpsim.modules.kofile import ko_definition
@@ -244,6 +245,14 @@ def restore(session: Session, snap: Snapshot, profile_why: str = "") -> HostBoot
         else:
             _load(session, snap, moving.name, dict((p.name, s) for p, s in specs)[moving.name])
         _set_task_states(session, tasks, moving, host)
+        if klp.transition_patch is not None:
+            # How long it has run is not in a snapshot: taken as past its first
+            # signals (klp_send_signals() logs only those, at 15 retries).
+            klp.signals_cnt = SIGNALS_TIMEOUT + 1
+            host.unknowns.append(
+                f"{moving.name}: how long its transition has run (taken as over 15 s: "
+                "the first signals sent, and logged, already)"
+            )
     for lp, _ in specs:
         if lp is not moving and lp.enabled is False:
             host.unknowns.append(f"{lp.name}: disabled but not in transition (taken as enabled)")

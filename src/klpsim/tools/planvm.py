@@ -398,9 +398,10 @@ def _build_sleeper(rk, log) -> Path:
 
 
 def run(
-    kernel: str, seed: int, count: int, work: Path, log=print
+    kernel: str, seed: int, count: int, work: Path, log=print, only: list[int] | None = None
 ) -> tuple[int, int, float, dict[str, int]]:
-    """Build, then for each case: state, snapshot, plan, real loads, compare."""
+    """Build, then for each case: state, snapshot, plan, real loads, compare;
+    *only*: just these cases (indexes) of the *count*."""
     from klpsim.real.vm.api import prepare
 
     pool = pool_with_sleeper(seed, kernel)
@@ -413,6 +414,9 @@ def run(
     kos = rk.build_definitions(tomls)
     sleeper = _build_sleeper(rk, log)
     cases = make_cases(pool, seed, count)
+    if only:
+        cases = [cases[i] for i in only]
+        count = len(cases)
     agree = 0
     seen = {"loads": 0, "refused": 0, "with signals": 0, "stalled": 0, "host patches": 0,
             "in transition at the snapshot": 0, "readers asleep": 0, "kprobes": 0,
@@ -519,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--out", default="planvm-work", metavar="DIR")
+    ap.add_argument("--only", type=int, action="append", metavar="I",
+                    help="run only case I of the --cases (repeatable): replay a disagreement")  # fmt: skip
     args = ap.parse_args(argv)
     from klpsim.real.vm.errors import VMError
 
@@ -526,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     try:
-        n, agree, secs, seen = run(args.kernel, args.seed, args.cases, Path(args.out), log)
+        n, agree, secs, seen = run(
+            args.kernel, args.seed, args.cases, Path(args.out), log, args.only
+        )
     except VMError as e:
         print(f"klpsim: {e}", file=sys.stderr)
         return 2
