@@ -164,7 +164,7 @@ def _attachment_states(session: Session) -> dict[str, dict[str, Any]]:
             if kp.addr is None:
                 continue
             state, note = kprobe_health(system, kp)
-            name = kp.owner or f"kprobe {kp.symbol_name}"
+            name = kp.owner.removeprefix("trace_kprobe:") or kp.symbol_name
             entry = entry_for(system.klp, kp.addr)
             out[f"kprobe:{name}:{id(kp)}"] = {
                 "name": name,
