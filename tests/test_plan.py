@@ -230,3 +230,23 @@ def test_bad_new_modules_and_options_are_one_line(tmp_path, snap):
         "klpsim: unknown kernel profile '9.9' (see 'klpsim kernels')"
     )
     assert one_line(klpsim("plan", str(snap))).startswith("klpsim plan: error: ")
+
+
+def test_a_kprobe_inside_a_body_the_patch_bypasses_goes_silent(tmp_path):
+    h = small_host(tmp_path)
+    h.write("sys/kernel/debug/kprobes/list", "ffffffffc0a00010  k  tgt_wait+0x10  tgt\n")
+    h.task(60, 60, "kwait", kthread=True, stack=["schedule+0x20/0x40"])  # not in tgt_wait
+    snap = collect(h, tmp_path)
+    new = toml(tmp_path, "lp_tgt", "tgt", ["tgt_wait"], replace=False)
+    status, p = plan_json(str(snap), new)
+    assert p["host"]["kprobes"] == ["p:klpsim/snap_0 tgt:tgt_wait+16"]
+    (load,) = p["loads"]
+    assert load["transition"]["outcome"] == "completes" and status == 0
+    (a,) = load["attachments"]
+    assert (a["name"], a["function"], a["before"], a["after"]) == (
+        "klpsim/snap_0",
+        "tgt:tgt_wait+0x10",
+        "active",
+        "silent",
+    )
+    assert a["note"] == "calls of tgt_wait run lp_tgt:livepatch_tgt_wait, not this body"
