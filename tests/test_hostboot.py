@@ -212,3 +212,28 @@ def test_a_ko_that_is_not_the_loaded_build_is_not_used(tmp_path):
     ), s.host.unknowns
     # the sleeping task's frame in lp_mini cannot be named: its stack is unknown
     assert s.host.unknown_stacks == [50]
+
+
+def test_ftrace_users_not_recreated_are_named(tmp_path):
+    h = small_host(tmp_path)
+    h.write(
+        "sys/kernel/tracing/enabled_functions",
+        "cmdline_proc_show (1)   I     M \ttramp: 0xffffffffc02cb000 "
+        "(klp_ftrace_handler+0x0/0x100) ->klp_ftrace_handler+0x0/0x100\n"
+        "version_proc_show (1)   I     M \ttramp: 0xffffffffc02cb000 "
+        "(klp_ftrace_handler+0x0/0x100) ->klp_ftrace_handler+0x0/0x100\n"
+        "schedule (1) R         \ttramp: 0xffffffffc02c9000 "
+        "(function_trace_call+0x0/0x1d0) ->function_trace_call+0x0/0x1d0\n"
+        "tgt_wait [tgt] (1) R         \ttramp: 0xffffffffc02c5000 "
+        "(kprobe_ftrace_handler+0x0/0x1d0) ->kprobe_ftrace_handler+0x0/0x1d0\n",
+    )
+    s = boot(collect(h, tmp_path))
+    assert s.host is not None
+    # the kprobe on a module function of the real table shows in the model's list too
+    shown = s.kernel.fs.read("/sys/kernel/tracing/enabled_functions")
+    assert "tgt_wait [tgt] (1) R" in shown
+    ftrace = [u for u in s.host.unknowns if u.startswith("ftrace: ")]
+    assert ftrace == [
+        "ftrace: schedule has 1 user(s) on the host, 0 in the model: the others "
+        "(a tracer, another ftrace_ops) are not recreated"
+    ]

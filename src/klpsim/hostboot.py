@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from klpsim.artifacts.ko import KoError, LivepatchModule, PlainModule, read_module_bytes
 from klpsim.artifacts.snapshot import Livepatch, Snapshot, SnapshotError, Task, Unknown
+from klpsim.artifacts.tracefs import parse_enabled_functions
 from klpsim.kernel.errno import errno_name
 from klpsim.kernel.module import ModuleSpec
 from klpsim.kernel.symbols import Symbol
@@ -262,6 +263,7 @@ def restore(session: Session, snap: Snapshot, profile_why: str = "") -> HostBoot
         )
     _kprobes(session, snap, host)
     _bpf_trampolines(session, snap, host)
+    _other_ftrace_users(session, snap, host)
     from klpsim.model.checker import Checker
 
     violations = Checker(klp).after()
@@ -436,3 +438,23 @@ def _bpf_trampolines(session: Session, snap: Snapshot, host: HostBoot) -> None:
             f"{len(host.bpf)} BPF trampoline(s) from enabled_functions: the program type "
             "(fentry, fexit, fmod_ret) is unknown (taken as fentry)"
         )
+
+
+def _other_ftrace_users(session: Session, snap: Snapshot, host: HostBoot) -> None:
+    """The ftrace users the model did not recreate (a function tracer,
+    another module's ftrace_ops): each function whose enabled_functions
+    count on the host is above the model's, after the patches, kprobes and
+    BPF trampolines are in place."""
+    if isinstance(snap.ftrace, Unknown):
+        return
+    text = session.kernel.fs.read("/sys/kernel/tracing/enabled_functions")
+    mine = parse_enabled_functions(text) if isinstance(text, str) else []
+    have = {(r.function, r.module): r.refcount for r in mine}
+    for rec in snap.ftrace:
+        n = have.get((rec.function, rec.module), 0)
+        if rec.refcount > n:
+            where = f"{rec.module}:{rec.function}" if rec.module else rec.function
+            host.unknowns.append(
+                f"ftrace: {where} has {rec.refcount} user(s) on the host, {n} in the model: "
+                "the others (a tracer, another ftrace_ops) are not recreated"
+            )
