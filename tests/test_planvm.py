@@ -123,3 +123,26 @@ def test_predictions_come_from_the_plan(tmp_path):
     new = toml(tmp_path, "lp_tgt", "tgt", ["tgt_wait"], replace=False)
     (m,) = predicted(plan(snap, [new]), PlanCase("y", [], ["lp_mini"], ["lp_tgt"]))
     assert (m["settled"], m["signals"]) == (False, True)  # the kthread never leaves tgt_wait
+
+
+def test_a_host_transition_that_never_ends_is_not_settled(tmp_path):
+    from klpsim.artifacts.snapshot import read_snapshot
+    from klpsim.tools.plan import plan
+    from klpsim.tools.planvm import predicted
+    from test_hostboot import collect, small_host
+    from test_plan import toml
+
+    h = small_host(tmp_path, transition=1)
+    # a kthread asleep in the original cmdline_proc_show: lp_mini never completes
+    h.task(61, 61, "kstuck", kthread=True, stack=["cmdline_proc_show+0x10/0x40"], patch_state=0)
+    h.task(50, 50, "reader", stack=["schedule+0x20/0x40"], patch_state=1)
+    h.task(1, 1, "init", stack=["schedule+0x1/0x40"], patch_state=1)
+    h.task(60, 60, "kwait", kthread=True, stack=["tgt_wait+0x8/0x40 [tgt]"], patch_state=1)
+    snap = read_snapshot(collect(h, tmp_path))
+    new = toml(tmp_path, "lp_tgt", "tgt", ["tgt_wait"], replace=False)
+    p = plan(snap, [new])
+    (pl,) = p.loads
+    assert (pl.load.accepted, pl.load.reason) == (False, "busy: lp_mini is in transition")
+    (m,) = predicted(p, PlanCase("x", [], ["lp_mini"], ["lp_tgt"]))
+    assert (m["accepted"], m["settled"], m["signals"], m["log"]) == (False, False, False, [])
+    assert "/sys/kernel/livepatch/lp_mini/transition: 1" in m["sysfs"]

@@ -356,7 +356,11 @@ def predicted(p: Plan, case: PlanCase) -> list[Seen]:
         out.append(
             {
                 "accepted": pl.load.accepted,
-                "settled": t is None or t["outcome"] in ("completes", "completes-after-signals"),
+                # as klpsim_settle sees it: no patch of the host or the new
+                # ones left in transition (a host's stalled one counts too)
+                "settled": not any(
+                    line.endswith(("/transition: 1", "/enabled: 0")) for line in pl.sysfs
+                ),
                 "sysfs": sorted(pl.sysfs),
                 "running": running,
                 "log": filter_check_result(pl.load.log),
