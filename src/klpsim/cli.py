@@ -88,6 +88,7 @@ def _symbols(path: str | None):  # -> SymbolTable | None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from klpsim.hostboot import HostBootError
     from klpsim.scenario.parser import ScriptError
     from klpsim.session import CheckFailed, Session, SessionError
 
@@ -95,8 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = _config(args.config)
         label, script_dir = _script_place(args.script)
         symbols = _symbols(args.kallsyms)
-        session = Session(
-            args.kernel,
+        kwargs = dict(
             config=config,
             module_dirs=[Path(d) for d in args.modules],
             script_dir=script_dir,
@@ -107,11 +107,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             show_stdout=not args.dmesg,
             path=label,
             notes=not args.quiet_notes,
-            symbols=symbols,
         )
+        if args.snapshot is not None:
+            if symbols is not None:
+                raise _BadInput("run: --snapshot brings its own kallsyms; no --kallsyms with it")
+            session = _snapshot_session(args.snapshot, args.kernel, kwargs)
+        else:
+            session = Session(args.kernel or "replace-set", symbols=symbols, **kwargs)  # type: ignore[arg-type]
         notes = session.record_notes() if args.html is not None else []
         status = session.run(_read_script(args.script), check=args.check)
-    except (_BadInput, SessionError, ScriptError) as e:
+    except (_BadInput, SessionError, ScriptError, HostBootError) as e:
         return _err(str(e))
     except CheckFailed as e:
         if args.dmesg:
@@ -125,6 +130,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except _BadInput as e:
         return _err(str(e))
     return 1 if status else 0
+
+
+def _snapshot_session(path: str, kernel: str | None, kwargs: dict) -> Session:
+    """A session booted into the host snapshot at *path* (hostboot.py); its
+    unknowns go to stderr, one line each, before the script runs."""
+    from klpsim.artifacts.snapshot import SnapshotError, read_snapshot
+    from klpsim.livepatch.profiles import all_profiles
+    from klpsim.session import Session
+
+    if kernel is not None and kernel not in all_profiles():
+        raise _BadInput(f"unknown kernel profile '{kernel}' (see 'klpsim kernels')")
+    try:
+        snap = read_snapshot(path)
+    except SnapshotError as e:
+        raise _BadInput(str(e)) from None
+    session = Session.from_snapshot(snap, kernel, **kwargs)
+    host = session.host
+    assert host is not None
+    print(f"klpsim: snapshot {path}: kernel {host.profile} ({host.profile_why})", file=sys.stderr)
+    for u in host.unknowns:
+        print(f"klpsim: snapshot: unknown: {u}", file=sys.stderr)
+    return session
 
 
 def _after_run(args: argparse.Namespace, session: Session, notes: list[tuple[int, str]]) -> None:
@@ -421,6 +448,30 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return 3 if result.found else 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from klpsim.tools.plan import run_plan
+
+    return run_plan(args)
+
+
+def _add_plan_parser(sub) -> None:  # the command imports tools.plan when it runs
+    p = sub.add_parser(
+        "plan",
+        help="what loading new livepatches will do on the host a snapshot was taken on",
+        description="Boot the model into a host snapshot (klpsim snapshot, sos, scc) and load "
+        "the new modules in order: refusals with the rule; what each function runs after; the "
+        "transition (who blocks it, whether it completes); kprobes and BPF programs on affected "
+        "functions; the log and sysfs after. Exit 0: every load accepted and completing, no "
+        "silent revert; 1: otherwise; 2: bad input. See docs/plan.md.",
+    )
+    p.add_argument("snapshot", metavar="SNAP", help="the host snapshot (.tar.gz or directory)")
+    p.add_argument("files", nargs="+", metavar="NEW", help="the new modules (.ko or .toml)")
+    p.add_argument("--kernel", metavar="PROFILE",
+                   help="kernel profile (default: chosen from the snapshot; see docs/plan.md)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_cmd_plan)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line and exit status 2, not argparse's usage block; a control
@@ -446,9 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario script on a simulated kernel")
     run.add_argument(
         "--kernel",
-        default="replace-set",
         metavar="PROFILE",
-        help="kernel profile (default: replace-set; see 'klpsim kernels')",
+        help="kernel profile (default: replace-set, or the snapshot's; see 'klpsim kernels')",
+    )
+    run.add_argument(
+        "--snapshot",
+        metavar="SNAP",
+        help="start from a host snapshot's state (klpsim snapshot, sos, scc): its patches, "
+        "tasks, kprobes and kallsyms",
     )
     run.add_argument(
         "--modules",
@@ -612,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_inspect_parser(sub)
     _add_check_parser(sub)
+    _add_plan_parser(sub)
     sub.add_parser("snapshot", add_help=False, help="collect or show a host snapshot")
     kernels = sub.add_parser("kernels", help="list the kernel profiles")
     kernels.set_defaults(func=_cmd_kernels)

@@ -29,6 +29,8 @@ from klpsim.scenario.runner import Runner, ScriptExit
 from klpsim.scenario.verbs import default_registry
 
 if TYPE_CHECKING:
+    from klpsim.artifacts.snapshot import Snapshot
+    from klpsim.hostboot import HostBoot
     from klpsim.model.checker import Checker
     from klpsim.model.invariants import Violation
     from klpsim.model.notes import Notes
@@ -96,6 +98,7 @@ class Session:
         extra_funcs: int = 0,
         notes: bool = True,
         symbols: SymbolSource | None = None,
+        skip_modules: frozenset[str] = frozenset(),
     ):
         if isinstance(profile, str) and profile not in all_profiles():
             raise SessionError(f"unknown kernel profile '{profile}' (see 'klpsim kernels')")
@@ -109,6 +112,7 @@ class Session:
                 extra_funcs=extra_funcs,
                 config_overrides=config,
                 symbols=symbols,
+                skip_modules=skip_modules,
             )
         except UnknownConfig as e:
             raise SessionError(f"--config: {e}") from None
@@ -131,6 +135,32 @@ class Session:
         """The lines :meth:`step` ran."""
         self.violations: list[tuple[Command, Violation]] = []
         """What :meth:`run` with ``check`` found, in order."""
+        self.host: HostBoot | None = None
+        """What booting into a host snapshot did (:meth:`from_snapshot`)."""
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot, profile: str | None = None, **kwargs: object) -> Session:
+        """A session booted into host snapshot *snap* (hostboot.py): its
+        profile chosen from the snapshot unless *profile* is given, its
+        kallsyms the symbol table, its livepatches, tasks and kprobes in
+        place. HostBootError (one line) if the model cannot get there."""
+        from klpsim.artifacts.snapshot import Unknown
+        from klpsim.hostboot import HostBootError, choose_profile, restore
+
+        if profile is None:
+            profile, why = choose_profile(snap)
+        else:
+            why = "given with --kernel"
+        if isinstance(snap.kallsyms, Unknown):
+            raise HostBootError(
+                f"{snap.source}: no kallsyms ({snap.kallsyms.reason}): the model needs "
+                "the host's symbol table"
+            )
+        skip = frozenset(() if isinstance(snap.livepatches, Unknown) else
+                         (p.name for p in snap.livepatches))  # fmt: skip
+        session = cls(profile, symbols=snap.kallsyms, skip_modules=skip, **kwargs)  # type: ignore[arg-type]
+        session.host = restore(session, snap, why)
+        return session
 
     @property
     def kernel(self) -> Kernel:

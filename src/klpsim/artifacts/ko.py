@@ -60,6 +60,7 @@ __all__ = [
     "Setting",
     "read_ko",
     "read_module",
+    "read_module_bytes",
 ]
 
 LAYOUT_KLP_PATCH = "klp_patch"
@@ -256,6 +257,12 @@ def read_module(path: str | Path) -> LivepatchModule | PlainModule:
     is not a readable module."""
     spath = str(path)
     return _Reader(spath, _file_bytes(path), plain=True).read()
+
+
+def read_module_bytes(path: str, data: bytes) -> LivepatchModule | PlainModule:
+    """:func:`read_module` of bytes already in memory (a snapshot's member);
+    *path* names them in messages."""
+    return _Reader(path, data, plain=True).read()
 
 
 def _file_bytes(path: str | Path) -> bytes:

@@ -36,6 +36,7 @@ from klpsim.livepatch.structs import KlpFunc
 from klpsim.model.system import System
 from klpsim.trace.bpf import BpfLink
 from klpsim.trace.events import KPROBE_KINDS, MULTI_KINDS, TRAMP_KINDS, LinkKind, TrampolineFlag
+from klpsim.trace.kprobes import Kprobe
 
 __all__ = [
     "Health",
@@ -45,6 +46,7 @@ __all__ = [
     "redirect_of",
     "shadowed_by",
     "next_call",
+    "kprobe_health",
 ]
 
 
@@ -284,3 +286,38 @@ def next_call(system: System, sym: Symbol, runs: Symbol | None) -> str:
 def attachment_health(system: System) -> list[Health]:
     """Every attachment, in attach order."""
     return [_health(system, link) for link in system.bpf.links.values()]
+
+
+def kprobe_health(system: System, kp: Kprobe) -> tuple[str, str]:
+    """A kprobe's state without a BPF program (a kprobe_events probe), as
+    :func:`_health` judges a kprobe link: (``active``/``silent``/``gone``, why).
+
+    A probe at a function's entry (ftrace-based) fires whenever the function
+    is called, even while a livepatch redirects it; one on a livepatch's
+    new_func fires only while that func is live; one inside a body
+    (int3) only while calls still run that body."""
+    klp, kernel = system.klp, system.kernel
+    sym = kp.addr
+    if sym is None or not kp.registered:
+        return "gone", "not registered"
+    if sym.owner.name not in kernel.kallsyms.objects:
+        return "gone", f"{sym.owner.name} was unloaded"
+    if kp.disabled or not kp.armed:
+        return "silent", "disabled or not armed"
+    entry = entry_for(klp, sym)
+    if entry is None:
+        if _helper_reached(klp, sym):
+            return "active", "a helper of a patch in effect"
+        return "silent", f"no call reaches {sym.name}: its patch is not in effect"
+    if kp.ftrace and entry is sym:
+        ops = redirect_of(klp, sym)
+        if ops is not None:
+            new = _live_funcs(ops)[0].new_func
+            if new is not None:
+                return "active", f"reports {sym.name}; calls run {new.owner.name}:{new.name}"
+        return "active", ""
+    runs = effective_target(system, entry, follow=True)
+    if runs is sym:
+        return "active", ""
+    what = "nothing" if runs is None else f"{runs.owner.name}:{runs.name}"
+    return "silent", f"calls of {entry.name} run {what}, not this body"

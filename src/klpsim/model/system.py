@@ -73,12 +73,15 @@ def boot(
     config_overrides: dict[str, bool] | None = None,
     dyndbg: Iterable[str] = SELFTEST_DYNDBG,
     symbols: SymbolSource | None = None,
+    skip_modules: frozenset[str] = frozenset(),
 ) -> System:
     """Boot a kernel that behaves as *profile*.
 
     *symbols*: a real symbol table. vmlinux takes its names from it, and
     each module it lists is loaded at boot (in-tree and signed: no taint)
-    with its names, as on the machine the table was read from.
+    with its names, as on the machine the table was read from, except
+    *skip_modules* (a host snapshot's livepatches: they are loaded later
+    through the loader, as they were on the host).
     """
     if isinstance(profile, str):
         profile = get_profile(profile)
@@ -140,7 +143,7 @@ def boot(
     events.attach(error_injection.tp)
     events.attach(bpf.tp)
     if symbols is not None:
-        _real_symbols(kernel, symbols)
+        _real_symbols(kernel, symbols, skip_modules)
     return System(
         profile, kernel, ftrace, tracer, kprobes, klp, error_injection, bpf, events, trace_kprobes
     )
@@ -150,10 +153,10 @@ def boot(
 _PSEUDO_MODULES = ("bpf", "__builtin__ftrace", "__builtin__kprobes")
 
 
-def _real_symbols(kernel: Kernel, symbols: SymbolSource) -> None:
+def _real_symbols(kernel: Kernel, symbols: SymbolSource, skip: frozenset[str]) -> None:
     kernel.vmlinux.source = symbols
     for name in symbols.modules():
-        if name in _PSEUDO_MODULES or module_name_error(name) is not None:
+        if name in _PSEUDO_MODULES or name in skip or module_name_error(name) is not None:
             continue
         if kernel.modules.load_module(ModuleSpec(name, in_tree=True, signed=True), []) == 0:
             kernel.modules.modules[name].text.source = symbols

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -51,7 +51,11 @@ __all__ = [
     "CheckError",
     "Patch",
     "Load",
+    "LoadRun",
+    "load_json",
     "Report",
+    "change_lines",
+    "refusal",
     "read_inputs",
     "run_order",
     "check",
@@ -216,7 +220,7 @@ def _with(d: LivepatchDef, **changes: Any) -> LivepatchDef:
 # -- running the model ---------------------------------------------------------------
 
 
-class _Run:
+class LoadRun:
     """One booted session loading patches one by one."""
 
     def __init__(
@@ -225,13 +229,18 @@ class _Run:
         patches: Sequence[Patch],
         targets: Sequence[Target],
         symbols: SymbolSource | None,
+        session: Session | None = None,
+        installed: Sequence[Patch] = (),
     ):
-        self.session = Session(profile, symbols=symbols)
+        """*session*: an already booted one (``klpsim plan``: a host
+        snapshot's), whose *installed* patches are loaded already."""
+        self.session = session or Session(profile, symbols=symbols)
         self.kernel = self.session.kernel
         self.klp = self.session.klp
-        self.patches = {p.name: p for p in patches}
-        self.team = {p.name: _team(p, profile) for p in patches}
-        keys = dict.fromkeys(k for p in patches for k in p.functions)
+        everything = [*installed, *patches]
+        self.patches = {p.name: p for p in everything}
+        self.team = {p.name: _team(p, profile) for p in everything}
+        keys = dict.fromkeys(k for p in everything for k in p.functions)
         self.keys = list(keys)
         self._syms: dict[str, Symbol | None] = {}
         self.state: dict[str, str | None] = {}
@@ -244,6 +253,9 @@ class _Run:
                     f"{t.file}: the plain module does not load ({errno_name(ret)}): {log}"
                 )
         self.task = self.kernel.sched.current
+        if installed:
+            now = self.running([k for p in installed for k in p.functions])
+            self.state = {k: v for k, v in now.items() if v is not None}
 
     def _sym(self, key: str) -> Symbol | None:
         """The function *key* names (None: not loaded or not there); the
@@ -288,7 +300,9 @@ class _Run:
             clock.advance(SETTLE_STEP_NS)
         clock.advance(1_000_000)
 
-    def load(self, patch: Patch) -> Load:
+    def load(self, patch: Patch, started: Callable[[], None] | None = None) -> Load:
+        """Load *patch* and wait for its transition; *started* runs between
+        the load and the wait (``plan`` looks at the transition there)."""
         # A function's code changes only when a patch of it is enabled,
         # replaced or removed: ask the kernel about those functions.
         installed = {p.name for p in self.klp.patches}
@@ -296,6 +310,8 @@ class _Run:
         log_start = len(records)
         with self.session.system.events.capture() as events:
             ret = self.kernel.modules.load_module(patch.spec, [])
+            if started is not None:
+                started()
             self.settle()
         load = Load(patch.name, accepted=ret == 0, errno=ret)
         for e in events:
@@ -380,7 +396,7 @@ def run_order(
     stop_at_failure: bool = False,
 ) -> list[Load]:
     """Load *patches* in order on a fresh boot of *profile*."""
-    run = _Run(profile, patches, targets, symbols)
+    run = LoadRun(profile, patches, targets, symbols)
     loads: list[Load] = []
     for p in patches:
         load = run.load(p)
@@ -451,7 +467,7 @@ def search_orders(
         "loads_run": loads_run,
         "depends_on_order": depends,
         "smallest_failing": [patches[i].name for i in smallest] if smallest else None,
-        "failing_load": _load_json(failing) if failing else None,
+        "failing_load": load_json(failing) if failing else None,
         "an_order_that_succeeds": [patches[i].name for i in full_ok] if full_ok else None,
     }
 
@@ -583,7 +599,7 @@ def check(
         retry = run_order(rs, again, targets, symbols)  # a plain module is the same on any
         s["verified_on"] = rs.name
         s["all_accepted"] = all(load.accepted for load in retry)
-        s["refused"] = [_load_json(load) for load in retry if not load.accepted]
+        s["refused"] = [load_json(load) for load in retry if not load.accepted]
         report.suggestion = s
     return report
 
@@ -591,7 +607,7 @@ def check(
 # -- output ------------------------------------------------------------------------
 
 
-def _load_json(load: Load) -> dict[str, Any]:
+def load_json(load: Load) -> dict[str, Any]:
     return {
         "patch": load.patch,
         "accepted": load.accepted,
@@ -632,7 +648,7 @@ def to_json(report: Report) -> dict[str, Any]:
             {"function": k, "patches": [p.name for p in report.patches if k in p.function_set]}
             for k in keys
         ],
-        "loads": [_load_json(load) for load in report.loads],
+        "loads": [load_json(load) for load in report.loads],
         "orders": report.orders,
         "suggested_sets": report.suggestion,
     }
@@ -649,7 +665,8 @@ RULE_TEXT = {
 }
 
 
-def _refusal(load: Load, report: Report) -> str:
+def refusal(load: Load, report: Report) -> str:
+    """One line: why *load* was refused (rule, function or state id, the other patch)."""
     err = f"-{errno_name(load.errno)}" if load.errno < 0 else str(load.errno)
     text = f"REFUSED ({err})"
     if load.rule is None:
@@ -679,6 +696,26 @@ def _set_of(report: Report, name: str) -> int:
     return next(p.defn.replace_set for p in report.patches if p.name == name)
 
 
+def change_lines(load: Load) -> list[str]:
+    """What an accepted load did to each function, one line each (indented)."""
+    out: list[str] = []
+    for c in load.changes:
+        line = f"    {c['change']:10} {c['function']}"
+        if c["change"] == "re-patched":
+            line += f" (was {c['before']})"
+        elif c["change"] == "reverted":
+            line += f" to the original (was {c['before']})"
+            if c["silent"]:
+                line += ": SILENT REVERT of another team's function"
+        elif c["change"] in ("kept", "fell-back"):
+            line += f" (was {c['before']}, now {c['after']})"
+        out.append(line)
+    if load.kept:
+        kept = ", ".join(f"{n} of {p}" for p, n in load.kept.items())
+        out.append(f"    kept       {sum(load.kept.values())} function(s): {kept}")
+    return out
+
+
 def render(report: Report) -> str:
     """The human view."""
     out: list[str] = []
@@ -704,24 +741,11 @@ def render(report: Report) -> str:
         out.append("")
     for i, load in enumerate(report.loads, 1):
         if not load.accepted:
-            out.append(f"load {i}: {load.patch}: {_refusal(load, report)}")
+            out.append(f"load {i}: {load.patch}: {refusal(load, report)}")
             continue
         rep = f", replaces {', '.join(load.replaces)}" if load.replaces else ""
         out.append(f"load {i}: {load.patch}: accepted{rep}")
-        for c in load.changes:
-            line = f"    {c['change']:10} {c['function']}"
-            if c["change"] == "re-patched":
-                line += f" (was {c['before']})"
-            elif c["change"] == "reverted":
-                line += f" to the original (was {c['before']})"
-                if c["silent"]:
-                    line += ": SILENT REVERT of another team's function"
-            elif c["change"] in ("kept", "fell-back"):
-                line += f" (was {c['before']}, now {c['after']})"
-            out.append(line)
-        if load.kept:
-            kept = ", ".join(f"{n} of {p}" for p, n in load.kept.items())
-            out.append(f"    kept       {sum(load.kept.values())} function(s): {kept}")
+        out += change_lines(load)
     if report.orders is not None:
         o = report.orders
         out.append("")

@@ -376,8 +376,18 @@ class Ftrace:
     def show_enabled_functions(self) -> str:
         """/sys/kernel/tracing/enabled_functions: records in address order."""
         lines = []
+        # Functions of a real symbol table (ObjectFile.find()) are not in
+        # obj.symbols: the ones with a call site in use are in _sites.
+        extra: dict[str, list[Symbol]] = {}
+        for sym in self._sites:
+            extra.setdefault(sym.owner.name, []).append(sym)
         for obj in self.kernel.kallsyms.objects.values():
-            for sym in obj.symbols:
+            syms = obj.symbols
+            if obj.name in extra:
+                own = set(map(id, syms))
+                more = [x for x in extra[obj.name] if id(x) not in own]
+                syms = sorted([*syms, *more], key=lambda x: x.addr)
+            for sym in syms:
                 line = self.enabled_function_line(sym)
                 if line is not None:
                     lines.append(line + "\n")
