@@ -132,6 +132,9 @@ register(
         kprobe_insns={
             "cmdline_proc_show": frozenset({0, 5, 6, 13, 17, 22, 26, 31, 36, 38, 39, 40, 45})
         },
+        # no function padding: test_klp_state2/3's pre_unpatch_callback is
+        # the last function of the module's page-aligned text
+        state_restore_oops_at="pre_unpatch_callback+0x6c/0xe25",
     )
 )
 

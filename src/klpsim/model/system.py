@@ -97,6 +97,7 @@ def boot(
             kstrtobool_enable_disable=profile.kstrtobool_enable_disable,
             extra_funcs=extra_funcs,
             lsm_hooks="SECURITY" in options,
+            state_restore_oops_at=profile.state_restore_oops_at,
         )
     )
     for rule in dyndbg:
