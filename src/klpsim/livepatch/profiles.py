@@ -198,6 +198,7 @@ MAINLINE_CONFIG = frozenset(
         "FUNCTION_GRAPH_TRACER",
         # arch_adjust_kprobe_addr() puts a probe on func+0 at func+4, past endbr64
         "X86_KERNEL_IBT",
+        "MODULE_SIG",
         "FAIL_FUNCTION",
         "FPROBE",
         "SECURITY",

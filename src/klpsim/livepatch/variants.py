@@ -116,7 +116,8 @@ register(
 # in cond_resched(), no stack_order) under the same policy and sysfs as
 # "replace-set". Its config is data/replace-set.config over tinyconfig:
 # error injection, bpf_override_return(), fail_function, fprobe and the
-# LSM hooks on; no IBT (x86_64 tinyconfig leaves X86_KERNEL_IBT off).
+# LSM hooks on; no IBT (x86_64 tinyconfig leaves X86_KERNEL_IBT off) and
+# no module signatures (no E taint: "(OK)" in an oops's module list).
 # Without endbr64 its cmdline_proc_show is laid out as 6.1's, 6.12's
 # int3 after the return thunk kept (measured as for the Debian profiles).
 register(
@@ -127,7 +128,7 @@ register(
         release="6.12.117-klpsim-rs",
         policy=ReplaceSetPolicy(),
         patch_attrs=REPLACE_SET_ATTRS,
-        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT"},
+        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT", "MODULE_SIG"},
         extra_patch_attrs=REPLACE_SET_EXTRA,
         kprobe_insns={
             "cmdline_proc_show": frozenset({0, 5, 6, 13, 17, 22, 26, 31, 36, 38, 39, 40, 45})

@@ -34,6 +34,7 @@ CONFIG_OPTIONS = {
     "KPROBE_EVENTS": "tracefs kprobe_events and the kprobe trace events",
     "FUNCTION_GRAPH_TRACER": "the function_graph tracer",
     "X86_KERNEL_IBT": "endbr64 at function entry: a probe on func+0 sits at func+4",
+    "MODULE_SIG": "module signatures: an unsigned module taints the kernel (E)",
 }
 """The CONFIG_ options a simulated kernel may be booted with or without."""
 
