@@ -43,6 +43,8 @@ class KernelConfig:
     """kstrtobool() takes e/E and d/D (since 6.16)."""
     extra_funcs: int = 0
     """Extra patchable vmlinux functions ``klpsim_func_<i>``, for scale tests."""
+    state_restore_oops_at: str = "pre_unpatch_callback+0x8e/0xc0"
+    """Profile.state_restore_oops_at: test_klp_state2/3's NULL dereference."""
     lsm_hooks: bool = True
     """The ``security_*`` LSM hooks are functions (CONFIG_SECURITY; without
     it they are static inline stubs that kallsyms and BTF never see)."""
@@ -129,17 +131,27 @@ class Kernel:
             if line:
                 self.log.printk(4, line)
 
-    def oops_page_fault(self, addr: int) -> NoReturn:
-        """A read of unmapped kernel memory (e.g. a freed module's data): the
-        first lines of page_fault_oops() and __die(), then the task is killed.
-        The register dump and backtrace are not modelled."""
+    def oops_page_fault(self, addr: int, rip: str | None = None) -> NoReturn:
+        """A read of unmapped kernel memory (e.g. a freed module's data, or
+        address 0): the lines of page_fault_oops() and __die(), then the task
+        is killed. *rip*: ``FUNC+OFF/SIZE [MODULE]`` where it faulted, which
+        __die() prints, and oops_end() once more after the end marker. The
+        rest of the register dump and the backtrace are not modelled."""
+        what = (
+            "kernel NULL pointer dereference, address:"
+            if addr < 4096  # page_fault_oops(): a fault in the zero page
+            else "unable to handle page fault for address:"
+        )
+        regs = [f"RIP: 0010:{rip}"] if rip else []
         for line in (
-            f"BUG: unable to handle page fault for address: {addr:016x}",
+            f"BUG: {what} {addr:016x}",
             "#PF: supervisor read access in kernel mode",
             "#PF: error_code(0x0000) - not-present page",
             f"Oops: Oops: 0000 [#{self._oopses + 1}] PREEMPT SMP NOPTI",
+            *regs,
             self.modules.print_modules(),
             "---[ end trace 0000000000000000 ]---",
+            *regs,
         ):
             self.log.printk(1, line)
         self._oopses += 1

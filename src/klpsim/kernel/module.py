@@ -204,7 +204,7 @@ class ModuleLoader:
         if mod.klp and "K" not in self.tainted:
             self.tainted.add("K")
             log.printk(KERN_NOTICE, f"{mod.name}: tainting kernel with TAINT_LIVEPATCH")
-        if not mod.spec.signed and "E" not in self.tainted:
+        if not mod.spec.signed and self.kernel.has_config("MODULE_SIG") and "E" not in self.tainted:
             self.tainted.add("E")
             log.printk(
                 KERN_NOTICE,
@@ -391,7 +391,7 @@ class ModuleLoader:
     @staticmethod
     def _taint_flags(mod: Module) -> str:
         flags = "" if mod.spec.in_tree else "O"
-        flags += "" if mod.spec.signed else "E"
+        flags += "" if mod.spec.signed or not mod.kernel.has_config("MODULE_SIG") else "E"
         return flags + ("K" if mod.klp else "")
 
     @staticmethod

@@ -139,12 +139,7 @@ def build_vmlinux(
     """Lay out vmlinux's functions (kallsyms order is address order);
     without *lsm_hooks* (CONFIG_SECURITY) there are no ``security_*``."""
     vm = ObjectFile("vmlinux", VMLINUX_BASE)
-    vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"), size=0x30)  # as Debian builds it
-    vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
-    vm.add("version_proc_show", _seq_puts(version + "\n"))
     vm.add("__x64_sys_getpid", _sys_getpid)
-    vm.add("loadavg_proc_show", _seq_puts("0.00 0.00 0.00 1/64 1000\n"))
-    vm.add("uptime_proc_show", _seq_puts("3.14 5.92\n"))
     for name in SCHED_FUNCS + OTHER_FUNCS:
         if lsm_hooks or not name.startswith("security_"):
             vm.add(name, lambda ctx, *a: 0)
@@ -154,6 +149,15 @@ def build_vmlinux(
         vm.add(name, lambda ctx, *a: 0, notrace=True)
     for name in DUPLICATE_FUNCS:
         vm.add(name, lambda ctx, *a: 0)
+    # fs/proc/*.c in link (file name) order, after both m_show (kernel/ and
+    # fs/namespace.c), as on Debian's 6.1 and 6.12 and the replace-set
+    # kernel: enabled_functions and kallsyms list them in address order
+    # (found by klpsim fuzz --kernel 6.12 --seed 1012).
+    vm.add("cmdline_proc_show", _seq_puts(cmdline + "\n"), size=0x30)  # as Debian builds it
+    vm.add("loadavg_proc_show", _seq_puts("0.00 0.00 0.00 1/64 1000\n"))
+    vm.add("meminfo_proc_show", _seq_puts(MEMINFO))
+    vm.add("uptime_proc_show", _seq_puts("3.14 5.92\n"))
+    vm.add("version_proc_show", _seq_puts(version + "\n"))
     for i in range(extra_funcs):
         vm.add(f"klpsim_func_{i}", lambda ctx, *a: 0)
     for name in ARCH_FUNCS:

@@ -160,6 +160,13 @@ class Profile:
     """Where the WARN_ONCE in __disarm_kprobe_ftrace() reports itself
     (``FILE:LINE FUNC+OFF/SIZE``), as this kernel's build prints it (Debian's
     6.12, measured; other kernels are assumed to print the same)."""
+    state_restore_oops_at: str = "pre_unpatch_callback+0x8e/0xc0"
+    """Where test_klp_state2/3 fault when their state has no data: the
+    pre_unpatch callback, with restore_console_loglevel() inlined, reads
+    ``*(int *)state->data`` (a state taken over from a patch that stored
+    none). ``FUNC+OFF/SIZE`` of the oops's RIP line as this kernel's build
+    of the module prints it (Debian's 6.12, measured; 7.1 is assumed to
+    print the same)."""
     helpers_load: Literal["insmod", "modprobe"] = "insmod"
     """How this kernel's functions.sh loads modules: ``insmod test_modules/MOD.ko``
     (since the 2024 move of the test modules) or ``modprobe MOD`` (6.1)."""
@@ -196,6 +203,7 @@ MAINLINE_CONFIG = frozenset(
         "FUNCTION_GRAPH_TRACER",
         # arch_adjust_kprobe_addr() puts a probe on func+0 at func+4, past endbr64
         "X86_KERNEL_IBT",
+        "MODULE_SIG",
         "FAIL_FUNCTION",
         "FPROBE",
         "SECURITY",
@@ -278,6 +286,9 @@ register(
         # test_modules/ and insmod came with 6.10).
         helpers_load="modprobe",
         verifier_unknown_helper="unknown func {name}#{id}",
+        # the last function of the module's text: kallsyms sizes it to the
+        # end of the page-aligned text (objdump of Debian's 6.1 build)
+        state_restore_oops_at="pre_unpatch_callback+0x6c/0xe0a",
         kprobe_insns={"cmdline_proc_show": _CMDLINE_PROC_SHOW_6_1},
     )
 )

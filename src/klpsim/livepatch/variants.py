@@ -120,8 +120,9 @@ register(
 # behaviour (kstrtobool without e/d, the kprobe arming error, task switching
 # in cond_resched(), no stack_order) under the same policy and sysfs as
 # "replace-set". Its config is data/replace-set.config over tinyconfig:
-# error injection and bpf_override_return() on; no IBT (x86_64 tinyconfig
-# leaves X86_KERNEL_IBT off), no fprobe, no fail_function, no LSM hooks.
+# error injection, bpf_override_return(), fail_function, fprobe and the
+# LSM hooks on; no IBT (x86_64 tinyconfig leaves X86_KERNEL_IBT off) and
+# no module signatures (no E taint: "(OK)" in an oops's module list).
 # Without endbr64 its cmdline_proc_show is laid out as 6.1's, 6.12's
 # int3 after the return thunk kept (measured as for the Debian profiles).
 register(
@@ -132,11 +133,14 @@ register(
         release="6.12.117-klpsim-rs",
         policy=ReplaceSetPolicy(),
         patch_attrs=REPLACE_SET_ATTRS,
-        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT", "FPROBE", "FAIL_FUNCTION", "SECURITY"},
+        config=MAINLINE_CONFIG - {"X86_KERNEL_IBT", "MODULE_SIG"},
         extra_patch_attrs=REPLACE_SET_EXTRA,
         kprobe_insns={
             "cmdline_proc_show": frozenset({0, 5, 6, 13, 17, 22, 26, 31, 36, 38, 39, 40, 45})
         },
+        # no function padding: test_klp_state2/3's pre_unpatch_callback is
+        # the last function of the module's page-aligned text
+        state_restore_oops_at="pre_unpatch_callback+0x6c/0xe25",
     )
 )
 

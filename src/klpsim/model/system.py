@@ -34,6 +34,7 @@ CONFIG_OPTIONS = {
     "KPROBE_EVENTS": "tracefs kprobe_events and the kprobe trace events",
     "FUNCTION_GRAPH_TRACER": "the function_graph tracer",
     "X86_KERNEL_IBT": "endbr64 at function entry: a probe on func+0 sits at func+4",
+    "MODULE_SIG": "module signatures: an unsigned module taints the kernel (E)",
 }
 """The CONFIG_ options a simulated kernel may be booted with or without."""
 
@@ -100,6 +101,7 @@ def boot(
             kstrtobool_enable_disable=profile.kstrtobool_enable_disable,
             extra_funcs=extra_funcs,
             lsm_hooks="SECURITY" in options,
+            state_restore_oops_at=profile.state_restore_oops_at,
         )
     )
     for rule in dyndbg:

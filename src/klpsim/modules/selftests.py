@@ -342,9 +342,16 @@ class TestKlpState(LivepatchCode):
                 "the old livepatch"
             )
             return
-        if self._state() is None:
+        state = self._state()
+        if state is None:
             return
         self.pr_info("restore_console_loglevel: restoring console_loglevel")
+        if state.data is None:
+            # console_loglevel = *(int *)state->data: the data of a state
+            # taken over from a patch that stored none (a TOML livepatch's)
+            self.kernel.oops_page_fault(
+                0, f"{self.kernel.config.state_restore_oops_at} [{self.mod.name}]"
+            )
 
     def post_unpatch(self, obj) -> None:
         self.pr_info(callback_line("post_unpatch_callback", obj))

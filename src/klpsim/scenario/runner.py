@@ -126,6 +126,12 @@ class Runner:
             ret = self.fs.store(path, data)
         except NotModelled as e:
             raise self.error(str(e)) from None
+        except KernelOops:
+            # The write ran in the script's own shell (echo is a builtin,
+            # and so are the helpers): the kernel killed the script. Its
+            # caller's shell reports it.
+            self.stderr("Killed\n")
+            raise ScriptExit(137) from None
         if ret >= 0:
             return 0
         self.stderr(f"bash: echo: write error: {strerror(ret)}\n")

@@ -1058,6 +1058,35 @@ static long long sext32(uint64_t v)
 	return (long long)(int32_t)(uint32_t)v;
 }
 
+/* fail_function's "times" (-2: no fail_function, or FUNC not injected);
+ * it counts down each time should_fail() says yes, which tells a call
+ * that fail_function made return early. */
+#define FEI_DIR "/sys/kernel/debug/fail_function"
+
+static long long fei_times(const char *func)
+{
+	char line[300];
+	long long times = -2;
+	int listed = 0;
+	FILE *f = fopen(FEI_DIR "/inject", "r");
+
+	if (!f)
+		return -2;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (!strcmp(line, func))
+			listed = 1;
+	}
+	fclose(f);
+	f = listed ? fopen(FEI_DIR "/times", "r") : NULL;
+	if (!f)
+		return -2;
+	if (fscanf(f, "%lld", &times) != 1)
+		times = -2;
+	fclose(f);
+	return times;
+}
+
 static int cmd_call(const char *func_arg)
 {
 	char spec[256], path[300], errbuf[16];
@@ -1066,8 +1095,8 @@ static int cmd_call(const char *func_arg)
 	static struct link_meta all[MAX_TAG];
 	static struct lp_func lps[256];
 	size_t clen = 0;
-	int map_fd, n, nlp, is_syscall = 0, body_seen = 0;
-	long long result;
+	int map_fd, n, nlp, is_syscall = 0, body_seen = 0, fei_injected;
+	long long result, fei_before;
 	struct record before = { 0 }, after = { 0 };
 
 	snprintf(spec, sizeof(spec), "%s", func_arg);
@@ -1093,6 +1122,7 @@ static int cmd_call(const char *func_arg)
 	nlp = lp_table(lps, 256);
 	load_kallsyms();
 	map_lookup(map_fd, 0, &before);
+	fei_before = fei_times(func);
 	if (is_syscall) {
 		result = syscall(__NR_syncfs, -1);
 		if (result == -1)
@@ -1117,6 +1147,8 @@ static int cmd_call(const char *func_arg)
 		body_seen = clen > 0;
 	}
 	map_lookup(map_fd, 0, &after);
+	/* times = -1 (no limit) does not count: such a call stays unexplained */
+	fei_injected = fei_before > 0 && fei_times(func) < fei_before;
 
 	/* the records of this call, in the order the programs ran */
 	struct {
@@ -1175,7 +1207,7 @@ static int cmd_call(const char *func_arg)
 		snprintf(text, sizeof(text), "%s:%s (new_func of livepatch %s)", hit->mod, hit->new_, hit->mod);
 	} else if (body_seen || (is_syscall && result == -EBADF)) {
 		snprintf(text, sizeof(text), "%s:%s (the original)", mod ? mod : "vmlinux", func);
-	} else if (overridden) {
+	} else if (overridden || fei_injected) {
 		snprintf(text, sizeof(text), "just_return_func: overridden, no body ran");
 	} else if (fired_override && calls_orig) {
 		/* no body's value and not the override's: the trampoline called
@@ -1186,6 +1218,11 @@ static int cmd_call(const char *func_arg)
 		snprintf(text, sizeof(text), "? (no body the caller could see)");
 	}
 
+	/* fail_function's probe is taken to run first: it is the newest in an
+	 * aggregate kprobe, and the programs of that kprobe do not run once it
+	 * injects (aggr_pre_handler()) */
+	if (fei_injected)
+		printf("  fail_function on %s: injected %lld\n", func, result);
 	for (int phase = 0; phase < 3; phase++) {
 		if (phase == 1) {
 			printf("  ran %s\n", text);
