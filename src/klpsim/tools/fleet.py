@@ -29,6 +29,7 @@ depend on the pool. docs/plan.md ("Fleets") documents it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,10 @@ class FleetPlanner:
     def plan_hosts(self, paths: list[str]) -> list[HostOutcome]:
         return [self.host(p) for p in paths]
 
+    def cpu_seconds(self) -> float:
+        """This worker's CPU time so far (its process's, for forked workers)."""
+        return time.process_time()
+
 
 class _Factory:
     def __init__(self, files: Sequence[str], kernel: str | None):
@@ -186,9 +191,11 @@ def plan_fleet(
     jobs: int = 1,
     ray: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cpu: list[float] | None = None,
 ) -> list[HostOutcome]:
     """Every host of *paths* planned: in this process (jobs 1), on *jobs*
-    forked processes, or on *jobs* Ray actors at *ray* (RayUnavailable)."""
+    forked processes, or on *jobs* Ray actors at *ray* (RayUnavailable).
+    *cpu*, when given, receives each worker's CPU seconds for the run."""
     factory = _Factory(files, kernel)
     pool: Any
     if ray is not None:
@@ -200,11 +207,15 @@ def plan_fleet(
     shares = [list(paths[w :: pool.jobs]) for w in range(pool.jobs)]
     out: list[HostOutcome] = []
     try:
+        cpu0 = pool.call("cpu_seconds", [() for _ in shares]) if cpu is not None else []
         for start in range(0, max(map(len, shares)), CHUNK):
             results = pool.call("plan_hosts", [(s[start : start + CHUNK],) for s in shares])
             out += [h for r in results for h in r]
             if progress is not None:
                 progress(len(out), len(paths))
+        if cpu is not None:
+            cpu1 = pool.call("cpu_seconds", [() for _ in shares])
+            cpu[:] = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
     finally:
         pool.close()
     return sorted(out, key=lambda h: h.host)
