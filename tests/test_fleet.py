@@ -192,3 +192,40 @@ def test_bad_fleet_input_is_one_line(tmp_path, fleet):
     assert _one_line(klpsim("plan", str(snap), new, "--jobs", "2")) == (
         "klpsim: --jobs and --ray go with --fleet DIR"
     )
+
+
+def _lp(funcs: list[str], replace: bool) -> str:
+    body = ", ".join(f'{{ old_name = "{f}" }}' for f in funcs)
+    return (
+        f"livepatch = true\nreplace = {'true' if replace else 'false'}\n"
+        f'[[objects]]\nname = "vmlinux"\nfuncs = [ {body} ]\n'
+    )
+
+
+def test_an_atomic_replace_over_another_patch_is_a_silent_revert_group(tmp_path):
+    """On 6.12 (no sets): a replace=1 patch reverts the functions of the
+    host's other patch it does not carry; check calls that silent."""
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for name, funcs in (("a", ["version_proc_show"]), ("b", ["loadavg_proc_show"])):
+        s = Session("6.12", definitions={"lp_old": _lp(funcs, False)})
+        s.run("insmod test_modules/lp_old.ko\nsleep 5\n")
+        write_snapshot(s.system, hosts / f"{name}.tar.gz")
+    new = tmp_path / "lp_new.toml"
+    new.write_text(_lp(["cmdline_proc_show"], True))
+    r = klpsim("plan", "--fleet", str(hosts), str(new), "--json")
+    assert r.status == 1, r.err
+    report = json.loads(r.out)
+    assert report["counts"]["silent-revert"] == 2
+    assert [(g["outcome"], g["hosts"], g["reason"]) for g in report["groups"]] == [
+        (
+            "silent-revert",
+            ["b.tar.gz"],
+            {"patch": "lp_new", "reverts": "vmlinux:loadavg_proc_show,0 of lp_old"},
+        ),
+        (
+            "silent-revert",
+            ["a.tar.gz"],
+            {"patch": "lp_new", "reverts": "vmlinux:version_proc_show,0 of lp_old"},
+        ),
+    ]
