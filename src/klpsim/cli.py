@@ -462,10 +462,18 @@ def _add_plan_parser(sub) -> None:  # the command imports tools.plan when it run
         "the new modules in order: refusals with the rule; what each function runs after; the "
         "transition (who blocks it, whether it completes); kprobes and BPF programs on affected "
         "functions; the log and sysfs after. Exit 0: every load accepted and completing, no "
-        "silent revert; 1: otherwise; 2: bad input. See docs/plan.md.",
+        "silent revert; 1: otherwise; 2: bad input. With --fleet DIR, every snapshot in DIR, "
+        "grouped by outcome and reason (exit 0 when every host accepts). See docs/plan.md.",
     )
-    p.add_argument("snapshot", metavar="SNAP", help="the host snapshot (.tar.gz or directory)")
-    p.add_argument("files", nargs="+", metavar="NEW", help="the new modules (.ko or .toml)")
+    p.add_argument("snapshot", metavar="SNAP",
+                   help="the host snapshot (.tar.gz or directory); with --fleet, the first NEW")  # fmt: skip
+    p.add_argument("files", nargs="*", metavar="NEW", help="the new modules (.ko or .toml)")
+    p.add_argument("--fleet", metavar="DIR",
+                   help="plan every snapshot in DIR; report the hosts grouped by outcome and reason")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="with --fleet: worker processes (default 1)")  # fmt: skip
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="with --fleet: plan on a Ray cluster ('local' starts one; pip install 'klpsim[ray]')")  # fmt: skip
     p.add_argument("--kernel", metavar="PROFILE",
                    help="kernel profile (default: chosen from the snapshot; see docs/plan.md)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object")

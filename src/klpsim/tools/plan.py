@@ -477,6 +477,15 @@ def run_plan(args: Any) -> int:
 
     if args.kernel is not None and args.kernel not in all_profiles():
         return bad(f"unknown kernel profile '{args.kernel}' (see 'klpsim kernels')")
+    if getattr(args, "fleet", None) is not None:
+        from klpsim.tools.fleet import run_fleet
+
+        return run_fleet(args, bad)
+    if getattr(args, "jobs", None) is not None or getattr(args, "ray", None) is not None:
+        return bad("--jobs and --ray go with --fleet DIR")
+    if not args.files:  # as argparse says it
+        print("klpsim plan: error: the following arguments are required: NEW", file=sys.stderr)
+        return 2
     try:
         snap = read_snapshot(args.snapshot)
     except SnapshotError as e:
