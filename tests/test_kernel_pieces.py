@@ -3,7 +3,7 @@ sysfs permissions, procfs and kallsyms."""
 
 import pytest
 
-from harness import Sim
+from harness import ROOT, Sim
 from klpsim.kernel.fs import mode_string
 from klpsim.kernel.params import ParamSpec, kstrtobool
 
@@ -272,3 +272,13 @@ def test_dev_null_is_there():
     fs = sim.system.kernel.fs
     assert fs.read("/dev/null") == "" and fs.write("/dev/null", "x\n") == 2
     assert sim.run("cat /proc/version > /dev/null") == 0 and sim.err.getvalue() == ""
+
+
+def test_proc_kallsyms_lists_vmlinux_before_the_modules():
+    # kallsyms_show(): the core table (text and data), then module_kallsyms
+    sim = Sim(module_dirs=[ROOT / "tests" / "scenarios" / "replace-set" / "test_modules"])
+    sim.sh("load_mod tgt")
+    lines = sim.read("/proc/kallsyms").splitlines()
+    in_module = [line.endswith("]") for line in lines]
+    assert True in in_module and in_module == sorted(in_module)
+    assert any(" d " in line for line in lines)

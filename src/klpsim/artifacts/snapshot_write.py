@@ -112,14 +112,7 @@ def snapshot_members(system: System, date: str = "2026-01-01T00:00:00Z") -> dict
     copy("sys/kernel/debug/kprobes/list")
     copy("sys/kernel/tracing/enabled_functions")
     copy("sys/kernel/debug/fail_function/injectable")
-    # kallsyms_show(): vmlinux's symbols, then the modules'; the model's file
-    # lists its data symbols last, after the modules
-    lines = str(fs.read("/proc/kallsyms")).splitlines()
-    put(
-        "proc/kallsyms",
-        "\n".join([x for x in lines if not x.endswith("]")] + [x for x in lines if x.endswith("]")])
-        + "\n",
-    )
+    put("proc/kallsyms", str(fs.read("/proc/kallsyms")))
     kos = [f"ko: {m} absent not-written-by-the-model" for m in klp_mods]
     manifest = [
         f"format: klpsim-snapshot {FORMAT}",

@@ -269,7 +269,7 @@ class Kernel:
     def _kallsyms_show(self) -> str:
         base = self.vmlinux.end
         data = [f"{base + 0x1000 * i:016x} d {name}" for i, name in enumerate(self.data_symbols)]
-        return "\n".join(self.kallsyms.lines() + data) + "\n"
+        return "\n".join(self.kallsyms.lines(data)) + "\n"
 
     def _kmsg_write(self, text: str) -> int:
         self.log.printk(4, text, origin="user")

@@ -188,12 +188,16 @@ class Kallsyms:
                 return sym
         return None
 
-    def lines(self) -> list[str]:
-        """/proc/kallsyms, functions only, as root reads it."""
+    def lines(self, vmlinux_data: Sequence[str] = ()) -> list[str]:
+        """/proc/kallsyms as root reads it: vmlinux's symbols (its functions,
+        then *vmlinux_data*), then each module's (kallsyms_show() walks the
+        core table before module_kallsyms)."""
         out: list[str] = []
         for obj in self.objects.values():
             suffix = "" if obj.name == "vmlinux" else f"\t[{obj.name}]"
             out.extend(f"{s.addr:016x} t {s.name}{suffix}" for s in obj.symbols)
+            if obj.name == "vmlinux":
+                out.extend(vmlinux_data)
         return out
 
 
