@@ -388,6 +388,16 @@ def test_order_unknown_without_stack_order_or_module_list(host, tmp_path):
     assert any(line.startswith("patch order: sysfs name order") for line in snap.missing)
 
 
+def test_a_proc_modules_a_livepatch_rewrote_is_unknown(host, tmp_path):
+    # Seen in planvm (6.12, seed 12, case 7): the fuzz pool's sympos patch
+    # replaces m_show(), so the host's /proc/modules holds its lines.
+    (host.root / "proc/modules").write_text("test_klp_fz_sympos1: this has been live patched\n")
+    snap = read_snapshot(collect_py(host, tmp_path / "s.tar.gz"))
+    assert isinstance(snap.modules, Unknown)
+    assert "is m_show() patched?" in snap.modules.reason
+    assert snap.livepatches  # the rest of the snapshot stands
+
+
 def test_a_kernel_without_livepatch(tmp_path):
     """No /sys/kernel/livepatch and no /proc/modules (no CONFIG_LIVEPATCH, no CONFIG_MODULES)."""
     h = FakeHost(tmp_path / "host")

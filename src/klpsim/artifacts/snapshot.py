@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeAlias, TypeVar
 
 from .kallsyms import KallsymsError, SymbolTable
-from .procfs import ModuleLine, StackFrame, parse_proc_modules, parse_stack, parse_stat
+from .procfs import StackFrame, parse_proc_modules, parse_stack, parse_stat
 from .tracefs import (
     FtraceRecord,
     InjectableEntry,
@@ -827,9 +827,14 @@ def settle_livepatches(
 
 
 def modules_from(r: _Reader, patches: list[Livepatch]) -> tuple[LoadedModule, ...] | Unknown:
-    lines: list[ModuleLine] | None = r.parsed("proc/modules", parse_proc_modules, "/proc/modules")
-    if lines is None:
+    text = r.tree.text("proc/modules")
+    if text is None:
         return r.why("proc/modules")
+    try:
+        lines = parse_proc_modules(text)
+    except ValueError as e:
+        # What the host printed: a livepatch may replace m_show() itself.
+        return Unknown(f"/proc/modules: {e} (is m_show() patched?)")
     names = {p.name for p in patches}
     out = []
     for m in lines:
