@@ -29,6 +29,7 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,19 +230,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", type=int, default=20)
     ap.add_argument("--out", default="checkvm-work", metavar="DIR")
     args = ap.parse_args(argv)
+    return compare_in_guest(
+        "checkvm",
+        args.kernel,
+        args.seed,
+        "set",
+        lambda log: run(args.kernel, args.seed, args.sets, Path(args.out), log),
+    )
+
+
+Comparison = tuple[int, int, float, dict[str, int]]
+"""A guest comparison's (items, items that agree, seconds, what was seen)."""
+
+
+def compare_in_guest(
+    tool: str, kernel: str, seed: int, unit: str, run: Callable[[Callable[[str], None]], Comparison]
+) -> int:
+    """A VM comparison tool's main (checkvm, planvm): run it with a log on
+    stderr, print the two summary lines; exit 0 when every item agrees, 1
+    when one does not, 2 when the guest cannot be had."""
     from klpsim.real.vm.errors import VMError
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     try:
-        n, agree, secs, seen = run(args.kernel, args.seed, args.sets, Path(args.out), log)
+        n, agree, secs, seen = run(log)
     except VMError as e:
         print(f"klpsim: {e}", file=sys.stderr)
         return 2
-    print(f"checkvm: kernel {args.kernel}, seed {args.seed}: {agree}/{n} sets agree "
-          f"({secs:.0f} s in one guest boot, {secs / max(n, 1):.1f} s a set)")  # fmt: skip
-    print("checkvm: seen: " + ", ".join(f"{v} {k}" for k, v in seen.items()))
+    print(f"{tool}: kernel {kernel}, seed {seed}: {agree}/{n} {unit}s agree "
+          f"({secs:.0f} s in one guest boot, {secs / max(n, 1):.1f} s a {unit})")  # fmt: skip
+    print(f"{tool}: seen: " + ", ".join(f"{v} {k}" for k, v in seen.items()))
     return 0 if agree == n else 1
 
 

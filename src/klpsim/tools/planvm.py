@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from klpsim.artifacts.snapshot import Unknown, read_snapshot
 from klpsim.kernel.vmlinux import PROC_SHOW
 from klpsim.real.vm import KERNELS
 from klpsim.scenario.helpers import filter_check_result
-from klpsim.tools.checkvm import LIVE, _observed_functions
+from klpsim.tools.checkvm import LIVE, _observed_functions, compare_in_guest
 from klpsim.tools.fuzz import PREFIX, module_pool
 from klpsim.tools.plan import Plan, PlanError, plan
 from klpsim.tools.snapshot import script_text
@@ -536,22 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=int, action="append", metavar="I",
                     help="run only case I of the --cases (repeatable): replay a disagreement")  # fmt: skip
     args = ap.parse_args(argv)
-    from klpsim.real.vm.errors import VMError
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    try:
-        n, agree, secs, seen = run(
-            args.kernel, args.seed, args.cases, Path(args.out), log, args.only
-        )
-    except VMError as e:
-        print(f"klpsim: {e}", file=sys.stderr)
-        return 2
-    print(f"planvm: kernel {args.kernel}, seed {args.seed}: {agree}/{n} cases agree "
-          f"({secs:.0f} s in one guest boot, {secs / max(n, 1):.1f} s a case)")  # fmt: skip
-    print("planvm: seen: " + ", ".join(f"{v} {k}" for k, v in seen.items()))
-    return 0 if agree == n else 1
+    return compare_in_guest(
+        "planvm",
+        args.kernel,
+        args.seed,
+        "case",
+        lambda log: run(args.kernel, args.seed, args.cases, Path(args.out), log, args.only),
+    )
 
 
 if __name__ == "__main__":
