@@ -89,6 +89,11 @@ def test_a_replace_that_stalls_replaces_only_when_it_completes(tmp_path, snap):
     (load,) = p["loads"]
     assert load["transition"]["outcome"] == "stalls"
     assert (load["replaces"], load["replaces_when_complete"]) == ([], ["lp_mini"])
+    # lp_mini stays, but every task that switched (the shell, all it forks)
+    # runs lp_tgt's nops: the original (planvm replace-set seed 48210 case 4)
+    changes = {c["function"]: c["change"] for c in load["functions"]}
+    assert changes["vmlinux:cmdline_proc_show,0"] == "reverted"
+    assert load["silent_reverts"] == ["vmlinux:cmdline_proc_show,0", "vmlinux:version_proc_show,1"]
     r = klpsim("plan", str(snap), new)
     assert "load 1: lp_tgt: accepted, replaces lp_mini once its transition completes" in r.out
     assert "    60 kwait (kthread): sleeping in tgt:tgt_wait: patched tgt:tgt_wait" in r.out

@@ -322,9 +322,19 @@ class LoadRun:
         load.log = [line for r in records[log_start:] for line in r.text.split("\n")]
         load.patches_after = [p.name for p in self.klp.patches]
         if load.accepted:
-            gone = installed - set(load.patches_after)
+            replaced = installed - set(load.patches_after)
+            # A replace still in transition (stalled) keeps the patches it
+            # replaces, but its nops already run for every switched task,
+            # the shell and what it forks included.
+            new = next((p for p in self.klp.patches if p.name == patch.name), None)
+            if new is not None and new is self.klp.transition_patch:
+                replaced |= {
+                    old.name
+                    for old in self.klp.patches
+                    if old is not new and self.klp.policy.replaces(new, old)
+                }
             dirty = dict.fromkeys(patch.functions)
-            for name in gone:
+            for name in replaced:
                 dirty.update(dict.fromkeys(self.patches[name].functions))
             before = {k: self.state.get(k) for k in dirty}
             after = self.running(list(dirty))
