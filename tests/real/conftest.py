@@ -20,6 +20,46 @@ DEBIAN = [k for k in KERNELS if k != REPLACE_SET]
 _GUESTS: dict = {}
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--kernel",
+        action="append",
+        default=[],
+        metavar="K",
+        help="run only the tests on kernel K (repeatable; 'none': the tests that boot "
+        "no kernel); .ci/vm-tier runs the kernels side by side this way",
+    )
+
+
+def _kernel_of(item) -> str:
+    """The real kernel a collected test runs on ('none' if it runs on none)."""
+    mark = item.get_closest_marker("real_kernel")
+    if mark is not None:
+        return mark.args[0]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for value in callspec.params.values():
+            if isinstance(value, str) and value in KERNELS:
+                return value
+    if "rs_guest" in item.fixturenames:
+        return REPLACE_SET
+    return "none"
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("--kernel")
+    if not wanted:
+        return
+    unknown = sorted(set(wanted) - {*KERNELS, "none"})
+    if unknown:
+        raise pytest.UsageError(f"--kernel {unknown[0]}: not one of {', '.join(KERNELS)}, none")
+    keep = [item for item in items if _kernel_of(item) in wanted]
+    dropped = [item for item in items if _kernel_of(item) not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def _guest(kernel: str):
     if kernel not in _GUESTS:
         from klpsim.real.vm.api import prepare

@@ -88,6 +88,7 @@ def task_of(name: str) -> str | None:
     return None
 
 
+@pytest.mark.real_kernel("6.12")
 def test_python_and_sh_collectors_agree_on_a_real_kernel(guest, tmp_path):
     rk, vm = guest
     load_state(vm)
