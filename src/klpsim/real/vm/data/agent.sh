@@ -4,7 +4,7 @@
 #
 #   PUT <path> <bytes>   the next <bytes> bytes are written to <path>
 #   RUN <command...>     bash runs the command, stdin from /dev/null
-#   BYE                  power off
+#   BYE                  end the guest (a reset: QEMU has -no-reboot)
 #
 # and every answer is the line "KLP-RC <status> <bytes>", then <bytes> bytes
 # of output (stdout and stderr of RUN; nothing for PUT).
@@ -26,7 +26,7 @@ while IFS= read -r line; do
 		rc=$?
 		;;
 	BYE)
-		poweroff -f
+		reboot -f  # QEMU runs with -no-reboot: a reset ends it, with or without ACPI
 		;;
 	*)
 		echo "unknown request: $verb" > /tmp/klp.out

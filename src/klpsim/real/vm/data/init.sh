@@ -9,4 +9,4 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 /usr/sbin/depmod -a 2>/dev/null
 /bin/sh /klp/agent.sh
-poweroff -f
+reboot -f
