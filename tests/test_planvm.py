@@ -146,3 +146,48 @@ def test_a_host_transition_that_never_ends_is_not_settled(tmp_path):
     (m,) = predicted(p, PlanCase("x", [], ["lp_mini"], ["lp_tgt"]))
     assert (m["accepted"], m["settled"], m["signals"], m["log"]) == (False, False, False, [])
     assert "/sys/kernel/livepatch/lp_mini/transition: 1" in m["sysfs"]
+
+
+def test_a_stalled_replace_already_runs_its_nops(tmp_path):
+    """planvm replace-set seed 48210 case 4: the replace stalls on a kthread,
+    its nops run for the reads (forked from the switched shell)."""
+    from klpsim.artifacts.snapshot import read_snapshot
+    from klpsim.tools.plan import plan
+    from klpsim.tools.planvm import predicted
+    from test_hostboot import collect, small_host
+    from test_plan import toml
+
+    snap = read_snapshot(collect(small_host(tmp_path), tmp_path))
+    new = toml(tmp_path, "lp_tgt", "tgt", ["tgt_wait"])
+    c = PlanCase("x", [], ["lp_mini"], ["lp_tgt"])
+    c.observed = ["vmlinux:cmdline_proc_show"]
+    (m,) = predicted(plan(snap, [new]), c)
+    assert (m["accepted"], m["settled"]) == (True, False)
+    assert "/sys/kernel/livepatch/lp_mini/enabled: 1" in m["sysfs"]
+    assert m["running"] == {"vmlinux:cmdline_proc_show": None}
+
+
+class _Guest:
+    """The guest side of one planvm case: canned answers."""
+
+    def __init__(self, snapshot: bytes):
+        self.snapshot = snapshot
+
+    def put(self, path, data):
+        pass
+
+    def run(self, cmd, timeout=None):
+        return 0, "@host lp 0\n"
+
+    def request(self, line, timeout=None):
+        return 0, self.snapshot
+
+
+def test_a_snapshot_that_does_not_read_is_a_difference_of_its_case(tmp_path):
+    from klpsim.tools.planvm import _case
+
+    c = PlanCase("case_1_0", [], [], ["lp_x"])
+    seen = dict.fromkeys(["s in the state and collector", "s copying snapshots"], 0)
+    diffs = _case(_Guest(b"\x1f\x8b\x08 cut short"), c, {}, tmp_path, seen, [])
+    assert len(diffs) == 1
+    assert diffs[0].startswith(f"case_1_0: the snapshot does not read: {tmp_path}/case_1_0.tar.gz")
