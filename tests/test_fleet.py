@@ -18,6 +18,7 @@ from klpsim.tools.fleet import (
     fleet_hosts,
     fleet_json,
     plan_fleet,
+    render_fleet,
     synthetic_fleet,
     synthetic_host,
 )
@@ -229,3 +230,47 @@ def test_an_atomic_replace_over_another_patch_is_a_silent_revert_group(tmp_path)
             {"patch": "lp_new", "reverts": "vmlinux:version_proc_show,0 of lp_old"},
         ),
     ]
+
+
+def test_a_crash_on_one_host_is_that_hosts_error(fleet, monkeypatch):
+    """klpsim failing on one snapshot (a bug) is reported for that host; the
+    rest of the fleet is still planned."""
+    import klpsim.tools.fleet as fleet_mod
+
+    hosts, new = fleet
+    real_plan = fleet_mod.plan
+
+    def plan(snap, files, kernel=None):
+        if snap.source.endswith("host-0003.tar.gz"):
+            raise KeyError("vmlinux:gone")
+        return real_plan(snap, files, kernel)
+
+    monkeypatch.setattr(fleet_mod, "plan", plan)
+    paths = fleet_hosts(str(hosts))
+    out = fleet_mod.plan_fleet(paths, [new])
+    assert len(out) == 32
+    (err,) = [h for h in out if h.outcome == "error"]
+    assert (err.host, err.text) == ("host-0003.tar.gz", "klpsim failed: KeyError: 'vmlinux:gone'")
+    report = fleet_json(str(hosts), [new], out)
+    assert report["counts"]["error"] == 1 and not report["ok"]
+    (g,) = [g for g in report["groups"] if g["outcome"] == "error"]
+    assert g["why"] == {"host-0003.tar.gz": err.text}
+    text = render_fleet(report)
+    assert ", 1 error\n" in text
+    assert "error: 1 host(s): klpsim failed (a bug: please report it)" in text
+
+
+def test_a_long_run_shows_progress(tmp_path):
+    hosts = tmp_path / "hosts"
+    synthetic_fleet(hosts, 120, seed=3)
+    new = tmp_path / "lp_new.toml"
+    new.write_text(SYNTHETIC_NEW)
+    r = klpsim("plan", "--fleet", str(hosts), str(new), "--jobs", "2")
+    lines = r.err.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "klpsim: plan --fleet: [50/120] hosts planned",
+        "klpsim: plan --fleet: [100/120] hosts planned",
+        "klpsim: plan --fleet: [120/120] hosts planned",
+    ]
+    assert "about" in lines[1]  # the time left, once a round has been timed
+    assert r.out.startswith(f"fleet {hosts}: 120 host(s)")

@@ -1,4 +1,4 @@
-"""Progress of long commands (``klpsim vm``, ``klpsim fuzz``, ``klpsim diff``).
+"""Progress of long commands (``klpsim vm``, ``fuzz``, ``diff``, ``plan --fleet``).
 
 On a terminal: a bar with the count, the time elapsed and the time left,
 drawn by ``rich`` when it is installed (the ``progress`` extra: ``pip install
@@ -44,6 +44,7 @@ class Progress:
         self.done = 0
         self.start = time.monotonic()
         self.first: float | None = None
+        self.first_done = 0
 
     def log(self, message: str) -> None:
         """A message of its own (printed above the bar on a terminal)."""
@@ -53,23 +54,23 @@ class Progress:
         """Seconds left, from the mean time per item since the first one
         finished (what came before it, a download or a boot, is not an
         item's time); None: not known yet."""
-        if not self.total or self.done < 2 or self.first is None:
+        if not self.total or self.first is None or self.done <= self.first_done:
             return None
-        per = (time.monotonic() - self.first) / (self.done - 1)
+        per = (time.monotonic() - self.first) / (self.done - self.first_done)
         return per * (self.total - self.done)
 
-    def advance(self, detail: str = "") -> None:
-        """One more item is done; *detail* says which and how it went."""
-        self.done += 1
+    def advance(self, detail: str = "", count: int = 1) -> None:
+        """*count* more items are done; *detail* says which and how it went."""
+        self.done += count
         if self.first is None:
-            self.first = time.monotonic()
-        count = f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
+            self.first, self.first_done = time.monotonic(), self.done
+        where = f"[{self.done}/{self.total}]" if self.total else f"[{self.done}]"
         left = self.left()
         when = f"{_clock(time.monotonic() - self.start)}"
         if left is not None and self.done < (self.total or 0):
             when += f", about {_clock(left)} left"
         text = f" {detail}" if detail else ""
-        self.log(f"{self.label}: {count}{text} ({when})")
+        self.log(f"{self.label}: {where}{text} ({when})")
 
     def close(self) -> None:
         pass
@@ -111,12 +112,19 @@ class _RichProgress(Progress):
     def log(self, message: str) -> None:
         self._bar.console.print(f"{self.prefix}: {message}", markup=False, highlight=False)
 
-    def advance(self, detail: str = "") -> None:
-        self.done += 1
-        self._bar.update(self._task, advance=1, description=detail)
+    def advance(self, detail: str = "", count: int = 1) -> None:
+        self.done += count
+        self._bar.update(self._task, advance=count, description=detail)
 
     def close(self) -> None:
         self._bar.stop()
+
+
+class _Quiet(Progress):
+    """Counts, shows nothing."""
+
+    def log(self, message: str) -> None:
+        pass
 
 
 def progress(
@@ -124,10 +132,14 @@ def progress(
     total: int | None = None,
     stream: TextIO | None = None,
     prefix: str = "klpsim",
+    quiet: bool = False,
 ) -> Progress:
     """A progress display for *total* items (None: a count of steps) on
-    *stream* (default stderr): rich's bar on a terminal, plain lines otherwise."""
+    *stream* (default stderr): rich's bar on a terminal, plain lines
+    otherwise, nothing when *quiet*."""
     out = stream if stream is not None else sys.stderr
+    if quiet:
+        return _Quiet(label, total, out, prefix)
     isatty = getattr(out, "isatty", None)
     if isatty is not None and isatty():
         try:

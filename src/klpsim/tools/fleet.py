@@ -17,7 +17,9 @@ load the new modules in order) and reduced to one outcome:
 * ``silent-revert``: accepted, but a function of another patch reverts to
   the original;
 * ``unreadable``: a snapshot the planner cannot read or boot, with its one
-  line.
+  line;
+* ``error``: klpsim itself failed on the host (a bug to report), with the
+  exception as one line; the other hosts are still planned.
 
 Hosts with the same outcome and reason form one group. The hosts are dealt
 round-robin to the workers of tools/workers.py (in this process for
@@ -55,9 +57,13 @@ __all__ = [
 ]
 
 #: Report order of the outcomes.
-OUTCOMES = ("accepts", "refuses", "stalls", "silent-revert", "unreadable")
+OUTCOMES = ("accepts", "refuses", "stalls", "silent-revert", "unreadable", "error")
+#: Outcomes whose hosts each keep their own one-line reason.
+PER_HOST = ("unreadable", "error")
 #: Hosts planned per worker per call (a call is the unit of progress).
 CHUNK = 25
+#: More hosts than this make a long run, with progress on stderr.
+LONG = 100
 
 
 class FleetError(Exception):
@@ -161,11 +167,13 @@ class FleetPlanner:
             snap = read_snapshot(path)
             if isinstance(snap.livepatches, Unknown):
                 raise SnapshotError(f"{path}: {snap.livepatches.reason}")
-            p = plan(snap, self.files, self.kernel)
+            return outcome_of(name, plan(snap, self.files, self.kernel))
         except (SnapshotError, PlanError) as e:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
             return HostOutcome(name, "unreadable", (), line)
-        return outcome_of(name, p)
+        except Exception as e:  # noqa: BLE001 (klpsim crashed on this host: plan the others)
+            line = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+            return HostOutcome(name, "error", (), f"klpsim failed: {line}")
 
     def plan_hosts(self, paths: list[str]) -> list[HostOutcome]:
         return [self.host(p) for p in paths]
@@ -221,12 +229,18 @@ def plan_fleet(
     return sorted(out, key=lambda h: h.host)
 
 
+_PER_HOST_TEXT = {
+    "unreadable": "cannot be planned",
+    "error": "klpsim failed (a bug: please report it)",
+}
+
+
 def group(hosts: Sequence[HostOutcome]) -> list[dict[str, Any]]:
     """Groups in :data:`OUTCOMES` order, then by size (largest first) and
-    reason; unreadable hosts each keep their own line."""
+    reason; unreadable hosts and errors each keep their own line."""
     groups: dict[tuple[str, Any], list[HostOutcome]] = {}
     for h in hosts:
-        key = (h.outcome, h.reason if h.outcome != "unreadable" else ())
+        key = (h.outcome, h.reason if h.outcome not in PER_HOST else ())
         groups.setdefault(key, []).append(h)
     out: list[dict[str, Any]] = []
     for (outcome, reason), members in groups.items():
@@ -236,9 +250,9 @@ def group(hosts: Sequence[HostOutcome]) -> list[dict[str, Any]]:
                 "reason": {
                     k: list(v) if isinstance(v, tuple) else v for k, v in reason if v is not None
                 },
-                "text": members[0].text if outcome != "unreadable" else "cannot be planned",
+                "text": members[0].text if outcome not in PER_HOST else _PER_HOST_TEXT[outcome],
                 "hosts": sorted(m.host for m in members),
-                "why": {m.host: m.text for m in members} if outcome == "unreadable" else None,
+                "why": {m.host: m.text for m in members} if outcome in PER_HOST else None,
             }
         )
     out.sort(key=lambda g: (OUTCOMES.index(g["outcome"]), -len(g["hosts"]), g["text"]))
@@ -267,7 +281,7 @@ def render_fleet(report: dict[str, Any], max_hosts: int = 8) -> str:
     c = report["counts"]
     out = [
         f"fleet {report['fleet']}: {report['hosts']} host(s), new: {', '.join(report['new'])}",
-        "  " + ", ".join(f"{c[o]} {o}" for o in OUTCOMES),
+        "  " + ", ".join(f"{c[o]} {o}" for o in OUTCOMES if o != "error" or c[o]),
     ]
     for g in report["groups"]:
         n = len(g["hosts"])
@@ -308,10 +322,21 @@ def run_fleet(args: Any, bad: Callable[[str], int]) -> int:
         return bad(str(e))
     if not patches:
         return bad(f"{files[0]}: no livepatch among the files")
-    try:
-        hosts = plan_fleet(paths, files, args.kernel, jobs, args.ray)
-    except RayUnavailable as e:
-        return bad(str(e))
+    from klpsim.progress import progress
+
+    # a long run: a line (a bar on a terminal) per round of calls
+    with progress("plan --fleet", len(paths), quiet=len(paths) <= LONG) as bar:
+        try:
+            hosts = plan_fleet(
+                paths,
+                files,
+                args.kernel,
+                jobs,
+                args.ray,
+                lambda done, total: bar.advance("hosts planned", done - bar.done),
+            )
+        except RayUnavailable as e:
+            return bad(str(e))
     report = fleet_json(args.fleet, files, hosts)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
