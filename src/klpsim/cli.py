@@ -449,9 +449,10 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from klpsim.progress import progress
     from klpsim.tools.plan import run_plan
 
-    return run_plan(args)
+    return run_plan(args, progress=progress)
 
 
 def _add_plan_parser(sub) -> None:  # the command imports tools.plan when it runs

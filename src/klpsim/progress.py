@@ -120,26 +120,15 @@ class _RichProgress(Progress):
         self._bar.stop()
 
 
-class _Quiet(Progress):
-    """Counts, shows nothing."""
-
-    def log(self, message: str) -> None:
-        pass
-
-
 def progress(
     label: str,
     total: int | None = None,
     stream: TextIO | None = None,
     prefix: str = "klpsim",
-    quiet: bool = False,
 ) -> Progress:
     """A progress display for *total* items (None: a count of steps) on
-    *stream* (default stderr): rich's bar on a terminal, plain lines
-    otherwise, nothing when *quiet*."""
+    *stream* (default stderr): rich's bar on a terminal, plain lines otherwise."""
     out = stream if stream is not None else sys.stderr
-    if quiet:
-        return _Quiet(label, total, out, prefix)
     isatty = getattr(out, "isatty", None)
     if isatty is not None and isatty():
         try:

@@ -300,7 +300,9 @@ def render_fleet(report: dict[str, Any], max_hosts: int = 8) -> str:
 # -- the command --------------------------------------------------------------------------
 
 
-def run_fleet(args: Any, bad: Callable[[str], int]) -> int:
+def run_fleet(
+    args: Any, bad: Callable[[str], int], progress: Callable[..., Any] | None = None
+) -> int:
     """``klpsim plan --fleet DIR NEW...``: exit 0 when every host accepts,
     1 otherwise, 2 on bad input (one line from *bad*)."""
     import json
@@ -322,21 +324,23 @@ def run_fleet(args: Any, bad: Callable[[str], int]) -> int:
         return bad(str(e))
     if not patches:
         return bad(f"{files[0]}: no livepatch among the files")
-    from klpsim.progress import progress
-
-    # a long run: a line (a bar on a terminal) per round of calls
-    with progress("plan --fleet", len(paths), quiet=len(paths) <= LONG) as bar:
-        try:
-            hosts = plan_fleet(
-                paths,
-                files,
-                args.kernel,
-                jobs,
-                args.ray,
-                lambda done, total: bar.advance("hosts planned", done - bar.done),
-            )
-        except RayUnavailable as e:
-            return bad(str(e))
+    shown = None
+    if progress is not None and len(paths) > LONG:  # a line (a bar) per round of calls
+        shown = progress("plan --fleet", len(paths))
+    try:
+        hosts = plan_fleet(
+            paths,
+            files,
+            args.kernel,
+            jobs,
+            args.ray,
+            None if shown is None else lambda n, _: shown.advance("hosts planned", n - shown.done),
+        )
+    except RayUnavailable as e:
+        return bad(str(e))
+    finally:
+        if shown is not None:
+            shown.close()
     report = fleet_json(args.fleet, files, hosts)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

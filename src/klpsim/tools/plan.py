@@ -33,6 +33,7 @@ input (one line). docs/plan.md documents the output and the JSON.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -464,7 +465,8 @@ def render(p: Plan) -> str:
 # -- the command --------------------------------------------------------------------------
 
 
-def run_plan(args: Any) -> int:
+def run_plan(args: Any, progress: Callable[..., Any] | None = None) -> int:
+    """``klpsim plan``; *progress*: klpsim.progress.progress (``--fleet``'s display)."""
     import json
     import sys
 
@@ -480,7 +482,7 @@ def run_plan(args: Any) -> int:
     if getattr(args, "fleet", None) is not None:
         from klpsim.tools.fleet import run_fleet
 
-        return run_fleet(args, bad)
+        return run_fleet(args, bad, progress)
     if getattr(args, "jobs", None) is not None or getattr(args, "ray", None) is not None:
         return bad("--jobs and --ray go with --fleet DIR")
     if not args.files:  # as argparse says it
