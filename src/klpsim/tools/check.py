@@ -290,6 +290,15 @@ class LoadRun:
             out[key] = owner if owner in self.patches and target is not sym else None
         return out
 
+    def pending_replaces(self, name: str) -> list[str]:
+        """The patches livepatch *name*, still in transition, frees when it
+        completes (klp_complete_transition()); [] when it is not in one."""
+        tp = self.klp.transition_patch
+        if tp is None or tp.name != name:
+            return []
+        return [old.name for old in self.klp.patches
+                if old is not tp and self.klp.policy.replaces(tp, old)]  # fmt: skip
+
     def settle(self) -> None:
         """Let time pass until the transition is over (as load_lp waits),
         then run the work it queued (freeing the replaced patches)."""
@@ -326,13 +335,7 @@ class LoadRun:
             # A replace still in transition (stalled) keeps the patches it
             # replaces, but its nops already run for every switched task,
             # the shell and what it forks included.
-            new = next((p for p in self.klp.patches if p.name == patch.name), None)
-            if new is not None and new is self.klp.transition_patch:
-                replaced |= {
-                    old.name
-                    for old in self.klp.patches
-                    if old is not new and self.klp.policy.replaces(new, old)
-                }
+            replaced.update(self.pending_replaces(patch.name))
             dirty = dict.fromkeys(patch.functions)
             for name in replaced:
                 dirty.update(dict.fromkeys(self.patches[name].functions))

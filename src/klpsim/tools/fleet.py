@@ -58,8 +58,8 @@ __all__ = [
 
 #: Report order of the outcomes.
 OUTCOMES = ("accepts", "refuses", "stalls", "silent-revert", "unreadable", "error")
-#: Outcomes whose hosts each keep their own one-line reason.
-PER_HOST = ("unreadable", "error")
+#: Outcomes whose hosts each keep their own one-line reason: the group's text.
+PER_HOST = {"unreadable": "cannot be planned", "error": "klpsim failed (a bug: please report it)"}
 #: Hosts planned per worker per call (a call is the unit of progress).
 CHUNK = 25
 #: More hosts than this make a long run, with progress on stderr.
@@ -229,12 +229,6 @@ def plan_fleet(
     return sorted(out, key=lambda h: h.host)
 
 
-_PER_HOST_TEXT = {
-    "unreadable": "cannot be planned",
-    "error": "klpsim failed (a bug: please report it)",
-}
-
-
 def group(hosts: Sequence[HostOutcome]) -> list[dict[str, Any]]:
     """Groups in :data:`OUTCOMES` order, then by size (largest first) and
     reason; unreadable hosts and errors each keep their own line."""
@@ -250,7 +244,7 @@ def group(hosts: Sequence[HostOutcome]) -> list[dict[str, Any]]:
                 "reason": {
                     k: list(v) if isinstance(v, tuple) else v for k, v in reason if v is not None
                 },
-                "text": members[0].text if outcome not in PER_HOST else _PER_HOST_TEXT[outcome],
+                "text": members[0].text if outcome not in PER_HOST else PER_HOST[outcome],
                 "hosts": sorted(m.host for m in members),
                 "why": {m.host: m.text for m in members} if outcome in PER_HOST else None,
             }

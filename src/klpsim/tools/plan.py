@@ -263,14 +263,8 @@ def plan(snap: Snapshot, files: list[str], kernel: str | None = None) -> Plan:
             later = [r.text for r in session.kernel.log.records[seen["log"] :]]
             _outcome(session, host, t, any("signaling remaining tasks" in x for x in later))
         pl.transition = t
-        tp = session.klp.transition_patch
-        if pl.load.accepted and tp is not None and tp.name == p.name:
-            # klp_complete_transition() frees the replaced patches only at the end
-            pl.replaces_pending = [
-                old.name
-                for old in session.klp.patches
-                if old is not tp and session.klp.policy.replaces(tp, old)
-            ]
+        if pl.load.accepted:
+            pl.replaces_pending = run.pending_replaces(p.name)
         after = _attachment_states(session)
         pl.attachments = _attachments(run, pl.load, before, after)
         pl.modules_left = sorted(
