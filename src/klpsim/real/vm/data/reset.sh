@@ -2,6 +2,12 @@
 # Bring the guest back to its boot state between two scripts: every
 # livepatch disabled and freed, every module unloaded, ftrace and tracing as
 # at boot.  Exit 1 when that cannot be reached; the host then reboots.
+# After an oops the dying task may have held a lock (klp_mutex: every
+# write below would block): only a reboot gives a clean state.
+if (( $(< /proc/sys/kernel/tainted) & 128 )); then
+	echo "reset: the kernel oopsed (taint D)"
+	exit 1
+fi
 # BPF links first: a program on a module's function holds the module.
 [[ -x /klp/bin/klpsim-bpf ]] && /klp/bin/klpsim-bpf reset
 deadline=$((SECONDS + 30))
