@@ -307,6 +307,12 @@ class Tally:
     def fail(self):
         raise ValueError("no")
 
+    def nap(self, n):
+        import time
+
+        time.sleep(n / 100)
+        return (self.index, n)
+
 
 @pytest.mark.parametrize("pool_class", ["LocalPool", "ProcessPool"])
 def test_worker_pools_keep_state_between_calls(pool_class):
@@ -319,6 +325,26 @@ def test_worker_pools_keep_state_between_calls(pool_class):
         if pool_class == "ProcessPool":
             with pytest.raises(workers.WorkerFailed, match="worker 0: ValueError: no"):
                 pool.call("fail", [(), (), ()])
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("pool_class", ["LocalPool", "ProcessPool"])
+def test_worker_pools_feed_each_task_once_to_whoever_is_free(pool_class):
+    from klpsim.tools import workers
+
+    pool = getattr(workers, pool_class)(Tally, 2)
+    try:
+        # one long task, then short ones: the short ones all go to the other worker
+        naps = [30, 1, 1, 1, 1, 1]
+        done = list(pool.feed("nap", [(n,) for n in naps]))
+        assert sorted(i for i, _ in done) == list(range(len(naps)))
+        assert all(value[1] == naps[i] for i, value in done)
+        if pool_class == "ProcessPool":
+            assert done[-1] == (0, (0, 30))  # the long one ends last
+            assert {value[0] for i, value in done if i} == {1}
+            with pytest.raises(workers.WorkerFailed, match="worker [01]: ValueError: no"):
+                list(pool.feed("fail", [(), (), ()]))
     finally:
         pool.close()
 

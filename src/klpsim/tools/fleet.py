@@ -60,8 +60,8 @@ __all__ = [
 OUTCOMES = ("accepts", "refuses", "stalls", "silent-revert", "unreadable", "error")
 #: Outcomes whose hosts each keep their own one-line reason: the group's text.
 PER_HOST = {"unreadable": "cannot be planned", "error": "klpsim failed (a bug: please report it)"}
-#: Hosts planned per worker per call (a call is the unit of progress).
-CHUNK = 25
+#: Hosts per task: a worker takes the next chunk when it is free (the unit of progress).
+CHUNK = 10
 #: More hosts than this make a long run, with progress on stderr.
 LONG = 100
 
@@ -212,17 +212,17 @@ def plan_fleet(
         pool = ProcessPool(factory, jobs)
     else:
         pool = LocalPool(factory, 1)
-    shares = [list(paths[w :: pool.jobs]) for w in range(pool.jobs)]
+    everyone = [() for _ in range(pool.jobs)]
+    chunks = [(list(paths[i : i + CHUNK]),) for i in range(0, len(paths), CHUNK)]
     out: list[HostOutcome] = []
     try:
-        cpu0 = pool.call("cpu_seconds", [() for _ in shares]) if cpu is not None else []
-        for start in range(0, max(map(len, shares)), CHUNK):
-            results = pool.call("plan_hosts", [(s[start : start + CHUNK],) for s in shares])
-            out += [h for r in results for h in r]
+        cpu0 = pool.call("cpu_seconds", everyone) if cpu is not None else []
+        for _, planned in pool.feed("plan_hosts", chunks):
+            out += planned
             if progress is not None:
                 progress(len(out), len(paths))
         if cpu is not None:
-            cpu1 = pool.call("cpu_seconds", [() for _ in shares])
+            cpu1 = pool.call("cpu_seconds", everyone)
             cpu[:] = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
     finally:
         pool.close()
@@ -319,8 +319,14 @@ def run_fleet(
     if not patches:
         return bad(f"{files[0]}: no livepatch among the files")
     shown = None
-    if progress is not None and len(paths) > LONG:  # a line (a bar) per round of calls
+    if progress is not None and len(paths) > LONG:  # about 20 lines (or bar updates)
         shown = progress("plan --fleet", len(paths))
+        step = max(50, len(paths) // 20)
+
+        def planned(n: int, total: int) -> None:
+            if n == total or n - shown.done >= step:
+                shown.advance("hosts planned", n - shown.done)
+
     try:
         hosts = plan_fleet(
             paths,
@@ -328,7 +334,7 @@ def run_fleet(
             args.kernel,
             jobs,
             args.ray,
-            None if shown is None else lambda n, _: shown.advance("hosts planned", n - shown.done),
+            None if shown is None else planned,
         )
     except RayUnavailable as e:
         return bad(str(e))

@@ -1,12 +1,14 @@
 """Pools of long-lived workers: in this process, in local processes, or on
-a Ray cluster, with one call per round.
+a Ray cluster.
 
 A pool holds J workers, worker *w* built by ``factory(w, J)`` (a class or a
 module-level function: it must pickle by reference). ``call(method, args)``
 runs ``worker.method(*args[w])`` on every worker at once and returns the
 results in worker order; a worker keeps its state between calls. The
-explorer runs one BFS level per call (tools/explore_backends.py); a fleet
-plan can run one share of the hosts per call the same way. Ray is imported
+explorer runs one BFS level per call (tools/explore_backends.py).
+``feed(method, tasks)`` hands the tasks out one at a time, each to the next
+worker that is free, and yields ``(index, result)`` as each ends: work of
+uneven size (a fleet plan's hosts) keeps every worker busy. Ray is imported
 only by :class:`RayPool` (``pip install klpsim[ray]``).
 """
 
@@ -17,9 +19,9 @@ import importlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, cast
 
 __all__ = ["LocalPool", "ProcessPool", "RayPool", "WorkerFailed", "RayUnavailable"]
 
@@ -39,6 +41,10 @@ class LocalPool:
 
     def call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
         return [getattr(w, method)(*a) for w, a in zip(self.workers, args, strict=True)]
+
+    def feed(self, method: str, tasks: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
+        for i, task in enumerate(tasks):
+            yield i, getattr(self.workers[i % self.jobs], method)(*task)
 
     def close(self) -> None:
         pass
@@ -96,6 +102,33 @@ class ProcessPool:
         self.busy = False
         return out
 
+    def feed(self, method: str, tasks: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
+        self.busy = True
+        todo = iter(enumerate(tasks))
+        running: dict[Connection, int] = {}
+
+        def give(conn: Connection) -> None:
+            task = next(todo, None)
+            if task is not None:
+                running[conn] = task[0]
+                conn.send((method, task[1]))
+
+        for conn in self.conns:
+            give(conn)
+        while running:
+            for ready in wait(list(running)):
+                conn = cast(Connection, ready)
+                i = running.pop(conn)
+                try:
+                    status, value = conn.recv()
+                except EOFError:
+                    raise WorkerFailed(f"worker {self.conns.index(conn)} died") from None
+                if status != "ok":
+                    raise WorkerFailed(f"worker {self.conns.index(conn)}: {value}")
+                give(conn)
+                yield i, value
+        self.busy = False
+
     def close(self) -> None:
         """Stop the workers: at once if a call was cut short (Ctrl-C, a time
         limit), else when they have read the stop message."""
@@ -152,6 +185,27 @@ class RayPool:
         except self.ray.exceptions.RayTaskError as e:
             raise WorkerFailed(str(e).splitlines()[0]) from None
         return out
+
+    def feed(self, method: str, tasks: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
+        todo = iter(enumerate(tasks))
+        running: dict[Any, tuple[Any, int]] = {}
+
+        def give(actor: Any) -> None:
+            task = next(todo, None)
+            if task is not None:
+                running[actor.call.remote(method, *task[1])] = (actor, task[0])
+
+        for actor in self.actors:
+            give(actor)
+        while running:
+            (ref,), _ = self.ray.wait(list(running), num_returns=1)
+            actor, i = running.pop(ref)
+            try:
+                value = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as e:
+                raise WorkerFailed(str(e).splitlines()[0]) from None
+            give(actor)
+            yield i, value
 
     def put(self, value: object) -> Any:
         """*value* in the object store: a reference workers can ray.get()."""
