@@ -388,6 +388,31 @@ def test_order_unknown_without_stack_order_or_module_list(host, tmp_path):
     assert any(line.startswith("patch order: sysfs name order") for line in snap.missing)
 
 
+def test_order_from_kallsyms_when_proc_modules_is_unknown(tmp_path):
+    # Seen in planvm (6.12, seed 66643, case 20): sympos1 patches m_show(),
+    # lp4 then lp1 both patch loadavg_proc_show; sysfs name order put lp4 on
+    # top. /proc/kallsyms walks the module list too, newest module first.
+    h = FakeHost(tmp_path / "host")
+    for name in ("lp4", "lp1", "sympos1"):  # loaded in this order
+        h.module(name, refcnt=1, taints="OEK")
+        h.patch(name, {"vmlinux": ["loadavg_proc_show,1"]}, replace=0)
+    h.write("proc/modules", "sympos1: this has been live patched\n")
+    h.kallsyms(
+        [
+            "ffffffff81234560 t loadavg_proc_show",
+            "ffffffffc0e00000 t livepatch_m_show\t[sympos1]",
+            "ffffffffc0d00000 t livepatch_loadavg_proc_show\t[lp1]",
+            "ffffffffc0c00000 t livepatch_loadavg_proc_show\t[lp4]",
+            "ffffffffc0b00000 t ftrace_trampoline\t[__builtin__ftrace]",
+        ]
+    )
+    snap = read_snapshot(collect_py(h, tmp_path / "s.tar.gz"))
+    assert isinstance(snap.modules, Unknown)
+    assert snap.patch_order.source == "kallsyms"
+    assert [p.name for p in snap.livepatches] == ["lp4", "lp1", "sympos1"]
+    assert not any(line.startswith("patch order:") for line in snap.missing)
+
+
 def test_a_proc_modules_a_livepatch_rewrote_is_unknown(host, tmp_path):
     # Seen in planvm (6.12, seed 12, case 7): the fuzz pool's sympos patch
     # replaces m_show(), so the host's /proc/modules holds its lines.

@@ -168,8 +168,9 @@ class PatchOrder(NamedTuple):
     """Where the order of :attr:`Snapshot.livepatches` comes from."""
 
     source: str
-    """``stack_order`` (sysfs, exact), ``proc-modules`` (module load order),
-    ``none`` (no livepatches) or ``unknown`` (sysfs name order, not klp_patches)."""
+    """``stack_order`` (sysfs, exact), ``proc-modules`` or ``kallsyms`` (module
+    load order), ``none`` (no livepatches) or ``unknown`` (sysfs name order,
+    not klp_patches)."""
     detail: str
     """One line saying why."""
 
@@ -759,7 +760,7 @@ def livepatches_from(tree: Tree, r: _Reader, base: str = "sys/kernel/livepatch")
 
 
 def order_patches(
-    patches: list[Livepatch], modules: _Modules
+    patches: list[Livepatch], modules: _Modules, kallsyms_modules: tuple[str, ...] = ()
 ) -> tuple[tuple[Livepatch, ...], PatchOrder]:
     """Put the patches in klp_patches order, and say how that order is known.
 
@@ -767,6 +768,9 @@ def order_patches(
     load order stands in: a livepatch module calls klp_enable_patch() from
     its init, which adds the patch at the tail of klp_patches, and
     /proc/modules lists modules newest first (list_add_rcu() at the head).
+    /proc/kallsyms walks the same list for its module part, so its modules
+    (*kallsyms_modules*, in table order) give that order too when
+    /proc/modules is missing or unreadable (a livepatch of m_show()).
     """
     if not patches:
         return (), PatchOrder("none", "no livepatches")
@@ -783,13 +787,24 @@ def order_patches(
                 "module load order (/proc/modules lists the newest first; a livepatch "
                 "joins klp_patches as its module loads)",
             )
+    pos = {m: i for i, m in enumerate(kallsyms_modules)}
+    if all(p.name in pos for p in patches):
+        return tuple(sorted(patches, key=lambda p: -pos[p.name])), PatchOrder(
+            "kallsyms",
+            "module load order (/proc/kallsyms lists the modules' symbols newest module "
+            "first; a livepatch joins klp_patches as its module loads)",
+        )
     return tuple(patches), PatchOrder(
         "unknown", "sysfs name order: no stack_order and no module load order in this snapshot"
     )
 
 
 def settle_livepatches(
-    r: _Reader, have_sysfs: bool, patches: list[Livepatch], modules: _Modules
+    r: _Reader,
+    have_sysfs: bool,
+    patches: list[Livepatch],
+    modules: _Modules,
+    kallsyms_modules: tuple[str, ...] = (),
 ) -> tuple[tuple[Livepatch, ...], PatchOrder]:
     """The patches in order; without a sysfs copy, none only when no module is a livepatch.
 
@@ -799,7 +814,7 @@ def settle_livepatches(
     livepatch data, and an error.
     """
     if have_sysfs:
-        ordered, order = order_patches(patches, modules)
+        ordered, order = order_patches(patches, modules, kallsyms_modules)
         if order.source == "unknown":
             r.missing.append(f"patch order: {order.detail}")
         return ordered, order
@@ -938,7 +953,6 @@ def read_klpsim(tree: Tree) -> Snapshot:
     patches = livepatches_from(tree, r) if have_sysfs else []
     modules = modules_from(r, patches)
     r.note_unknown("modules", modules)
-    livepatches, order = settle_livepatches(r, have_sysfs, patches, modules)
 
     kallsyms: SymbolTable | Unknown
     data = tree.read("proc/kallsyms")
@@ -954,6 +968,13 @@ def read_klpsim(tree: Tree) -> Snapshot:
             r.missing.append(
                 "kallsyms addresses: all zero, read without root (names and order kept)"
             )
+    livepatches, order = settle_livepatches(
+        r,
+        have_sysfs,
+        patches,
+        modules,
+        () if isinstance(kallsyms, Unknown) else kallsyms.modules(),
+    )
 
     tasks = _tasks(r)
     kprobes = _list(r, ["sys/kernel/debug/kprobes/list"], parse_kprobes, "kprobes")
