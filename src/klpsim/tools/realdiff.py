@@ -33,6 +33,7 @@ from pathlib import Path
 from klpsim.livepatch.profiles import Profile
 from klpsim.model.system import System
 from klpsim.real.vm import model_profile
+from klpsim.real.vm.vm import GUEST_CMDLINE
 from klpsim.scenario.helpers import filter_check_result
 from klpsim.scenario.parser import decode_script
 from klpsim.session import Session
@@ -107,7 +108,7 @@ def model_output(
 # between the model and a guest, in a script's output.
 _CMDLINES = (
     "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro console=ttyS0",  # the model's
-    "console=ttyS0 loglevel=4 panic=-1 8250.nr_uarts=4",  # the guest's (vm.py)
+    GUEST_CMDLINE,
 )
 _NORMALIZE = [
     (re.compile(r"/tmp/klp-run/script\.sh: line \d+: "), "bash: "),
