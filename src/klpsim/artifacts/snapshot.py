@@ -21,7 +21,7 @@ import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeAlias, TypeVar
 
@@ -760,7 +760,7 @@ def livepatches_from(tree: Tree, r: _Reader, base: str = "sys/kernel/livepatch")
 
 
 def order_patches(
-    patches: list[Livepatch], modules: _Modules, kallsyms_modules: tuple[str, ...] = ()
+    patches: list[Livepatch], modules: _Modules, kallsyms: SymbolTable | Unknown | None = None
 ) -> tuple[tuple[Livepatch, ...], PatchOrder]:
     """Put the patches in klp_patches order, and say how that order is known.
 
@@ -769,8 +769,8 @@ def order_patches(
     its init, which adds the patch at the tail of klp_patches, and
     /proc/modules lists modules newest first (list_add_rcu() at the head).
     /proc/kallsyms walks the same list for its module part, so its modules
-    (*kallsyms_modules*, in table order) give that order too when
-    /proc/modules is missing or unreadable (a livepatch of m_show()).
+    give that order too when /proc/modules is missing or unreadable (a
+    livepatch of m_show()).
     """
     if not patches:
         return (), PatchOrder("none", "no livepatches")
@@ -779,21 +779,20 @@ def order_patches(
         return tuple(sorted(patches, key=lambda p: p.stack_order)), PatchOrder(
             "stack_order", "sysfs stack_order: the position in klp_patches"
         )
-    if not isinstance(modules, Unknown) and modules is not None:
-        pos = {m.name: i for i, m in enumerate(modules)}
+    load_orders: tuple[tuple[str, str, Callable[[], Sequence[str]]], ...] = (
+        # newest module first, each read only if the one before lacks a patch
+        ("proc-modules", "/proc/modules lists the newest first",
+         lambda: [] if modules is None or isinstance(modules, Unknown) else [m.name for m in modules]),
+        ("kallsyms", "/proc/kallsyms lists the modules' symbols newest module first",
+         lambda: kallsyms.modules() if isinstance(kallsyms, SymbolTable) else []),
+    )  # fmt: skip
+    for source, why, names in load_orders:
+        pos = {m: i for i, m in enumerate(names())}
         if all(p.name in pos for p in patches):
             return tuple(sorted(patches, key=lambda p: -pos[p.name])), PatchOrder(
-                "proc-modules",
-                "module load order (/proc/modules lists the newest first; a livepatch "
-                "joins klp_patches as its module loads)",
+                source,
+                f"module load order ({why}; a livepatch joins klp_patches as its module loads)",
             )
-    pos = {m: i for i, m in enumerate(kallsyms_modules)}
-    if all(p.name in pos for p in patches):
-        return tuple(sorted(patches, key=lambda p: -pos[p.name])), PatchOrder(
-            "kallsyms",
-            "module load order (/proc/kallsyms lists the modules' symbols newest module "
-            "first; a livepatch joins klp_patches as its module loads)",
-        )
     return tuple(patches), PatchOrder(
         "unknown", "sysfs name order: no stack_order and no module load order in this snapshot"
     )
@@ -804,7 +803,7 @@ def settle_livepatches(
     have_sysfs: bool,
     patches: list[Livepatch],
     modules: _Modules,
-    kallsyms_modules: tuple[str, ...] = (),
+    kallsyms: SymbolTable | Unknown | None = None,
 ) -> tuple[tuple[Livepatch, ...], PatchOrder]:
     """The patches in order; without a sysfs copy, none only when no module is a livepatch.
 
@@ -814,7 +813,7 @@ def settle_livepatches(
     livepatch data, and an error.
     """
     if have_sysfs:
-        ordered, order = order_patches(patches, modules, kallsyms_modules)
+        ordered, order = order_patches(patches, modules, kallsyms)
         if order.source == "unknown":
             r.missing.append(f"patch order: {order.detail}")
         return ordered, order
@@ -968,13 +967,7 @@ def read_klpsim(tree: Tree) -> Snapshot:
             r.missing.append(
                 "kallsyms addresses: all zero, read without root (names and order kept)"
             )
-    livepatches, order = settle_livepatches(
-        r,
-        have_sysfs,
-        patches,
-        modules,
-        () if isinstance(kallsyms, Unknown) else kallsyms.modules(),
-    )
+    livepatches, order = settle_livepatches(r, have_sysfs, patches, modules, kallsyms)
 
     tasks = _tasks(r)
     kprobes = _list(r, ["sys/kernel/debug/kprobes/list"], parse_kprobes, "kprobes")

@@ -90,17 +90,20 @@ class ProcessPool:
         self.busy = True
         for conn, a in zip(self.conns, args, strict=True):
             conn.send((method, a))
-        out = []
-        for i, conn in enumerate(self.conns):
-            try:
-                status, value = conn.recv()
-            except EOFError:
-                raise WorkerFailed(f"worker {i} died") from None
-            if status != "ok":
-                raise WorkerFailed(f"worker {i}: {value}")
-            out.append(value)
+        out = [self._receive(conn) for conn in self.conns]
         self.busy = False
         return out
+
+    def _receive(self, conn: Connection) -> Any:
+        """The result a worker sent back, or WorkerFailed."""
+        i = self.conns.index(conn)
+        try:
+            status, value = conn.recv()
+        except EOFError:
+            raise WorkerFailed(f"worker {i} died") from None
+        if status != "ok":
+            raise WorkerFailed(f"worker {i}: {value}")
+        return value
 
     def feed(self, method: str, tasks: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
         self.busy = True
@@ -119,12 +122,7 @@ class ProcessPool:
             for ready in wait(list(running)):
                 conn = cast(Connection, ready)
                 i = running.pop(conn)
-                try:
-                    status, value = conn.recv()
-                except EOFError:
-                    raise WorkerFailed(f"worker {self.conns.index(conn)} died") from None
-                if status != "ok":
-                    raise WorkerFailed(f"worker {self.conns.index(conn)}: {value}")
+                value = self._receive(conn)
                 give(conn)
                 yield i, value
         self.busy = False
