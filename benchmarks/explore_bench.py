@@ -2,17 +2,19 @@
 
     python benchmarks/explore_bench.py --quick          # CI smoke: a tiny bound, 1 and 2 jobs
     python benchmarks/explore_bench.py targets          # the issue's targets
-    python benchmarks/explore_bench.py largest [--budget 600] [--profile P]...
+    python benchmarks/explore_bench.py largest [--budget 600] [--profile P]... [--family every]
     python benchmarks/explore_bench.py speedup [--bound NAME]
     ... --write    # record the runs in src/klpsim/tools/data/explore.json
 
 ``targets``: ``replaceable`` finds a counterexample (and Petr's, with loads
-and ticks only). ``largest``: per profile, at the issue's bound (4 patches x
-3 functions x 2 sets x 1 state id x 2 tasks), the deepest level that
+and ticks only); ``replace-set`` and ``7.1`` search the issue's bound (4
+patches x 3 functions x 2 sets x 1 state id x 2 tasks) to depth 8 on 2
+processes. ``largest``: per profile, at that bound, the deepest level that
 completes within the budget on 2 processes: one search with a time limit (a
 BFS to depth 16 completes each level on the way; each level's completion
-time is recorded, so the same run says how deep 60 s go).
-``speedup``: the same bound with --jobs 1 and --jobs 2.
+time is recorded, so the same run says how deep 60 s go); with ``--family
+every``, each load any definition the bound allows (docs/explore.md).
+``speedup``: the target's bound on replace-set with --jobs 1 and --jobs 2.
 
 Every run records the load average before and after (the machine is shared:
 compare figures only at a low load). ``klpsim semantics`` renders the
@@ -50,7 +52,7 @@ TARGET = dict(patches=4, funcs=3, sets=2, states=1, tasks=2, depth=8)
 LARGEST = dict(TARGET, depth=16)
 """The bound whose depth ``largest`` pushes, per profile: the target's."""
 PROFILES = ("7.1", "6.12", "6.1", "replace-set", "replaceable", "replace-tag", "replace-set-012")
-SPEEDUP = Bounds("replace-set", patches=3, funcs=3, sets=2, states=1, tasks=2, depth=4)
+SPEEDUP = Bounds("replace-set", **TARGET)
 QUICK = Bounds(
     "replace-set", patches=2, funcs=2, sets=2, states=0, tasks=2, depth=3, module_funcs=0
 )
@@ -101,7 +103,8 @@ def run(
     for inv, f in sorted(r.found.items()):
         entry: dict[str, object] = {"steps": len(f.path), "count": f.count, "detail": f.detail}
         if counterexamples is not None:
-            where = counterexamples / b.profile / inv
+            # (one folder per invariant: the scripts' modules are lp1, lp2, ...)
+            where = counterexamples / b.profile / (f"every-{inv}" if b.every else inv)
             if counterexamples.name == "loads-and-ticks":
                 where = counterexamples
             script, check = write_counterexample(b, f, where)
@@ -173,18 +176,20 @@ def targets(write: bool) -> list[dict[str, object]]:
             counterexamples=ce and ce / "replaceable" / "loads-and-ticks",
         ),
     ]
-    # replace-set and 7.1 at TARGET in 60 s on 2 processes: the first levels
-    # of their "largest" runs (the same search), see done_at per level
+    for p in ("replace-set", "7.1"):  # under 60 s each on 2 processes
+        out.append(run(f"{p}-target", Bounds(p, **TARGET), jobs=2, counterexamples=ce))
     return out
 
 
-def largest(profiles: list[str], budget: float, write: bool) -> list[dict[str, object]]:
+def largest(
+    profiles: list[str], budget: float, every: bool, write: bool
+) -> list[dict[str, object]]:
     ce = COUNTEREXAMPLES if write else None
     out = []
     for p in profiles:
-        out.append(
-            run(f"{p}-largest", Bounds(p, **LARGEST), jobs=2, budget=budget, counterexamples=ce)
-        )
+        b = Bounds(p, **LARGEST, every=every)
+        name = f"{p}-every-largest" if every else f"{p}-largest"
+        out.append(run(name, b, jobs=2, budget=budget, counterexamples=ce))
         if write:
             record(out[-1:])  # a long series: keep what is done
     return out
@@ -226,6 +231,7 @@ def main() -> None:
     p.add_argument("--profile", action="append", help="largest: only these (repeatable)")
     p.add_argument("--quick", action="store_true", help="a tiny bound, for CI")
     p.add_argument("--budget", type=float, default=600)
+    p.add_argument("--family", choices=("chain", "every"), default="chain", help="largest")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--write", action="store_true", help="record in explore.json")
     args = p.parse_args()
@@ -237,7 +243,8 @@ def main() -> None:
     if args.what == "targets":
         runs = targets(args.write)
     elif args.what == "largest":
-        runs = largest(args.profile or list(PROFILES), args.budget, args.write)
+        profiles = args.profile or list(PROFILES)
+        runs = largest(profiles, args.budget, args.family == "every", args.write)
     elif args.what == "speedup":
         runs = speedup(args.repeat)
     else:

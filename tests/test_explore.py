@@ -15,14 +15,35 @@ from klpsim.tools import explore as ex
 from klpsim.tools.explore import Bounds, LocalBackend, Model, explore, write_counterexample
 from klpsim.tools.explore_backends import ProcessBackend
 
-TINY = Bounds("replace-set", patches=2, funcs=2, sets=2, states=0, tasks=2, depth=3, module_funcs=0)
+TINY = Bounds(
+    "replace-set", patches=2, funcs=2, sets=2, states=0, tasks=2, depth=3, module_funcs=0,
+    every=True,
+)  # fmt: skip
 """Every symmetry at work (two vmlinux functions, two sets, two tasks) and small
 enough for a naive search."""
+CHAIN = Bounds("replace-set", patches=3, funcs=2, sets=2, states=1, tasks=2, depth=4)
+"""The chain family: the symmetries that map it onto itself (the tasks only)."""
 
 
-def test_family_is_every_combination_of_the_fields_the_kernel_has():
-    b = Bounds("replace-set", patches=2, funcs=3, sets=2, states=1, tasks=0, depth=1)
+def test_chain_family_meets_in_every_way_the_bounds_allow():
+    fam = ex.family(Bounds("replace-set", patches=6, funcs=3, sets=2, states=1, tasks=0, depth=1))
+    assert [d.funcs for d in fam] == [(0,), (0, 1), (1,), (1, 2), (2,), (0, 2)]
+    assert [d.replace_set for d in fam] == [0, 0, 1, 1, 0, 0]
+    assert [d.states for d in fam] == [(), ((1, 1),), (), ((1, 2),), (), ((1, 1),)]
+    assert {d.replace for d in fam} == {0} and {d.replaceable for d in fam} == {False}
+    b = Bounds("replaceable", patches=3, funcs=2, sets=1, states=0, tasks=0, depth=1)
+    lp1, lp2, lp3 = ex.family(b)  # Petr's funcA/funcB case
+    assert (lp1.funcs, lp1.replaceable, lp1.replace) == ((0,), False, 0)
+    assert (lp2.funcs, lp2.replaceable, lp2.replace) == ((0, 1), True, 0)
+    assert (lp3.funcs, lp3.replace) == ((1,), 1)
+    tags = ex.family(Bounds("replace-tag", patches=4, funcs=3, sets=2, states=0, tasks=0, depth=1))
+    assert [d.replace for d in tags] == [0, 1, 0, 2]
+
+
+def test_every_definition_is_every_combination_of_the_fields_the_kernel_has():
+    b = Bounds("replace-set", patches=2, funcs=3, sets=2, states=1, tasks=0, depth=1, every=True)
     fam = ex.family(b)
+    assert fam == ex.every_definition(b)
     # 7 function subsets x 2 sets x (no state, id 1 at version 1 or 2); no replace field
     assert len(fam) == 7 * 2 * 3
     assert {d.replace for d in fam} == {0} and {d.replaceable for d in fam} == {False}
@@ -38,7 +59,7 @@ def test_family_is_every_combination_of_the_fields_the_kernel_has():
 
 
 def test_family_definitions_are_valid_modules():
-    b = Bounds("replaceable", patches=2, funcs=3, sets=2, states=1, tasks=0, depth=1)
+    b = Bounds("replaceable", patches=2, funcs=3, sets=2, states=1, tasks=0, depth=1, every=True)
     model = Model(b)
     assert model.names == ("cmdline_proc_show", "meminfo_proc_show", "tgt_func1")
     for d, text in zip(model.family, model.tomls, strict=True):
@@ -75,22 +96,51 @@ def _naive(b: Bounds) -> tuple[set[bytes], set[bytes]]:
     return set(seen), set(seen.values())
 
 
-def test_symmetry_reduction_loses_no_state():
+@pytest.mark.parametrize("b, least", [(TINY, 3), (CHAIN, 1.2)], ids=["every", "chain"])
+def test_symmetry_reduction_loses_no_state(b, least):
     """The explorer's canonical states are exactly the canonical forms of the
     states a naive search finds, and its orbit sizes add up to the naive count."""
-    backend = LocalBackend(TINY)
-    result = explore(TINY, backend)
-    raw, canonical = _naive(TINY)
+    backend = LocalBackend(b)
+    result = explore(b, backend)
+    raw, canonical = _naive(b)
     assert backend.workers[0].visited == canonical
     assert result.states == len(canonical)
     assert result.naive_states == len(raw)
-    assert result.reduction > 3  # functions, sets and tasks all interchangeable
+    # every: functions, sets and tasks all interchangeable; chain: the tasks
+    assert result.reduction > least
 
 
-def test_no_symmetry_is_the_naive_search():
-    result = explore(dataclasses.replace(TINY, symmetry=False))
-    raw, _ = _naive(TINY)
+def test_chain_symmetries_map_the_family_onto_itself():
+    assert len(ex.symmetries(CHAIN)) == 1  # no renaming keeps the chain (tasks aside)
+    b = Bounds("7.1", patches=2, funcs=4, sets=1, states=0, tasks=0, depth=1, module_funcs=0)
+    assert [d.funcs for d in ex.family(b)] == [(0,), (0, 1)]
+    assert len(ex.symmetries(b)) == 2  # the two functions no patch has may swap
+    assert len(ex.symmetries(dataclasses.replace(b, every=True))) == 24
+
+
+@pytest.mark.parametrize("b", [TINY, CHAIN], ids=["every", "chain"])
+def test_no_symmetry_is_the_naive_search(b):
+    result = explore(dataclasses.replace(b, symmetry=False))
+    raw, _ = _naive(b)
     assert result.states == result.naive_states == len(raw)
+
+
+def test_a_chain_patch_loads_again_once_it_is_gone():
+    """lpI is the family's I-th patch at every load: offered while lp<I> is
+    not loaded (insmod would fail with File exists), again after rmmod."""
+    b = Bounds("7.1", patches=1, funcs=1, sets=1, states=0, tasks=0, depth=1)
+    model = Model(b)
+    live = model.boot()
+    for op in ((ex.LOAD, 0), (ex.TICK,), (ex.DISABLE, 1), (ex.TICK,)):
+        assert op in model.ops(live)
+        model.apply(live, op, check=False)
+    assert (ex.LOAD, 0) not in model.ops(live)
+    model.apply(live, (ex.UNLOAD, 1), check=False)
+    assert (ex.LOAD, 0) in model.ops(live)
+    model.apply(live, (ex.LOAD, 0), check=False)
+    assert model.line(live, (ex.DISABLE, 1)) == "echo 0 > /sys/kernel/livepatch/lp1/enabled"
+    assert live.session.kernel.modules.modules["lp1"].klp
+    assert live.session.lines[-1] == "insmod test_modules/lp1.ko"
 
 
 def _outcome(r: ex.Result) -> object:
@@ -108,8 +158,8 @@ REPLACEABLE = Bounds(
 
 @pytest.mark.parametrize(
     "b",
-    [TINY, dataclasses.replace(REPLACEABLE, ops=("load", "tick", "attr"))],
-    ids=["replace-set", "replaceable"],
+    [TINY, CHAIN, dataclasses.replace(REPLACEABLE, ops=("load", "tick", "attr"))],
+    ids=["replace-set", "replace-set-chain", "replaceable"],
 )
 def test_two_processes_give_the_same_result_as_one(b):
     one = explore(b, LocalBackend(b))
@@ -143,6 +193,7 @@ def test_petr_counterexample_is_found_by_loads_and_ticks_alone(tmp_path):
     found = result.found["per-task-consistency"]
     assert [op[0] for op in found.path] == [ex.LOAD, ex.TICK] * 3
     fam = Model(b).family
+    assert [op[1] for op in found.path[::2]] == [0, 1, 2]  # lp1, lp2, lp3 in turn
     lp1, lp2, lp3 = (fam[op[1]] for op in found.path[::2])
     assert not lp1.replaceable and lp2.replaceable and lp3.replace
     # a function lp1 and lp2 patch and lp3 does not: lp3's nop for it goes
@@ -274,7 +325,9 @@ def test_the_recorded_searches_are_this_explorer():
         b = Bounds(r["profile"], **dict(r["bounds"], ops=tuple(r["bounds"]["ops"]), depth=2))
         result = explore(b)
         assert [lv.new for lv in result.levels] == [lv["new"] for lv in r["per_level"][:3]]
-        assert r["command"].startswith("klpsim explore " + " ".join(b.argv()[:-1]))
+        depth = r["bounds"]["depth"]
+        argv = " ".join(b.argv()).replace("--depth 2", f"--depth {depth}")
+        assert r["command"].startswith(f"klpsim explore {argv}")
 
 
 def test_a_model_crash_is_a_finding(monkeypatch, tmp_path):

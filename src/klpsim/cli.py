@@ -398,6 +398,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         default_module_funcs(args.funcs) if args.module_funcs is None else args.module_funcs,
         symmetry=not args.no_symmetry,
         ops=tuple(o for o in args.ops.split(",") if o) if args.ops else (),
+        every=args.family == "every",
     )
     try:
         check_bounds(b, args.yes)
@@ -611,14 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
         "explore",
         help="search every sequence of operations up to a depth for broken invariants",
         description="Breadth-first search over the model's canonical states: every "
-        "sequence of at most DEPTH operations (loads of any patch of the family, "
+        "sequence of at most DEPTH operations (loads of the family's patches, "
         "disables, unloads, force, tasks sleeping in and leaving functions, retry "
         "ticks, a target module coming and going), with every invariant checked. "
         "Exit status 3 if one broke (a counterexample script is written per invariant).",
     )
     ex.add_argument("--kernel", default="replace-set", metavar="PROFILE")
     for flag, dest, default, what in (
-        ("--patches", "patches", 3, "livepatch modules loaded at once, at most"),
+        ("--patches", "patches", 3, "the family's patches, lp1..lpN (see --family)"),
         ("--funcs", "funcs", 3, "functions the patches may patch"),
         ("--sets", "sets", 2, "replace sets 0..S-1 (tags 1..S on replace-tag)"),
         ("--states", "states", 1, "state ids 1..T, each at version 1 or 2 (0: none)"),
@@ -633,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="J",
         help="how many of the functions are a target module's (default: 1, 0 for one function)",
+    )
+    ex.add_argument(
+        "--family",
+        choices=("chain", "every"),
+        default="chain",
+        help="chain: N patches, each overlapping its neighbours (docs/explore.md); every: "
+        "each load may be any patch the bounds allow, N loaded at most (default: %(default)s)",
     )
     ex.add_argument("--jobs", type=int, default=1, metavar="J", help="worker processes")
     ex.add_argument(

@@ -92,7 +92,8 @@ class Bounds:
 
     profile: str
     patches: int
-    """N: livepatch modules loaded at the same time, at most."""
+    """N: the patches of the family, lp1..lpN (:func:`family`); with
+    *every*, the most livepatch modules loaded at the same time."""
     funcs: int
     """K: the functions the patches may patch."""
     sets: int
@@ -109,14 +110,18 @@ class Bounds:
     """Reduce by symmetry (off: the naive search the tests compare with)."""
     ops: tuple[str, ...] = ()
     """The kinds of operation (OP_KINDS) to try; () means all of them."""
+    every: bool = False
+    """Each load may be any definition the bounds allow (:func:`every_definition`),
+    instead of the N patches of :func:`family`."""
 
     def kinds(self) -> frozenset[int]:
         return frozenset(k for g in (self.ops or OP_KINDS) for k in OP_KINDS[g])
 
     def label(self) -> str:
         where = f" ({self.module_funcs} in a module)" if self.module_funcs else ""
+        patches = "{} patches (any definition)" if self.every else "{} patches"
         return (
-            f"{self.patches} patches x {self.funcs} functions{where} x {self.sets} sets"
+            f"{patches.format(self.patches)} x {self.funcs} functions{where} x {self.sets} sets"
             f" x {self.states} state ids x {self.tasks} tasks x depth {self.depth}"
         )
 
@@ -135,6 +140,8 @@ class Bounds:
             out.append(f"--module-funcs {self.module_funcs}")
         if self.ops:
             out.append(f"--ops {','.join(self.ops)}")
+        if self.every:
+            out.append("--family every")
         return out
 
 
@@ -225,13 +232,67 @@ class PatchDef:
             lines.append(f"[[states]]\nid = {sid}\nversion = {version}")
         return "\n".join(lines) + "\n"
 
+    def renamed(self, perm: Perm) -> PatchDef:
+        """This definition with the names of *perm* (functions, sets, tags, state ids)."""
+        fperm, sperm, rperm, iperm = perm
+        return PatchDef(
+            tuple(sorted(fperm[f] for f in self.funcs)),
+            rperm[self.replace],
+            sperm[self.replace_set],
+            self.replaceable,
+            tuple(sorted((iperm[i], v) for i, v in self.states)),
+        )
+
     def params(self, tag: bool) -> str:
         """insmod's arguments: a replace tag above 1."""
         return f" replace={self.replace}" if tag and self.replace > 1 else ""
 
 
 def family(b: Bounds) -> tuple[PatchDef, ...]:
-    """Every patch the explorer may load, in a fixed order."""
+    """The definitions a load may choose from, in a fixed order: the N
+    patches of :func:`chain`, or with ``--family every`` every definition."""
+    return every_definition(b) if b.every else chain(b)
+
+
+def chain(b: Bounds) -> tuple[PatchDef, ...]:
+    """N patches, lp1..lpN, that meet each other in every way the bounds
+    allow: a chain of overlapping function windows ({f1}, {f1,f2}, {f2},
+    {f2,f3}, ...: each patch shares a function with its neighbours), two
+    neighbours to a set (so neighbours across a set boundary collide),
+    every second patch replaceable and carrying a state (ids in turn,
+    versions alternating), every third one cumulative (``replace``; on
+    replace-tag, every second one carries its set's tag instead). With N=3
+    and K=2 this is Petr's funcA/funcB case (lp1 {A}, replaceable lp2
+    {A,B}, replacing lp3 {B})."""
+    profile = get_profile(b.profile)
+    fields, tag = profile.patch_fields, profile.policy.replace_is_tag
+    out = []
+    for i in range(b.patches):
+        window, odd = i // 2, i % 2 == 1
+        funcs = {window % b.funcs, (window + i % 2) % b.funcs}
+        group = window % b.sets
+        replace = 0
+        if "replace" in fields:
+            replace = (group + 1 if odd else 0) if tag else int(i % 3 == 2)
+        states: tuple[tuple[int, int], ...] = ()
+        if odd and b.states:
+            sid = window % b.states + 1
+            states = ((sid, VERSIONS[window // b.states % len(VERSIONS)]),)
+        out.append(
+            PatchDef(
+                funcs=tuple(sorted(funcs)),
+                replace=replace,
+                replace_set=group if "replace_set" in fields else 0,
+                replaceable=odd and "replaceable" in fields,
+                states=states,
+            )
+        )
+    return tuple(out)
+
+
+def every_definition(b: Bounds) -> tuple[PatchDef, ...]:
+    """Every patch the bounds allow, in a fixed order (``--family every``,
+    and the fleet benchmark's patches)."""
     profile = get_profile(b.profile)
     fields = profile.patch_fields
     if "replace" not in fields:
@@ -279,7 +340,9 @@ def _group_perms(groups: Sequence[Sequence[int]], size: int) -> list[tuple[int, 
 def symmetries(b: Bounds) -> tuple[Perm, ...]:
     """The symmetry group: vmlinux functions among themselves, the target
     module's among themselves, the set (or tag) values the profile's policy
-    tells apart only by equality, and the state ids. The identity first."""
+    tells apart only by equality, and the state ids; of those renamings,
+    the ones that map the family onto itself (all of them for ``--family
+    every``: a load may choose any definition either way). The identity first."""
     v = b.funcs - b.module_funcs
     policy = get_profile(b.profile).policy
     nsets, nreplace = b.sets, b.sets + 1
@@ -292,7 +355,12 @@ def symmetries(b: Bounds) -> tuple[Perm, ...]:
     # state ids are looked up by id only (klp_get_state()); index 0 is unused
     ids = [(0, *(i + 1 for i in p)) for p in itertools.permutations(range(b.states))]
     identity = (funcs[0], sets[0], replaces[0], ids[0])
-    rest = [p for p in itertools.product(funcs, sets, replaces, ids) if p != identity]
+    members = sorted(family(b))  # as a multiset: two patches may be alike
+    rest = [
+        p
+        for p in itertools.product(funcs, sets, replaces, ids)
+        if p != identity and sorted(d.renamed(p) for d in members) == members
+    ]
     return (identity, *rest)
 
 
@@ -331,8 +399,8 @@ class Live:
         self.commands = 0
         """Lines run since boot (MAX_COMMANDS)."""
         self.serial = 0
-        """Patch modules loaded so far (refused loads do not count): the next
-        one is lp<serial+1>."""
+        """``--family every``: patch modules loaded so far (refused loads do
+        not count): the next one is lp<serial+1>."""
         self.defs: dict[str, int] = {}
         """Module name -> family index, for every patch module loaded so far."""
         self.vmlinux_syms = vmlinux_syms
@@ -358,7 +426,7 @@ class Model:
         self.tomls = [d.toml(self.names, self.vmlinux) for d in self.family]
         self.target_toml = "functions = [" + ", ".join(f'"{n}"' for n in self.names[self.vmlinux :])
         self.target_toml += "]\n"
-        self._specs: dict[tuple[int, int], ModuleSpec] = {}
+        self._specs: dict[tuple[str, int], ModuleSpec] = {}
         self._commands: dict[str, list[Command]] = {}
         self._new_func = {f"livepatch_{n}": i for i, n in enumerate(self.names)}
         self._old_func = {n: i for i, n in enumerate(self.names)}
@@ -393,12 +461,18 @@ class Model:
             self.apply(live, op, check=False)
         return live
 
+    def module_name(self, live: Live, op: Op) -> str:
+        """The module a load of *op* inserts: lpI for the family's I-th
+        patch; with ``--family every``, the next of lp1, lp2, ... (a
+        definition may be loaded under several names)."""
+        return f"lp{live.serial + 1}" if self.b.every else f"lp{op[1] + 1}"
+
     def line(self, live: Live, op: Op) -> str:
-        """The script line of *op* in *live*'s state (a load names the next module)."""
+        """The script line of *op* in *live*'s state."""
         kind = op[0]
         if kind == LOAD:
             d = self.family[op[1]]
-            return f"insmod test_modules/lp{live.serial + 1}.ko{d.params(self.tag)}"
+            return f"insmod test_modules/{self.module_name(live, op)}.ko{d.params(self.tag)}"
         if kind in (DISABLE, ENABLE, FORCE):
             attr, value = ("force", 1) if kind == FORCE else ("enabled", int(kind == ENABLE))
             return f"echo {value} > /sys/kernel/livepatch/lp{op[1]}/{attr}"
@@ -423,14 +497,15 @@ class Model:
         *states*, only the temporal one: see Session.run_line())."""
         line = self.line(live, op)
         if op[0] == LOAD:
+            name = self.module_name(live, op)
             live.serial += 1
-            name = f"lp{live.serial}"
             live.defs[name] = op[1]
-            spec = self._specs.get((live.serial, op[1]))
+            spec = self._specs.get((name, op[1]))
             if spec is None:  # each module is built once per process
                 builder = ModuleResolver(self.profile, texts={name: self.tomls[op[1]]})
-                spec = self._specs[(live.serial, op[1])] = builder.resolve(name)
-            # (a refused load's name is taken again, maybe for another definition)
+                spec = self._specs[(name, op[1])] = builder.resolve(name)
+            # (with --family every, a refused load's name is taken again,
+            # maybe for another definition)
             live.session.resolver.texts[name] = self.tomls[op[1]]
             live.session.resolver.provide(name, spec)
             violations = self._run(live, line, check, states)
@@ -438,7 +513,8 @@ class Model:
                 # refused: the next load may take the name (module names
                 # never enter the state, and scripts read better without gaps)
                 live.serial -= 1
-                del live.defs[name]
+                if self.b.every:
+                    del live.defs[name]
             return violations
         return self._run(live, line, check, states)
 
@@ -485,8 +561,11 @@ class Model:
         klp = live.session.klp
         modules = kernel.modules.modules
         out: list[Op] = []
-        if sum(1 for m in modules.values() if m.klp) < self.b.patches:
-            out += [(LOAD, i) for i in range(len(self.family))]
+        if self.b.every:
+            if sum(1 for m in modules.values() if m.klp) < self.b.patches:
+                out += [(LOAD, i) for i in range(len(self.family))]
+        else:  # (insmod of a loaded module is refused with EEXIST, state unchanged)
+            out += [(LOAD, i) for i in range(len(self.family)) if f"lp{i + 1}" not in modules]
         for name in sorted(live.defs, key=lambda n: int(n[2:])):
             serial = int(name[2:])
             mod = modules.get(name)
@@ -584,11 +663,17 @@ class Model:
                 return 100 + self._old_func.get(sym.name, 99)
             return fperm[i]
 
+        def loaded(code: Symbol) -> bool:
+            """Is *code* of the patch module loaded under its name now (not
+            of an earlier module of that name, since unloaded)?"""
+            mod = modules.get(code.owner.name)
+            return mod is not None and mod.text is code.owner
+
         # code of each patch module on the workers' stacks: (module, function) -> count
         on_stacks: dict[tuple[str, int], int] = {}
         for task in workers:
             for code in task.stack:
-                if code.owner.name in live.defs:
+                if code.owner.name in live.defs and loaded(code):
                     k = (code.owner.name, fperm[self._new_func.get(code.name, 0)])
                     on_stacks[k] = on_stacks.get(k, 0) + 1
 
@@ -661,8 +746,10 @@ class Model:
             return (1, module_desc(name))
 
         def code_ref(code: Symbol) -> tuple[object, ...]:
-            if code.owner.name in live.defs:
-                return (1, module_ref(code.owner.name), fperm[self._new_func.get(code.name, 0)])
+            name = code.owner.name
+            if name in live.defs:
+                ref = module_ref(name) if loaded(code) else (2, definition(name))
+                return (1, ref, fperm[self._new_func.get(code.name, 0)])
             return (0, old_index(code))
 
         live_names = [p.mod.name for p in klp.patches]

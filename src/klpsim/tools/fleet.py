@@ -357,14 +357,14 @@ SYNTHETIC_PROFILE, SYNTHETIC_FUNCS, SYNTHETIC_SETS, SYNTHETIC_TASKS = "replace-s
 
 def synthetic_host(seed: int, patches: int = 3) -> Any:
     """A Session in a random host state, from *seed*: up to *patches* loads
-    drawn from the explorer's patch family (tools/explore.py ``family()``:
-    function subsets, replace sets, replace), worker tasks (one a kthread)
+    drawn from every patch the explorer's bounds allow (tools/explore.py
+    ``every_definition()``: function subsets, replace sets, replace), worker tasks (one a kthread)
     asleep in the family's functions, some before the loads (so a load may
     stay in transition on them) and some after."""
     import random
 
     from klpsim.session import Session
-    from klpsim.tools.explore import Bounds, family, function_names
+    from klpsim.tools.explore import Bounds, every_definition, function_names
 
     rng = random.Random(seed)
     b = Bounds(
@@ -372,7 +372,7 @@ def synthetic_host(seed: int, patches: int = 3) -> Any:
         module_funcs=0,
     )  # fmt: skip
     names = function_names(b)
-    fam = family(b)
+    fam = every_definition(b)
     chosen = [fam[rng.randrange(len(fam))] for _ in range(rng.randint(0, patches))]
     defs = {f"lp{i + 1}": d.toml(names, len(names)) for i, d in enumerate(chosen)}
     session = Session(b.profile, definitions=defs)

@@ -127,11 +127,12 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
         "## Bounded exhaustive search",
         "",
         "`klpsim explore` (docs/explore.md) searched every sequence of operations from",
-        "boot, with every patch of the family, on 2 local processes for as long as the",
-        "budget allowed. *depth* is the deepest level it completed: every state that few",
+        "boot on 2 local processes for as long as the budget allowed: with the N patches",
+        "of the chain family, and with *any definition* (`--family every`: each load any",
+        "patch the bound allows). *depth* is the deepest level it completed: every state that few",
         "operations away was found and every operation from it run and checked. Generated",
         "from `src/klpsim/tools/data/explore.json`, which",
-        "`python benchmarks/explore_bench.py largest --write` records. *load* is the",
+        "`python benchmarks/explore_bench.py largest|targets --write` records. *load* is the",
         "1-minute load average before and after the run (its `uptime` field has all",
         "three): the machine's 2 CPUs are shared, and a time is only as good as the load",
         "beside it. A counterexample is the shortest sequence that breaks its invariant;",
@@ -143,6 +144,7 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
     profiles = all_profiles()
     for name in profiles:
         mine = [r for r in runs if r["profile"] == name and r["name"].endswith("-largest")]
+        mine.sort(key=lambda r: bool(r["bounds"].get("every")))  # the chain first
         mine += [r for r in runs if r["profile"] == name and r["name"].endswith(EXTRA_RUNS)]
         for r in mine:
             out.append(_explore_row(name, r))
@@ -163,9 +165,10 @@ def explore_table(data: Traversable = EXPLORED) -> list[str]:
     return out
 
 
-EXTRA_RUNS = ("-first", "-petr")
+EXTRA_RUNS = ("-target", "-first", "-petr")
 """Recorded runs shown beside a profile's largest: the targets' searches
-that stop at the first break (benchmarks/explore_bench.py targets)."""
+(benchmarks/explore_bench.py targets): to the issue's depth, or to the
+first break."""
 
 
 def _explore_row(name: str, r: dict[str, Any]) -> str:
@@ -181,8 +184,9 @@ def _explore_row(name: str, r: dict[str, Any]) -> str:
         sets = f"tags 0-{b['sets']}, "
     else:
         sets = ""
+    patches = " (any definition)" if b.get("every") else ""
     bound = (
-        f"{b['patches']} patches, {b['funcs']} functions{mods}, {sets}"
+        f"{b['patches']} patches{patches}, {b['funcs']} functions{mods}, {sets}"
         f"{b['states']} state id{'s' if b['states'] != 1 else ''}, {b['tasks']} tasks"
     )
     if b["ops"]:
