@@ -25,7 +25,7 @@ def _outcome(r):
 
 
 def test_ray_local_gives_the_same_counts_and_verdicts():
-    for b in (TINY, REPLACEABLE):
+    for b in (TINY, dataclasses.replace(TINY, every=True), REPLACEABLE):
         one = explore(b, LocalBackend(b))
         on_ray = explore(b, RayBackend(b, 2, "local"))
         assert _outcome(on_ray) == _outcome(one)
