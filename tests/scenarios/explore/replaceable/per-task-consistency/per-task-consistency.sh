@@ -3,6 +3,6 @@
 #   per-task-consistency: completing the transition: init:1 did not switch, but cmdline_proc_show changed from lp1:livepatch_cmdline_proc_show to the original
 insmod test_modules/lp1.ko
 sleep 1
-insmod test_modules/lp2.ko
+insmod test_modules/lp3.ko
 echo 1 > /sys/kernel/livepatch/lp1/replaceable
 sleep 1
