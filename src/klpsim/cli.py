@@ -619,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--kernel", default="replace-set", metavar="PROFILE")
     for flag, dest, default, what in (
-        ("--patches", "patches", 3, "the family's patches, lp1..lpN (see --family)"),
+        ("--patches", "patches", 3, "the family's patches, lp1..lpN (every: loaded at most)"),
         ("--funcs", "funcs", 3, "functions the patches may patch"),
         ("--sets", "sets", 2, "replace sets 0..S-1 (tags 1..S on replace-tag)"),
         ("--states", "states", 1, "state ids 1..T, each at version 1 or 2 (0: none)"),

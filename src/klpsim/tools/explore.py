@@ -243,6 +243,10 @@ class PatchDef:
             tuple(sorted((iperm[i], v) for i, v in self.states)),
         )
 
+    def encoding(self) -> tuple[object, ...]:
+        """The definition as nested tuples of ints (the state's encoding)."""
+        return (self.funcs, self.replace, self.replace_set, int(self.replaceable), self.states)
+
     def params(self, tag: bool) -> str:
         """insmod's arguments: a replace tag above 1."""
         return f" replace={self.replace}" if tag and self.replace > 1 else ""
@@ -255,18 +259,21 @@ def family(b: Bounds) -> tuple[PatchDef, ...]:
 
 
 def chain(b: Bounds) -> tuple[PatchDef, ...]:
-    """N patches, lp1..lpN, that meet each other in every way the bounds
-    allow: a chain of overlapping function windows ({f1}, {f1,f2}, {f2},
+    """N patches, lp1..lpN, that stack, replace and collide: a chain of
+    overlapping function windows ({f1}, {f1,f2}, {f2},
     {f2,f3}, ...: each patch shares a function with its neighbours), two
     neighbours to a set (so neighbours across a set boundary collide),
     every second patch replaceable and carrying a state (ids in turn,
-    versions alternating), every third one cumulative (``replace``; on
-    replace-tag, every second one carries its set's tag instead). With N=3
-    and K=2 this is Petr's funcA/funcB case (lp1 {A}, replaceable lp2
-    {A,B}, replacing lp3 {B})."""
+    versions alternating), every third one cumulative (``replace``, keeping
+    every state of the patches before it at its highest version, as the
+    kernel asks of a cumulative patch; on replace-tag, every second one
+    carries its set's tag instead). With N=3 and K=2 this is Petr's
+    funcA/funcB case (lp1 {A}, replaceable lp2 {A,B}, replacing lp3 {B}).
+    The windows cover the first N//2 + 1 functions, and no patch has more
+    than two."""
     profile = get_profile(b.profile)
     fields, tag = profile.patch_fields, profile.policy.replace_is_tag
-    out = []
+    out: list[PatchDef] = []
     for i in range(b.patches):
         window, odd = i // 2, i % 2 == 1
         funcs = {window % b.funcs, (window + i % 2) % b.funcs}
@@ -274,10 +281,13 @@ def chain(b: Bounds) -> tuple[PatchDef, ...]:
         replace = 0
         if "replace" in fields:
             replace = (group + 1 if odd else 0) if tag else int(i % 3 == 2)
-        states: tuple[tuple[int, int], ...] = ()
+        versions: dict[int, int] = {}
         if odd and b.states:
-            sid = window % b.states + 1
-            states = ((sid, VERSIONS[window // b.states % len(VERSIONS)]),)
+            versions[window % b.states + 1] = VERSIONS[window // b.states % len(VERSIONS)]
+        if replace and not tag:
+            for sid, version in (st for d in out for st in d.states):
+                versions[sid] = max(version, versions.get(sid, 0))
+        states = tuple(sorted(versions.items()))
         out.append(
             PatchDef(
                 funcs=tuple(sorted(funcs)),
@@ -638,8 +648,9 @@ class Model:
         """The abstract state with the names of *perm*, as nested tuples of
         ints. What it holds, in order: the patches in klp_patches order,
         the transition, the func_stacks, the other loaded patch modules,
-        the target module, the system tasks, idle CPUs to kick, and the
-        worker tasks (sorted, with *sort_tasks*: they are interchangeable)."""
+        the target module, the chain's members that are loaded, the system
+        tasks, idle CPUs to kick, and the worker tasks (sorted, with
+        *sort_tasks*: they are interchangeable)."""
         fperm, sperm, rperm, iperm = perm
         session = live.session
         kernel = session.kernel
@@ -794,12 +805,20 @@ class Model:
         if sort_tasks:
             worker_states.sort()
         target = (1, tgt.state, tgt.refcnt, int(tgt.klp_alive)) if tgt is not None else (0,)
+        # The chain's loads are offered by name (lpI while no lpI is loaded),
+        # so which members are loaded decides what comes next, whatever is
+        # left of their patches (a freed one, a flipped replaceable).
+        members = ()
+        if not self.b.every:
+            loaded = (self.family[i].renamed(perm) for n, i in live.defs.items() if n in modules)
+            members = tuple(sorted(d.encoding() for d in loaded))
         return (
             patches,
             transition,
             tuple(stacks),
             others,
             target,
+            members,
             system_tasks,
             tuple(sorted(sched.idle_wakeups())),
             tuple(worker_states),
