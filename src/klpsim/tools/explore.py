@@ -810,8 +810,8 @@ class Model:
         # left of their patches (a freed one, a flipped replaceable).
         members = ()
         if not self.b.every:
-            loaded = (self.family[i].renamed(perm) for n, i in live.defs.items() if n in modules)
-            members = tuple(sorted(d.encoding() for d in loaded))
+            held = (self.family[i].renamed(perm) for n, i in live.defs.items() if n in modules)
+            members = tuple(sorted(d.encoding() for d in held))
         return (
             patches,
             transition,
