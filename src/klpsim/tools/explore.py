@@ -808,7 +808,7 @@ class Model:
         # The chain's loads are offered by name (lpI while no lpI is loaded),
         # so which members are loaded decides what comes next, whatever is
         # left of their patches (a freed one, a flipped replaceable).
-        members = ()
+        members: tuple[tuple[object, ...], ...] = ()
         if not self.b.every:
             held = (self.family[i].renamed(perm) for n, i in live.defs.items() if n in modules)
             members = tuple(sorted(d.encoding() for d in held))
