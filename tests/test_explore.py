@@ -230,9 +230,10 @@ def test_petr_counterexample_is_found_by_loads_and_ticks_alone(tmp_path, states)
     assert check is not None
 
 
+@pytest.mark.parametrize("every", [False, True], ids=["chain", "every"])
 @pytest.mark.parametrize("profile", ["7.1", "replace-set", "6.1"])
-def test_the_consistency_model_holds_where_it_should(profile):
-    b = Bounds(profile, patches=2, funcs=2, sets=2, states=1, tasks=1, depth=4)
+def test_the_consistency_model_holds_where_it_should(profile, every):
+    b = Bounds(profile, patches=2, funcs=2, sets=2, states=1, tasks=1, depth=4, every=every)
     result = explore(b)
     assert result.found == {}
     assert result.states > 100
