@@ -119,9 +119,9 @@ class Bounds:
 
     def label(self) -> str:
         where = f" ({self.module_funcs} in a module)" if self.module_funcs else ""
-        patches = "{} patches (any definition)" if self.every else "{} patches"
+        any_ = " (any definition)" if self.every else ""
         return (
-            f"{patches.format(self.patches)} x {self.funcs} functions{where} x {self.sets} sets"
+            f"{self.patches} patches{any_} x {self.funcs} functions{where} x {self.sets} sets"
             f" x {self.states} state ids x {self.tasks} tasks x depth {self.depth}"
         )
 
@@ -575,7 +575,8 @@ class Model:
             if sum(1 for m in modules.values() if m.klp) < self.b.patches:
                 out += [(LOAD, i) for i in range(len(self.family))]
         else:  # (insmod of a loaded module is refused with EEXIST, state unchanged)
-            out += [(LOAD, i) for i in range(len(self.family)) if f"lp{i + 1}" not in modules]
+            loads = [(LOAD, i) for i in range(len(self.family))]
+            out += [op for op in loads if self.module_name(live, op) not in modules]
         for name in sorted(live.defs, key=lambda n: int(n[2:])):
             serial = int(name[2:])
             mod = modules.get(name)
@@ -651,7 +652,7 @@ class Model:
         the target module, the chain's members that are loaded, the system
         tasks, idle CPUs to kick, and the worker tasks (sorted, with
         *sort_tasks*: they are interchangeable)."""
-        fperm, sperm, rperm, iperm = perm
+        fperm, _, rperm, _ = perm
         session = live.session
         kernel = session.kernel
         klp = session.klp
@@ -689,13 +690,9 @@ class Model:
                     on_stacks[k] = on_stacks.get(k, 0) + 1
 
         def definition(name: str) -> tuple[object, ...]:
-            d = self.family[live.defs[name]]
-            return (
-                tuple(sorted(fperm[f] for f in d.funcs)),
-                rperm[d.replace],
-                sperm[d.replace_set],
-                tuple(sorted((iperm[i], v) for i, v in d.states)),
-            )
+            # not replaceable: the patch's own (writable) value is in module_desc()
+            d = self.family[live.defs[name]].renamed(perm)
+            return (d.funcs, d.replace, d.replace_set, d.states)
 
         def module_desc(name: str) -> tuple[object, ...]:
             mod = modules[name]

@@ -358,9 +358,9 @@ SYNTHETIC_PROFILE, SYNTHETIC_FUNCS, SYNTHETIC_SETS, SYNTHETIC_TASKS = "replace-s
 def synthetic_host(seed: int, patches: int = 3) -> Any:
     """A Session in a random host state, from *seed*: up to *patches* loads
     drawn from every patch the explorer's bounds allow (tools/explore.py
-    ``every_definition()``: function subsets, replace sets, replace), worker tasks (one a kthread)
-    asleep in the family's functions, some before the loads (so a load may
-    stay in transition on them) and some after."""
+    ``every_definition()``: function subsets, replace sets, replace),
+    worker tasks (one a kthread) asleep in those functions, some before the
+    loads (so a load may stay in transition on them) and some after."""
     import random
 
     from klpsim.session import Session
